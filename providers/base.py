@@ -1,0 +1,178 @@
+"""The provider adapter: one LangChain chat model, called with a hard per-attempt deadline.
+
+Adapters know nothing of the graph. They turn a prompt into a :class:`ModelReply` or raise a
+:class:`~providers.errors.ProviderError`; the graph records the outcome and decides what comes next.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+
+from providers.config import Tier
+from providers.errors import (
+    EmptyResponse,
+    MalformedResponse,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+)
+
+@dataclass(frozen=True)
+class Citation:
+    url: str
+    title: str = ""
+    date: str = ""
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """What one successful provider call returned, normalised across vendors."""
+
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0  # includes thinking tokens: they are billed as output
+    thinking_tokens: int = 0
+    finish_reason: str = ""
+    citations: tuple[Citation, ...] = ()
+    # Mean token log-probability, only where the provider gives it (the local model); None otherwise.
+    mean_logprob: float | None = None
+    raw_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A provider-neutral prompt; adapters render it for their model."""
+
+    system: str
+    user: str
+
+    def messages(self) -> list[BaseMessage]:
+        return [SystemMessage(content=self.system), HumanMessage(content=self.user)]
+
+
+def message_text(message: AIMessage) -> str:
+    """Join the text parts of a chat message (Gemini and the Responses API return content blocks)."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") in (None, "text", "output_text"):
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
+# Abandoned attempts (a hung HTTP call past its deadline) keep their worker thread until the client's own
+# timeout fires; a shared pool with daemon threads keeps them from blocking interpreter exit.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="provider-call")
+
+
+class ProviderAdapter:
+    """Calls one chat model and normalises its reply and its failures.
+
+    ``chat_factory`` builds the LangChain chat model lazily (imports of vendor SDKs are slow and a provider may
+    never be used); tests inject a factory returning a fake chat model.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        tier: Tier,
+        vendor: str,
+        model: str,
+        chat_factory: Callable[[], BaseChatModel],
+        timeout_s: float,
+    ) -> None:
+        self.name = name
+        self.tier = tier
+        self.vendor = vendor
+        self.model = model
+        self.timeout_s = timeout_s
+        self._chat_factory = chat_factory
+        self._chat: BaseChatModel | None = None
+        self._lock = threading.Lock()
+
+    def chat_model(self) -> BaseChatModel:
+        with self._lock:
+            if self._chat is None:
+                self._chat = self._chat_factory()
+            return self._chat
+
+    def render(self, prompt: Prompt) -> Sequence[BaseMessage]:
+        return prompt.messages()
+
+    def invoke(self, prompt: Prompt, *, timeout_s: float | None = None) -> ModelReply:
+        """Call the model once; raise a ProviderError on any failure, ProviderTimeout past ``timeout_s``."""
+        limit = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
+        if limit <= 0:
+            raise ProviderTimeout("no time left before the request deadline", provider=self.name)
+        future = _POOL.submit(self._invoke_blocking, prompt)
+        try:
+            return future.result(timeout=limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ProviderTimeout(f"no answer within {limit:.2f}s", provider=self.name) from None
+
+    def _invoke_blocking(self, prompt: Prompt) -> ModelReply:
+        try:
+            message = self.chat_model().invoke(list(self.render(prompt)))
+        except ProviderError as exc:
+            exc.provider = exc.provider or self.name
+            raise
+        except Exception as exc:  # the SDKs raise many types; map_error turns each into our taxonomy
+            raise self.map_error(exc) from exc
+        if not isinstance(message, AIMessage):
+            raise MalformedResponse(f"expected an AI message, got {type(message).__name__}", provider=self.name)
+        reply = self.to_reply(message)
+        if not reply.text.strip():
+            raise EmptyResponse(
+                f"empty answer (finish_reason={reply.finish_reason or 'unknown'})", provider=self.name
+            )
+        return reply
+
+    def to_reply(self, message: AIMessage) -> ModelReply:
+        usage = message.usage_metadata or {}
+        details = usage.get("output_token_details") or {}
+        meta = dict(message.response_metadata or {})
+        return ModelReply(
+            text=message_text(message),
+            model=str(meta.get("model_name") or meta.get("model") or self.model),
+            input_tokens=int(usage.get("input_tokens", 0) or 0),
+            output_tokens=int(usage.get("output_tokens", 0) or 0),
+            thinking_tokens=int(details.get("reasoning", 0) or 0),
+            finish_reason=str(meta.get("finish_reason") or ""),
+            raw_metadata=meta,
+        )
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        """Map an SDK exception to the taxonomy; vendor adapters extend this for their SDK's types."""
+        return map_common_error(exc, self.name)
+
+
+def map_common_error(exc: Exception, provider: str) -> ProviderError:
+    """Map transport-level failures shared by every HTTP client (httpx underneath all three SDKs)."""
+    import httpx
+
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return ProviderTimeout(str(exc) or "timed out", provider=provider)
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return ProviderConnectionError(str(exc) or type(exc).__name__, provider=provider)
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return MalformedResponse(f"{type(exc).__name__}: {exc}", provider=provider)
+    return MalformedResponse(f"unexpected {type(exc).__name__}: {exc}", provider=provider)
+

@@ -1,0 +1,221 @@
+"""Configuration: built-in defaults, then an optional TOML file, then environment variables.
+
+Model names, base URLs, keys, prices and timeouts live here and nowhere else, so a provider's API change is a
+configuration change. The order (defaults < file < environment) follows the twelve-factor convention: the
+environment of a deployment wins over files checked into it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+Tier = Literal["premium", "realtime", "local"]
+Kind = Literal["gemini", "perplexity", "llamacpp"]
+Depth = Literal["quick", "standard", "deep"]
+RoutingMode = Literal["intelligent", "legacy", "shadow"]
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which file or variable and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    input_per_m: float = Field(ge=0)
+    output_per_m: float = Field(ge=0)
+    request_fee_usd: float = Field(default=0.0, ge=0)
+    # Gemini bills the whole request at a higher rate once the prompt passes a size.
+    long_context_tokens: int | None = None
+    long_input_per_m: float | None = None
+    long_output_per_m: float | None = None
+    effective_from: dt.date | None = None
+    source: str = ""
+    as_of: str = ""
+
+    def cost_usd(self, input_tokens: int, output_tokens: int, requests: int = 1) -> float:
+        """Price one call: thinking tokens must already be counted in ``output_tokens``."""
+        in_rate, out_rate = self.input_per_m, self.output_per_m
+        if self.long_context_tokens is not None and input_tokens > self.long_context_tokens:
+            in_rate = self.long_input_per_m if self.long_input_per_m is not None else in_rate
+            out_rate = self.long_output_per_m if self.long_output_per_m is not None else out_rate
+        return (input_tokens * in_rate + output_tokens * out_rate) / 1_000_000 + requests * self.request_fee_usd
+
+
+class ProviderSettings(_Strict):
+    name: str
+    tier: Tier
+    kind: Kind
+    model: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    # A thinking model bills hidden reasoning tokens as output; cost estimates must include them.
+    thinks: bool = False
+    # Whether answers carry web citations (search-backed providers).
+    cites: bool = False
+    # Local tier only.
+    model_path: str | None = None
+    max_tokens: int = Field(default=256, gt=0)
+    n_ctx: int = Field(default=2048, gt=0)
+
+
+class Deadlines(_Strict):
+    quick: float = Field(gt=0)
+    standard: float = Field(gt=0)
+    deep: float = Field(gt=0)
+
+    def for_depth(self, depth: Depth) -> float:
+        return float(getattr(self, depth))
+
+
+class RoutingSettings(_Strict):
+    mode: RoutingMode = "intelligent"
+    expected_output_tokens: dict[str, int]
+    expected_thinking_tokens: dict[str, int]
+    fresh_threshold: float = Field(default=0.5, ge=0, le=1)
+    # Within this distance of a threshold a probability is "uncertain" and the expected cost decides.
+    uncertainty_band: float = Field(default=0.15, ge=0, le=0.5)
+    # What a wrong or inadequate primary costs (re-asking, an analyst's time), for expected-cost decisions.
+    wrong_answer_cost_usd: float = Field(default=0.05, ge=0)
+    # Tier for queries of moderate complexity, by task; tasks not listed use moderate_default.
+    moderate_default: Tier = "premium"
+    moderate_by_task: dict[str, Tier] = Field(default_factory=dict)
+    # Share (0-100) of callers, by a stable hash of their key, who get intelligent routing.
+    rollout_percent: float = Field(default=100.0, ge=0, le=100)
+
+
+class SourceTable(_Strict):
+    scores: dict[str, float]
+    domains: dict[str, list[str]]
+
+    def category(self, host: str) -> str:
+        """Return the category of a host: the longest matching domain suffix wins."""
+        host = host.lower().rstrip(".").removeprefix("www.")
+        best, best_len = "unknown", -1
+        for category, domains in self.domains.items():
+            for domain in domains:
+                if (host == domain or host.endswith("." + domain)) and len(domain) > best_len:
+                    best, best_len = category, len(domain)
+        return best
+
+    def score(self, host: str) -> float:
+        return self.scores.get(self.category(host), self.scores.get("unknown", 0.5))
+
+
+class Settings(_Strict):
+    providers: dict[str, ProviderSettings]
+    prices: dict[str, list[Price]]
+    deadlines: Deadlines
+    routing: RoutingSettings
+    sources: SourceTable
+    data_dir: Path
+    redis_url: str | None = None
+    config_file: Path | None = None
+
+    def price_for(self, model: str, tier: Tier, on: dt.date | None = None) -> Price:
+        """Return the price in force for a model on a day; local models without an entry cost nothing."""
+        entries = self.prices.get(model)
+        if not entries:
+            if tier == "local":
+                return Price(input_per_m=0.0, output_per_m=0.0, source="local default: no marginal cost")
+            raise ConfigError(f"no price for model {model!r}: add [[prices.{model!r}]] to the config file")
+        day = on or dt.date.today()
+        current = [p for p in entries if p.effective_from is None or p.effective_from <= day]
+        pool = current or entries
+        return max(pool, key=lambda p: p.effective_from or dt.date.min)
+
+    def provider_for_tier(self, tier: Tier) -> ProviderSettings | None:
+        return next((p for p in self.providers.values() if p.tier == tier), None)
+
+
+def default_data_dir() -> Path:
+    """Follow the XDG convention on Linux, the usual per-user folders elsewhere."""
+    base = os.environ.get("XDG_DATA_HOME")
+    if base:
+        return Path(base) / "strategist"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "strategist"
+    return Path.home() / ".local" / "share" / "strategist"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# Environment variable -> (provider, field). Only the settings people change per deployment are here; the rest
+# belongs in the TOML file.
+_PROVIDER_ENV: dict[str, tuple[str, str]] = {
+    "GEMINI_API_KEY": ("gemini", "api_key"),
+    "GEMINI_BASE_URL": ("gemini", "base_url"),
+    "GEMINI_MODEL": ("gemini", "model"),
+    "PERPLEXITY_API_KEY": ("perplexity", "api_key"),
+    "PERPLEXITY_BASE_URL": ("perplexity", "base_url"),
+    "PERPLEXITY_MODEL": ("perplexity", "model"),
+    "LOCAL_MODEL_PATH": ("local", "model_path"),
+    "LOCAL_BASE_URL": ("local", "base_url"),
+    "LOCAL_MODEL": ("local", "model"),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, ``STRATEGIST_CONFIG`` (a TOML file) and the environment."""
+    env = os.environ if environ is None else environ
+    raw = _read_toml(DEFAULTS_PATH)
+    config_file: Path | None = None
+    if env.get("STRATEGIST_CONFIG"):
+        config_file = Path(env["STRATEGIST_CONFIG"]).expanduser()
+        raw = _merge(raw, _read_toml(config_file))
+    for var, (provider, field) in _PROVIDER_ENV.items():
+        value = env.get(var, "").strip()
+        if value and provider in raw.get("providers", {}):
+            raw["providers"][provider][field] = value
+    if env.get("ROUTING_MODE"):
+        raw.setdefault("routing", {})["mode"] = env["ROUTING_MODE"].strip()
+    for name, entry in raw.get("providers", {}).items():
+        if isinstance(entry, dict):
+            entry.setdefault("name", name)
+    raw["data_dir"] = Path(env.get("STRATEGIST_DATA_DIR") or raw.get("data_dir") or default_data_dir()).expanduser()
+    raw["redis_url"] = env.get("REDIS_URL") or raw.get("redis_url") or None
+    raw["config_file"] = config_file
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        where = config_file or "the environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration (from {where}): {problems}") from None
+    for provider in settings.providers.values():
+        if provider.tier != "local":
+            settings.price_for(provider.model, provider.tier)  # fail at start-up, not mid-analysis
+    return settings
