@@ -20,7 +20,9 @@ from nodes.validate import route_after_validate, validate
 
 
 def build_analysis_graph() -> StateGraph[AnalysisState, Context, AnalysisInput, AnalysisOutput]:
-    builder = StateGraph(AnalysisState, context_schema=Context, input_schema=AnalysisInput, output_schema=AnalysisOutput)
+    builder = StateGraph(
+        AnalysisState, context_schema=Context, input_schema=AnalysisInput, output_schema=AnalysisOutput
+    )
     builder.add_node("classify", classify)
     builder.add_node("route", route)
     builder.add_node("call_model", call_model)

@@ -7,11 +7,10 @@ serializer and any upgrade of our own classes. The pydantic ``AnalysisResult`` i
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from providers.config import Depth, Tier
 

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Classification
+
+if TYPE_CHECKING:
+    from nodes.query_classifier import QueryNeeds
+
+
+def classification_of(needs: QueryNeeds, fresh_threshold: float) -> Classification:
+    """Turn the classifier's probabilities into the routing input (probabilities plus argmax labels)."""
+    return {
+        "fresh_p": round(needs.fresh_p, 4),
+        "complexity_p": {k: round(v, 4) for k, v in needs.complexity_p.items()},
+        "task_p": {k: round(v, 4) for k, v in needs.task_p.items()},
+        "complexity": needs.complexity,
+        "task": needs.task,
+        "needs_fresh": needs.fresh_p >= fresh_threshold,
+    }
 
 
 def classify(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -20,16 +35,8 @@ def classify(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
         from nodes.query_classifier import default_classifier
 
         predict = default_classifier().predict
-    needs = predict(state["query"])
     settings = ctx.registry.settings
-    classification: Classification = {
-        "fresh_p": round(needs.fresh_p, 4),
-        "complexity_p": {k: round(v, 4) for k, v in needs.complexity_p.items()},
-        "task_p": {k: round(v, 4) for k, v in needs.task_p.items()},
-        "complexity": needs.complexity,
-        "task": needs.task,
-        "needs_fresh": needs.fresh_p >= settings.routing.fresh_threshold,
-    }
+    classification = classification_of(predict(state["query"]), settings.routing.fresh_threshold)
     now = ctx.clock()
     update: dict[str, Any] = {"classification": classification}
     if "started_at" not in state:

@@ -152,10 +152,11 @@ def legacy_chain(registry: ProviderRegistry) -> tuple[list[ChainStep], list[str]
 
 
 def effective_mode(registry: ProviderRegistry, caller_key: str | None) -> RoutingMode:
+    """Apply the percentage rollout: callers outside it (and anonymous callers) keep legacy routing."""
     routing = registry.settings.routing
-    if routing.mode == "intelligent" and routing.rollout_percent < 100:
-        if caller_key is None or caller_bucket(caller_key) >= routing.rollout_percent:
-            return "legacy"
+    partial = routing.mode == "intelligent" and routing.rollout_percent < 100
+    if partial and (caller_key is None or caller_bucket(caller_key) >= routing.rollout_percent):
+        return "legacy"
     return routing.mode
 
 
@@ -198,6 +199,4 @@ def plan(
 
 def route(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = context_of(runtime)
-    return plan(
-        ctx.registry, state["classification"], state["query"], state.get("constraints", {}), ctx.caller_key
-    )
+    return plan(ctx.registry, state["classification"], state["query"], state.get("constraints", {}), ctx.caller_key)

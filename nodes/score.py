@@ -184,4 +184,3 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
         }
     )
     return {"result": result.model_dump(mode="json")}
-

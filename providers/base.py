@@ -24,6 +24,7 @@ from providers.errors import (
     ProviderTimeout,
 )
 
+
 @dataclass(frozen=True)
 class Citation:
     url: str
@@ -138,9 +139,7 @@ class ProviderAdapter:
             raise MalformedResponse(f"expected an AI message, got {type(message).__name__}", provider=self.name)
         reply = self.to_reply(message)
         if not reply.text.strip():
-            raise EmptyResponse(
-                f"empty answer (finish_reason={reply.finish_reason or 'unknown'})", provider=self.name
-            )
+            raise EmptyResponse(f"empty answer (finish_reason={reply.finish_reason or 'unknown'})", provider=self.name)
         return reply
 
     def to_reply(self, message: AIMessage) -> ModelReply:
@@ -175,4 +174,3 @@ def map_common_error(exc: Exception, provider: str) -> ProviderError:
     if isinstance(exc, ValueError | KeyError | TypeError):
         return MalformedResponse(f"{type(exc).__name__}: {exc}", provider=provider)
     return MalformedResponse(f"unexpected {type(exc).__name__}: {exc}", provider=provider)
-

@@ -107,8 +107,7 @@ class CircuitBreaker:
             failures = sum(1 for _, good, _ in self._calls if not good)
             too_many_in_a_row = self._consecutive >= self.policy.failure_threshold
             too_high_a_rate = (
-                len(self._calls) >= self.policy.min_calls
-                and failures / len(self._calls) >= self.policy.failure_rate
+                len(self._calls) >= self.policy.min_calls and failures / len(self._calls) >= self.policy.failure_rate
             )
             if state == "closed" and (too_many_in_a_row or too_high_a_rate):
                 self._open(now)

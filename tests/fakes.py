@@ -81,8 +81,18 @@ def fake_adapter(name: str, tier: str, vendor: str, script: Iterable[Step], mode
 def needs(fresh: float = 0.05, complexity: str = "simple", task: str = "summary") -> QueryNeeds:
     levels = ("simple", "moderate", "complex")
     complexity_p = {c: (0.9 if c == complexity else 0.05) for c in levels}
-    tasks = ("briefing", "opposition_research", "scenario", "crisis", "messaging", "sentiment_tagging",
-             "summary", "translation", "extraction", "fact_lookup")
+    tasks = (
+        "briefing",
+        "opposition_research",
+        "scenario",
+        "crisis",
+        "messaging",
+        "sentiment_tagging",
+        "summary",
+        "translation",
+        "extraction",
+        "fact_lookup",
+    )
     task_p = {t: (0.91 if t == task else 0.01) for t in tasks}
     return QueryNeeds(fresh_p=fresh, complexity_p=complexity_p, task_p=task_p)
 
@@ -99,5 +109,3 @@ def fake_registry(
         adapters[name] = fake_adapter(name, ps.tier, vendor, script, ps.model)
     # Providers without a script are left to the real availability check (no key -> unavailable).
     return ProviderRegistry(settings, adapters=adapters, health=health)
-
-

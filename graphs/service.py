@@ -1,0 +1,190 @@
+"""The orchestrator service: validated requests in, AnalysisResult out; one object shared by CLI and HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
+from graphs.ledger import Ledger, LedgerEntry
+from graphs.state import MAX_QUERY_CHARS, AnalysisResult, Constraints, StrategicContext
+from providers.config import Depth
+from providers.registry import ProviderRegistry
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class RequestError(ValueError):
+    """The caller's request is invalid; the message is safe to show to the caller."""
+
+
+class UnknownThread(LookupError):
+    """No analysis with this thread id exists in the checkpoint store."""
+
+
+class AnalysisRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    depth: Depth = "standard"
+    ward: str | None = Field(default=None, max_length=64)
+    context: StrategicContext = "neutral"
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    deadline_s: float | None = Field(default=None, gt=0, le=3600)
+    require_citations: bool = False
+    cost_sensitive: bool = False
+    cross_check: bool = False
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("query is empty")
+        if len(value) > MAX_QUERY_CHARS:
+            raise ValueError(f"query is {len(value):,} characters; the maximum is {MAX_QUERY_CHARS:,}")
+        return value
+
+    @field_validator("ward")
+    @classmethod
+    def _ward(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def constraints(self) -> Constraints:
+        out: Constraints = {
+            "require_citations": self.require_citations,
+            "cost_sensitive": self.cost_sensitive,
+            "cross_check": self.cross_check,
+        }
+        if self.max_cost_usd is not None:
+            out["max_cost_usd"] = self.max_cost_usd
+        if self.deadline_s is not None:
+            out["deadline_s"] = self.deadline_s
+        return out
+
+
+def parse_request(data: dict[str, Any]) -> AnalysisRequest:
+    """Validate a request, turning pydantic's errors into one readable message."""
+    from pydantic import ValidationError
+
+    try:
+        return AnalysisRequest.model_validate(data)
+    except ValidationError as exc:
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors(include_url=False)
+        )
+        raise RequestError(message) from None
+
+
+class Orchestrator:
+    """Runs analyses on a compiled graph with the checkpointer and registry it is given."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        checkpointer: BaseCheckpointSaver[str] | None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.registry = registry
+        self.checkpointer = checkpointer
+        self.ledger = ledger
+        self.graph = build_analysis_graph().compile(checkpointer=checkpointer)
+
+    def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
+        ctx = Context(registry=self.registry, caller_key=caller_key)
+        if deadline_s is not None:
+            ctx.deadline_at = ctx.clock() + deadline_s
+        return ctx
+
+    def _run(
+        self, graph_input: Any, config: RunnableConfig, ctx: Context, on_event: EventSink | None
+    ) -> dict[str, Any]:
+        final: dict[str, Any] = {}
+        # "sync" durability: each step's checkpoint is written before the next step starts, so a process killed
+        # right after a provider call still has that call recorded.
+        for mode, chunk in self.graph.stream(
+            graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
+        ):
+            if mode == "values":
+                final = chunk
+            elif on_event is not None and mode == "custom":
+                on_event(chunk)
+            elif on_event is not None and mode == "updates":
+                for node in chunk:
+                    on_event({"event": "node", "node": node})
+        return final
+
+    def analyze(
+        self,
+        request: AnalysisRequest,
+        *,
+        thread_id: str | None = None,
+        caller_key: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> AnalysisResult:
+        thread_id = thread_id or str(uuid.uuid4())
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        graph_input = {
+            "query": request.query,
+            "depth": request.depth,
+            "ward": request.ward,
+            "context": request.context,
+            "constraints": request.constraints(),
+        }
+        if on_event:
+            on_event({"event": "thread", "thread_id": thread_id})
+        final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event)
+        return self._finish(final)
+
+    def _finish(self, final: dict[str, Any]) -> AnalysisResult:
+        result = AnalysisResult.model_validate(final["result"])
+        if self.ledger is not None:
+            self.ledger.record(LedgerEntry.from_result(result, time.time()))
+        return result
+
+    def status(self, thread_id: str) -> Literal["complete", "interrupted"]:
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        if not snapshot.values and not snapshot.next:
+            raise UnknownThread(f"no analysis with thread id {thread_id!r}")
+        return "interrupted" if snapshot.next else "complete"
+
+    def resume(self, thread_id: str, *, on_event: EventSink | None = None) -> AnalysisResult:
+        """Continue an interrupted analysis from its last checkpoint (a complete one returns its result)."""
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        if self.status(thread_id) == "complete":
+            return AnalysisResult.model_validate(self.graph.get_state(config).values["result"])
+        values = self.graph.get_state(config).values
+        depth: Depth = values.get("depth", "standard")
+        deadline_s = values.get("constraints", {}).get("deadline_s") or self.registry.settings.deadlines.for_depth(
+            depth
+        )
+        # A resumed analysis gets a fresh deadline: the time the process was dead is not the request's fault.
+        final = self._run(None, config, self._context(deadline_s), on_event)
+        return self._finish(final)
+
+    def plan(self, request: AnalysisRequest, *, caller_key: str | None = None) -> dict[str, Any]:
+        """Classify and route without calling any model (the `route` dry run)."""
+        from nodes.classify import classification_of
+        from nodes.query_classifier import default_classifier
+        from nodes.route import plan
+
+        classification = classification_of(
+            default_classifier().predict(request.query), self.registry.settings.routing.fresh_threshold
+        )
+        routing = plan(self.registry, classification, request.query, request.constraints(), caller_key)
+        return {
+            "classification": classification,
+            "chain": [{"provider": s["provider"], "tier": s["tier"], "model": s["model"]} for s in routing["chain"]],
+            "reasons": routing["reasons"] + [s["reason"] for s in routing["chain"]],
+            "mode": routing["routing_mode"],
+            "estimated_cost_usd": routing["estimated_cost_usd"],
+            "baseline_cost_usd": routing["baseline_estimate_usd"],
+        }
