@@ -41,6 +41,7 @@ def open_stores(settings: Settings) -> Iterator[Stores]:
             yield Stores(saver, RedisLedger(client))
         finally:
             client.close()
+            saver.close()
         return
 
     from langgraph.checkpoint.sqlite import SqliteSaver

@@ -7,6 +7,7 @@ Adapters know nothing of the graph. They turn a prompt into a :class:`ModelReply
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,8 +76,8 @@ def message_text(message: AIMessage) -> str:
     return "".join(parts)
 
 
-# Abandoned attempts (a hung HTTP call past its deadline) keep their worker thread until the client's own
-# timeout fires; a shared pool with daemon threads keeps them from blocking interpreter exit.
+# An abandoned attempt (a hung HTTP call past its deadline) keeps its worker thread until the client's own
+# timeout fires, and the interpreter joins that thread at exit: every client therefore has a timeout.
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="provider-call")
 
 
@@ -143,8 +144,8 @@ class ProviderAdapter:
         return reply
 
     def to_reply(self, message: AIMessage) -> ModelReply:
-        usage = message.usage_metadata or {}
-        details = usage.get("output_token_details") or {}
+        usage: dict[str, Any] = dict(message.usage_metadata or {})
+        details: dict[str, Any] = dict(usage.get("output_token_details") or {})
         meta = dict(message.response_metadata or {})
         return ModelReply(
             text=message_text(message),
@@ -161,15 +162,28 @@ class ProviderAdapter:
         return map_common_error(exc, self.name)
 
 
-def map_common_error(exc: Exception, provider: str) -> ProviderError:
-    """Map transport-level failures shared by every HTTP client (httpx underneath all three SDKs)."""
-    import httpx
+@functools.cache
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    transports: list[type[BaseException]] = [ConnectionError]
+    for module_name in ("httpx", "httpx2"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transports.append(module.TransportError)
+    return tuple(timeouts), tuple(transports)
 
+
+def map_common_error(exc: Exception, provider: str) -> ProviderError:
+    """Map transport-level failures shared by every HTTP client (httpx, or its fork httpx2 in google-genai 3)."""
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    timeouts, transports = _transport_errors()
+    if isinstance(exc, timeouts):
         return ProviderTimeout(str(exc) or "timed out", provider=provider)
-    if isinstance(exc, httpx.TransportError | ConnectionError):
+    if isinstance(exc, transports):
         return ProviderConnectionError(str(exc) or type(exc).__name__, provider=provider)
     if isinstance(exc, ValueError | KeyError | TypeError):
         return MalformedResponse(f"{type(exc).__name__}: {exc}", provider=provider)

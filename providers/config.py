@@ -199,6 +199,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(var, "").strip()
         if value and provider in raw.get("providers", {}):
             raw["providers"][provider][field] = value
+    local = raw.get("providers", {}).get("local")
+    if isinstance(local, dict) and env.get("LOCAL_MODEL_PATH", "").strip() and not env.get("LOCAL_MODEL", "").strip():
+        # Report the user's own GGUF by its file name rather than the embedded default's.
+        local["model"] = Path(env["LOCAL_MODEL_PATH"].strip()).stem
     if env.get("ROUTING_MODE"):
         raw.setdefault("routing", {})["mode"] = env["ROUTING_MODE"].strip()
     for name, entry in raw.get("providers", {}).items():

@@ -13,6 +13,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from nodes.query_classifier import QueryNeeds
 from providers.base import ProviderAdapter
+from providers.gemini import GeminiAdapter
+from providers.perplexity import PerplexityAdapter
 from providers.config import Settings, load_settings
 from providers.health import HealthBoard
 from providers.registry import ProviderRegistry
@@ -70,8 +72,10 @@ class ScriptedChat(BaseChatModel):
 
 
 def fake_adapter(name: str, tier: str, vendor: str, script: Iterable[Step], model: str = "") -> ProviderAdapter:
+    """Build the vendor's real adapter class (its reply parsing and error mapping) over a scripted chat model."""
     chat = ScriptedChat(script=list(script))
-    adapter = ProviderAdapter(
+    cls: type[ProviderAdapter] = {"perplexity": PerplexityAdapter, "google": GeminiAdapter}.get(vendor, ProviderAdapter)
+    adapter = cls(
         name=name, tier=tier, vendor=vendor, model=model or f"{name}-model", chat_factory=lambda: chat, timeout_s=5.0
     )  # type: ignore[arg-type]
     adapter.fake = chat  # type: ignore[attr-defined]
@@ -101,7 +105,12 @@ def fake_registry(
     scripts: Mapping[str, Iterable[Step]], settings: Settings | None = None, health: HealthBoard | None = None
 ) -> ProviderRegistry:
     """Wire fake adapters for the named default providers (gemini, perplexity, local)."""
-    settings = settings or load_settings({"STRATEGIST_DATA_DIR": "/nonexistent"})
+    # Hermetic: keys in the developer's environment are ignored, and an unscripted local tier points at a
+    # model file that does not exist, so no test silently runs a real provider.
+    env = {"STRATEGIST_DATA_DIR": "/nonexistent"}
+    if "local" not in scripts:
+        env["LOCAL_MODEL_PATH"] = "/nonexistent/model.gguf"
+    settings = settings or load_settings(env)
     adapters = {}
     for name, script in scripts.items():
         ps = settings.providers[name]

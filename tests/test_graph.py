@@ -124,7 +124,7 @@ def test_deep_depth_cross_checks_with_another_vendor_and_measures_agreement() ->
 
 
 def test_confidence_renormalises_over_measured_factors() -> None:
-    registry = fake_registry({"local": [reply("A summary.\nConfidence: 0.6")]})
+    registry = fake_registry({"local": [reply("A short summary.\nConfidence: 0.6")]})
     result = run(registry, SIMPLE)
     assert [(f.name, f.value, f.weight) for f in result.confidence.factors] == [("model_certainty", 0.6, 1.0)]
     assert result.confidence.value == pytest.approx(0.6)
@@ -138,12 +138,12 @@ def test_no_factor_is_uninformative_not_invented() -> None:
 
 
 def test_costs_and_baseline() -> None:
-    registry = fake_registry({"gemini": [reply("Plan.", tokens=(1500, 1800))]})
+    registry = fake_registry({"gemini": [reply("The plan: map every booth first.", tokens=(1500, 1800))]})
     result = run(registry, COMPLEX)
     # gemini-3.8-flash list price today: 0.75 in / 3.75 out per 1M tokens.
     assert result.cost_usd == pytest.approx((1500 * 0.75 + 1800 * 3.75) / 1e6)
     assert result.baseline_cost_usd == pytest.approx(result.cost_usd)
 
-    local = run(fake_registry({"local": [reply("Summary.", tokens=(400, 200))]}), SIMPLE)
+    local = run(fake_registry({"local": [reply("A short summary.", tokens=(400, 200))]}), SIMPLE)
     assert local.cost_usd == 0.0
     assert local.baseline_cost_usd == pytest.approx((400 * 0.75 + 200 * 3.75) / 1e6)

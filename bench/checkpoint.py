@@ -1,0 +1,327 @@
+"""Benchmark the per-run checkpoint overhead of InMemorySaver, SqliteSaver and RedisSaver.
+
+Target: RedisSaver's per-run time at most 2x InMemorySaver's plus the Redis
+round trips it needs (round trips x measured PING time). The script runs the
+same graph (default: a 6-node linear StateGraph with instant nodes whose state
+looks like an analysis: a query, a list of attempt dicts growing by one per node
+through ``operator.add``, a result dict) N times per saver, interleaving the
+savers run by run, plus a no-checkpointer baseline; it then times ``put`` and
+``get_tuple`` directly and counts Redis round trips and commands per run. It
+starts its own ``redis-server`` on a free port (never the shared 6379) and puts
+SQLite on a temp file (WAL, as the app opens it), prints one table, and exits 0.
+
+Run: ``PYTHONPATH=. python bench/checkpoint.py [--runs N] [--ops N]``.
+Reuse: ``run(graph_builder=build_analysis_graph, make_input=..., invoke_kwargs=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Protocol, TypedDict
+
+import redis
+from langgraph.checkpoint.base import BaseCheckpointSaver, ChannelVersions, CheckpointTuple
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+if __package__ in (None, ""):
+    # Run as a script: make the repo root importable (graphs/).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graphs.checkpoint_redis import RedisSaver
+
+N_NODES = 6
+
+
+class BenchState(TypedDict, total=False):
+    query: str
+    attempts: Annotated[list[dict[str, Any]], operator.add]
+    result: dict[str, Any]
+
+
+class _NodeFn(Protocol):
+    def __call__(self, state: BenchState) -> dict[str, Any]: ...
+
+
+def _node(index: int) -> _NodeFn:
+    def step(state: BenchState) -> dict[str, Any]:
+        attempt = {"node": f"n{index}", "provider": "local", "ok": True, "latency_ms": 0.0, "cost_usd": 0.0}
+        return {"attempts": [attempt], "result": {"answer": f"step {index}", "confidence": 0.5}}
+
+    return step
+
+
+def build_linear_graph(n_nodes: int = N_NODES) -> StateGraph[Any]:
+    """Return an uncompiled n-node linear graph of instant nodes."""
+    builder = StateGraph(BenchState)
+    previous = START
+    for i in range(n_nodes):
+        builder.add_node(f"n{i}", _node(i))
+        builder.add_edge(previous, f"n{i}")
+        previous = f"n{i}"
+    builder.add_edge(previous, END)
+    return builder
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[int]:
+    """Run a private redis-server (no persistence) on a free port; yield the port."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
+    args += ["--appendonly", "no", "--logfile", str(directory / "redis.log")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with redis.Redis(port=port, socket_connect_timeout=0.5) as probe:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    probe.ping()
+                    break
+                except redis.ConnectionError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not start; see {directory / 'redis.log'}") from None
+                    time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def default_input(run_index: int) -> dict[str, Any]:
+    return {"query": f"Where should the campaign spend in week {run_index}?", "attempts": [], "result": {}}
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Row:
+    name: str
+    run_ms: list[float] = field(default_factory=list)
+    put_us: list[float] = field(default_factory=list)
+    get_us: list[float] = field(default_factory=list)
+    round_trips_per_run: float | None = None
+    commands_per_run: float | None = None
+
+
+def _time_ops(
+    saver: BaseCheckpointSaver[Any], sample: CheckpointTuple, new_versions: ChannelVersions, ops: int
+) -> tuple[list[float], list[float]]:
+    """Time put (typical step) and get_tuple (latest of a thread) ``ops`` times each."""
+    thread_id = f"ops-{uuid.uuid4().hex}"
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    put_us: list[float] = []
+    for _ in range(ops):
+        checkpoint = {**sample.checkpoint, "id": str(uuid6(clock_seq=-1))}
+        t0 = time.perf_counter_ns()
+        stored = saver.put(config, checkpoint, sample.metadata, new_versions)  # type: ignore[arg-type]
+        put_us.append((time.perf_counter_ns() - t0) / 1000)
+        config = {"configurable": dict(stored["configurable"])}
+    latest = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    get_us: list[float] = []
+    for _ in range(ops):
+        t0 = time.perf_counter_ns()
+        found = saver.get_tuple(latest)  # type: ignore[arg-type]
+        get_us.append((time.perf_counter_ns() - t0) / 1000)
+        assert found is not None
+    return put_us, get_us
+
+
+def _redis_commands(saver: RedisSaver) -> int:
+    assert saver.client is not None
+    stats = saver.client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info",))
+
+
+def run(
+    graph_builder: Callable[[], StateGraph[Any]] | None = None,
+    *,
+    runs: int = 200,
+    warmup: int = 20,
+    ops: int = 400,
+    make_input: Callable[[int], dict[str, Any]] | None = None,
+    invoke_kwargs: dict[str, Any] | None = None,
+    durability: str = "sync",
+) -> tuple[list[Row], dict[str, Any]]:
+    """Benchmark the savers on ``graph_builder()`` (default: 6-node linear graph).
+
+    ``durability`` defaults to "sync" (each checkpoint is written before the
+    next step starts), the mode a resumable analysis needs; LangGraph's own
+    default is "async". Returns the rows and run facts; ``main`` prints them.
+    """
+    builder = graph_builder or build_linear_graph
+    make_input = make_input or default_input
+    no_saver_kwargs = dict(invoke_kwargs or {})
+    invoke_kwargs = {"durability": durability, **no_saver_kwargs}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cp-")))
+        port = stack.enter_context(redis_server(tmp))
+        conn = sqlite3.connect(tmp / "checkpoints.sqlite", check_same_thread=False)
+        stack.callback(conn.close)
+        conn.execute("PRAGMA journal_mode=WAL")  # as graphs/checkpointing.py opens it
+        redis_saver = RedisSaver(redis.Redis(port=port))
+        stack.callback(redis_saver.close)
+        savers: dict[str, BaseCheckpointSaver[Any] | None] = {
+            "no checkpointer": None,
+            "InMemorySaver": InMemorySaver(),
+            "SqliteSaver": SqliteSaver(conn),
+            "RedisSaver": redis_saver,
+        }
+        graphs: dict[str, Any] = {name: builder().compile(checkpointer=saver) for name, saver in savers.items()}
+        rows = {name: Row(name) for name in savers}
+        names = list(savers)
+
+        def invoke(name: str, index: int) -> float:
+            config = {"configurable": {"thread_id": f"{name}-{index}-{uuid.uuid4().hex[:8]}"}}
+            t0 = time.perf_counter_ns()
+            # Durability only applies with a checkpointer (langgraph 1.2.24
+            # even fails on durability="sync" without one).
+            kwargs = invoke_kwargs if savers[name] is not None else no_saver_kwargs
+            graphs[name].invoke(make_input(index), config, **kwargs)
+            return (time.perf_counter_ns() - t0) / 1e6
+
+        for i in range(warmup):
+            for name in names:
+                invoke(name, -1 - i)
+        assert redis_saver.client is not None
+        ping_us: list[float] = []
+        rt0, cmd0 = redis_saver.round_trips, _redis_commands(redis_saver)
+        for i in range(runs):
+            # Rotate the order so no saver always runs right after another.
+            for j in range(len(names)):
+                name = names[(i + j) % len(names)]
+                rows[name].run_ms.append(invoke(name, i))
+            # The round-trip price is sampled under the same load as the runs.
+            t0 = time.perf_counter_ns()
+            redis_saver.client.execute_command("PING")
+            ping_us.append((time.perf_counter_ns() - t0) / 1000)
+        rows["RedisSaver"].round_trips_per_run = (redis_saver.round_trips - rt0) / runs
+        rows["RedisSaver"].commands_per_run = (_redis_commands(redis_saver) - cmd0 - runs) / runs  # less the PINGs
+
+        # A typical step to time put/get_tuple with: the last checkpoint of a
+        # finished run, writing the channels its last step changed.
+        memory = savers["InMemorySaver"]
+        assert memory is not None
+        last, prev = list(memory.list({"configurable": {"thread_id": _any_thread(memory)}}, limit=2))
+        versions = last.checkpoint["channel_versions"]
+        new_versions = {k: v for k, v in versions.items() if prev.checkpoint["channel_versions"].get(k) != v}
+        for name, saver in savers.items():
+            if saver is not None:
+                rows[name].put_us, rows[name].get_us = _time_ops(saver, last, new_versions, ops)
+
+        facts = {
+            "runs": runs,
+            "ops": ops,
+            "ping_us": statistics.median(ping_us),
+            "redis_version": redis_saver.client.info("server")["redis_version"],
+            "channels_written": len(new_versions),
+            "durability": durability,
+            "graph": f"{N_NODES}-node linear (default)" if graph_builder is None else getattr(builder, "__name__", "?"),
+        }
+        return [rows[n] for n in names], facts
+
+
+def _any_thread(saver: BaseCheckpointSaver[Any]) -> str:
+    for tup in saver.list(None, limit=1):
+        return str(tup.config["configurable"]["thread_id"])
+    raise RuntimeError("no checkpoints were written")
+
+
+def _fmt_pcts(samples: list[float]) -> str:
+    if not samples:
+        return "-"
+    return "/".join(f"{_pct(samples, q):.0f}" for q in (50, 95, 99))
+
+
+def render(rows: list[Row], facts: dict[str, Any]) -> Iterator[str]:
+    """Yield the lines of the result table."""
+    base = {r.name: statistics.median(r.run_ms) for r in rows}
+    none_ms = base["no checkpointer"]
+    memory_ms = base["InMemorySaver"]
+    header = (
+        "saver",
+        "run p50 ms",
+        "run p95 ms",
+        "ckpt overhead ms",
+        "x InMemory",
+        "put p50/95/99 us",
+        "get p50/95/99 us",
+        "Redis RT/run",
+        "Redis cmds/run",
+    )
+    table = [header]
+    for r in rows:
+        p50 = base[r.name]
+        table.append(
+            (
+                r.name,
+                f"{p50:.2f}",
+                f"{_pct(r.run_ms, 95):.2f}",
+                "-" if r.name == "no checkpointer" else f"{p50 - none_ms:.2f}",
+                f"{p50 / memory_ms:.2f}",
+                _fmt_pcts(r.put_us),
+                _fmt_pcts(r.get_us),
+                "-" if r.round_trips_per_run is None else f"{r.round_trips_per_run:.1f}",
+                "-" if r.commands_per_run is None else f"{r.commands_per_run:.1f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    yield (
+        f"Checkpoint overhead per run: graph {facts['graph']}, durability={facts['durability']}, {facts['runs']} runs "
+        f"per saver interleaved, {facts['ops']} put/get_tuple ops ({facts['channels_written']} channels per put), "
+        f"redis-server {facts['redis_version']} on loopback"
+    )
+    for k, row in enumerate(table):
+        yield "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
+        if k == 0:
+            yield "  ".join("-" * w for w in widths)
+    redis_ms = base["RedisSaver"]
+    redis_row = next(r for r in rows if r.name == "RedisSaver")
+    rts_ms = (redis_row.round_trips_per_run or 0.0) * facts["ping_us"] / 1000
+    # The target read two ways: on whole run time, and on checkpoint overhead
+    # (run time minus the no-checkpointer run), the stricter one.
+    budget_run = 2 * memory_ms + rts_ms
+    budget_overhead = 2 * (memory_ms - none_ms) + rts_ms
+    yield (
+        f"target (RT/run x PING p50 {facts['ping_us']:.0f} us = {rts_ms:.2f} ms): "
+        f"run <= 2 x InMemory + RTs = {budget_run:.2f} ms: {'met' if redis_ms <= budget_run else 'NOT met'} "
+        f"({redis_ms:.2f}); overhead <= 2 x InMemory overhead + RTs = {budget_overhead:.2f} ms: "
+        f"{'met' if redis_ms - none_ms <= budget_overhead else 'NOT met'} ({redis_ms - none_ms:.2f})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--ops", type=int, default=400)
+    parser.add_argument("--durability", choices=("sync", "async", "exit"), default="sync")
+    args = parser.parse_args(argv)
+    rows, facts = run(runs=args.runs, ops=args.ops, durability=args.durability)
+    for line in render(rows, facts):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""HTTP blueprint and CLI: contract shapes, bad input, resume, the route dry run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from langgraph.checkpoint.memory import InMemorySaver
+
+import app as app_module
+from graphs.service import Orchestrator
+from tests.fakes import fake_registry, reply
+
+
+@pytest.fixture()
+def client() -> FlaskClient:
+    orchestrator = Orchestrator(fake_registry({"local": [reply("Sentiment is mixed; the key claim is X.")]}), None)
+    orchestrator.graph = orchestrator.graph.builder.compile(checkpointer=InMemorySaver())
+    return app_module.create_app(orchestrator).test_client()
+
+
+@pytest.fixture()
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STRATEGIST_DATA_DIR", str(tmp_path))
+    for var in ("GEMINI_API_KEY", "PERPLEXITY_API_KEY", "REDIS_URL", "STRATEGIST_CONFIG", "LOCAL_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "Text content is required"),
+        ({"text": "   "}, "Text content is required"),
+        ({"text": "too short"}, "Text too short for meaningful analysis"),
+        ({"text": "x" * 10_001}, "Text too long - maximum 10,000 characters"),
+    ],
+)
+def test_analyze_rejects_bad_text_with_contract_messages(client: FlaskClient, body: dict[str, Any], message: str) -> None:
+    response = client.post("/api/v1/strategist/analyze", json=body)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": message}
+
+
+def test_analyze_rejects_non_json_and_bad_depth(client: FlaskClient) -> None:
+    response = client.post("/api/v1/strategist/analyze", data="not json", content_type="text/plain")
+    assert response.status_code == 400 and "JSON object" in response.get_json()["error"]
+    response = client.post("/api/v1/strategist/analyze", json={"text": "A long enough text.", "depth": "extreme"})
+    assert response.status_code == 400 and "depth" in response.get_json()["error"]
+
+
+def test_analyze_answers_the_result_with_contract_fields(client: FlaskClient) -> None:
+    response = client.post(
+        "/api/v1/strategist/analyze", json={"text": "The opposition promised free buses in Malakpet.", "ward": "Malakpet"}
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["analysis_type"] == "content_analysis"
+    assert body["text_length"] == len("The opposition promised free buses in Malakpet.")
+    assert body["ward"] == "Malakpet" and body["provider"] == "local"
+    assert body["answer"].startswith("Sentiment is mixed")
+    for key in ("attempts", "routing", "confidence", "cost_usd", "baseline_cost_usd", "fallback_mode", "thread_id"):
+        assert key in body
+
+
+def test_disabled_and_token_protection(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATEGIST_ENABLED", "false")
+    response = client.get("/api/v1/strategist/health")
+    assert response.status_code == 503 and response.get_json()["status"] == "service_unavailable"
+    monkeypatch.delenv("STRATEGIST_ENABLED")
+    monkeypatch.setenv("STRATEGIST_API_TOKEN", "s3cret")
+    body = {"text": "Enough text for an analysis."}
+    assert client.post("/api/v1/strategist/analyze", json=body).status_code == 401
+    ok = client.post("/api/v1/strategist/analyze", json=body, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+
+
+def test_health_reports_components(client: FlaskClient) -> None:
+    response = client.get("/api/v1/strategist/health")
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["components"]["gemini"]["available"] is False
+    assert "no API key" in body["components"]["gemini"]["reason"]
+    assert body["components"]["local"]["available"] is True
+    assert body["system_status"] == "degraded"
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["analyze", "   "], "query is empty"),
+        (["analyze", "x" * 10_001], "maximum is 10,000"),
+        (["resume", "no-such-thread"], "no analysis with thread id"),
+        (["costs", "--since", "yesterday-ish"], "--since"),
+    ],
+)
+def test_cli_bad_input_is_a_message_and_exit_2(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    assert app_module.main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_cli_unknown_depth_exits_non_zero(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        app_module.main(["analyze", "hello there", "--depth", "extreme"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_malformed_config_file(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = data_dir / "bad.toml"
+    bad.write_text("[providers.gemini\nmodel = ")
+    monkeypatch.setenv("STRATEGIST_CONFIG", str(bad))
+    assert app_module.main(["route", "who is leading?", "--json"]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_cli_missing_model_file_is_reported(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_MODEL_PATH", str(data_dir / "missing.gguf"))
+    assert app_module.main(["analyze", "Summarise: the rally went well."]) == 1
+    out = capsys.readouterr().out
+    assert "NO ANSWER" in out and "missing.gguf" in out
+
+
+def test_route_json_contract_and_stdin(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert app_module.main(["route", "Design a 12-week mobilisation plan for Jubilee Hills", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan) >= {"classification", "chain", "reasons", "estimated_cost_usd", "baseline_cost_usd"}
+    assert plan["chain"] == [{"provider": "local", "tier": "local", "model": "gemma-3-270m-q4_k_m"}]
+    assert {"fresh_p", "complexity_p", "task_p"} <= set(plan["classification"])
+
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Is the rally still on?\n\nTranslate this leaflet into Telugu\n"))
+    assert app_module.main(["route", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and all("chain" in line for line in lines)
+
+
+def test_graph_command_prints_mermaid(capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
+    assert app_module.main(["graph"]) == 0
+    out = capsys.readouterr().out
+    assert "graph TD;" in out and "call_model -.-> call_model" in out
