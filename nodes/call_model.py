@@ -18,6 +18,11 @@ from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError, ProviderUnavailable
 from providers.registry import ProviderRegistry
 
+_DEPTH_BRIEF = {
+    "quick": "in two or three sentences",
+    "standard": "in a few bullet points",
+    "deep": "step by step, with risks and a recommendation",
+}
 _DEPTH_GUIDANCE = {
     "quick": "Answer briefly: the essentials in a few sentences or bullets.",
     "standard": "Give a focused analysis with concrete, actionable points.",
@@ -36,18 +41,20 @@ def build_prompt(state: AnalysisState) -> Prompt:
     depth = state.get("depth", "standard")
     context = state.get("context", "neutral")
     task = state.get("classification", {}).get("task", "")
-    lines = [
-        "You are a political campaign strategist's analyst. Be factual, specific and non-partisan in tone;",
-        "never invent facts, polls or quotes, and say what you do not know.",
+    # One short paragraph: small local models echo long multi-line instructions instead of following them.
+    parts = [
+        "Answer as a campaign strategist's analyst: factual, specific, non-partisan; never invent facts, polls"
+        " or quotes.",
         _DEPTH_GUIDANCE[depth],
         _CONTEXT_GUIDANCE.get(context, _CONTEXT_GUIDANCE["neutral"]),
     ]
     if task:
-        lines.append(f"Task type: {task.replace('_', ' ')}.")
+        parts.append(f"Task: {task.replace('_', ' ')}.")
     if state.get("ward"):
-        lines.append(f"Ward: {state['ward']}.")
-    lines.append("End with one line 'Confidence: <a number from 0 to 1>' for how sure you are of the answer.")
-    return Prompt(system="\n".join(lines), user=state["query"])
+        parts.append(f"Ward: {state['ward']}.")
+    parts.append("Finish with a line 'Confidence: <0 to 1>'.")
+    brief = f"Answer as a campaign strategy analyst, {_DEPTH_BRIEF[depth]}."
+    return Prompt(system=" ".join(parts), user=state["query"], brief=brief)
 
 
 def split_stated_confidence(text: str) -> tuple[str, float | None]:

@@ -55,6 +55,9 @@ class Prompt:
 
     system: str
     user: str
+    # The instructions in one short sentence, for small models that echo a long system prompt instead of
+    # following it (the embedded 270M gemma does).
+    brief: str = ""
 
     def messages(self) -> list[BaseMessage]:
         return [SystemMessage(content=self.system), HumanMessage(content=self.user)]

@@ -34,13 +34,14 @@ from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     ChatMessage,
+    HumanMessage,
     SystemMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import SecretStr
 
-from providers.base import ModelReply, ProviderAdapter, map_common_error
+from providers.base import ModelReply, Prompt, ProviderAdapter, map_common_error
 from providers.errors import (
     AuthError,
     ContextTooLong,
@@ -690,6 +691,12 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class LocalAdapter(ProviderAdapter):
     """Call the local model; add the mean log-probability to replies, map llama.cpp and server errors."""
+
+    def render(self, prompt: Prompt) -> Sequence[BaseMessage]:
+        """Put the brief instruction after the query: small local models follow that, and echo a system prompt."""
+        if prompt.brief:
+            return [HumanMessage(content=f"{prompt.user}\n\n{prompt.brief}")]
+        return prompt.messages()
 
     def preload(self) -> None:
         """Load the in-process model now, so the first request does not pay for it inside its deadline."""

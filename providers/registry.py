@@ -47,6 +47,8 @@ def build_adapter(ps: ProviderSettings) -> ProviderAdapter:
             timeout_s=ps.timeout_s,
             max_tokens=ps.max_tokens,
             n_ctx=ps.n_ctx,
+            # Token log-probabilities are the local model's certainty signal, read at full generation speed.
+            logprobs=True,
         )
     raise ValueError(f"unknown provider kind {ps.kind!r}; valid kinds: {', '.join(KINDS)}")
 
