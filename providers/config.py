@@ -219,7 +219,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration (from {where}): {problems}") from None
-    for provider in settings.providers.values():
-        if provider.tier != "local":
-            settings.price_for(provider.model, provider.tier)  # fail at start-up, not mid-analysis
+    for configured in settings.providers.values():
+        if configured.tier != "local":
+            settings.price_for(configured.model, configured.tier)  # fail at start-up, not mid-analysis
     return settings

@@ -19,6 +19,7 @@ import functools
 import math
 import os
 import random
+import logging
 import re
 import threading
 import time
@@ -303,9 +304,33 @@ _LOAD_LOCKS: dict[_HandleKey, threading.Lock] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
+_LLAMA_LOG = logging.getLogger("strategist.llama_cpp")
+_LLAMA_LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
+_GGML_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG, 5: logging.DEBUG}
+
+
+@functools.cache
+def _route_llama_logs() -> object:
+    """Send llama.cpp's own log lines to Python logging instead of straight to stderr.
+
+    llama-cpp-python prints some of them even with ``verbose=False`` (the gemma model logs its SWA cache set-up
+    at error level on every load), which garbles the CLI's output. Real failures still surface as exceptions.
+    The callback object is cached because llama.cpp keeps a raw pointer to it.
+    """
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        _LLAMA_LOG.log(_GGML_LEVELS.get(level, logging.DEBUG), "%s", text.decode("utf-8", "replace").rstrip())
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback
+
+
 def _load_handle(path: Path, n_ctx: int, n_threads: int) -> _Handle:
     import llama_cpp
 
+    _route_llama_logs()
     problem = _model_file_problem(path)
     if problem:
         raise LocalModelUnavailable(problem)
