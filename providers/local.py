@@ -559,7 +559,8 @@ class ChatLlamaCppLocal(BaseChatModel):
             temp=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
-            repeat_penalty=1.0,
+            # The small models this tier runs fall into loops; a mild penalty is the usual llama.cpp remedy.
+            repeat_penalty=1.15,
         )
         try:
             for token in generator:
