@@ -79,10 +79,331 @@ def test_required_behaviour(classifier: QueryClassifier, text: str, expected: di
         assert needs.task == expected["task"], needs.task_p
 
 
-# Hand-written after the dataset was frozen, in registers the dataset covers only partly. Individual
-# misses are expected (some labels are debatable); the aggregate guards generalisation.
+# Hand-written outside the dataset and never trained on. The first 33 were used to find gaps worth
+# filling in the dataset; the other 70 were written before the last two dataset batches and scored blind.
+# Individual misses are expected (some labels are debatable); the aggregate guards generalisation.
 # (fresh, complexity, task, text)
-UNSEEN: list[tuple[int, str, str, str]] = []
+UNSEEN: list[tuple[int, str, str, str]] = [
+    (1, "simple", "fact_lookup", "candidate reached venue?"),
+    (1, "simple", "fact_lookup", "Aaj rally ke liye kitne log aaye hain, koi estimate?"),
+    (1, "moderate", "opposition_research", "Has the Kukatpally rival said anything about our booth agents?"),
+    (1, "moderate", "briefing", "How are the shopkeepers in Abids feeling about the campaign?"),
+    (
+        1,
+        "moderate",
+        "crisis",
+        "People are saying our candidate's car hit a scooter near Mehdipatnam. What's "
+        "out there and how do we handle it?",
+    ),
+    (1, "simple", "fact_lookup", "did the police give us the ok for sunday"),
+    (
+        1,
+        "complex",
+        "scenario",
+        "Taking this morning's tracker into account, should we move the final rally from "
+        "Malakpet to Kukatpally? Think it through.",
+    ),
+    (1, "moderate", "summary", "What were the headlines about us this morning? Short summary please."),
+    (1, "moderate", "sentiment_tagging", "Are people on Instagram happy with the candidate's new video?"),
+    (
+        1,
+        "moderate",
+        "messaging",
+        "The rival just accused us of rigging the tender. Draft a two-line response for our spokesperson.",
+    ),
+    (1, "simple", "fact_lookup", "Is the polling booth at St. Ann's school open yet?"),
+    (
+        1,
+        "moderate",
+        "briefing",
+        "Before the candidate meets the fishermen community at Hussain Sagar, what should he keep in mind?",
+    ),
+    (
+        1,
+        "moderate",
+        "opposition_research",
+        "hs the opp candidate in khairatabad said anythng about the metro delay",
+    ),
+    (0, "simple", "translation", 'Isko Urdu mein kar do: "Sunday ko free medical camp hai"'),
+    (
+        0,
+        "simple",
+        "extraction",
+        'Pull the names and ages out of this list: "Ramesh 34, Fatima 29, Srinivas 51, Lakshmi 46"',
+    ),
+    (0, "simple", "summary", "tldr of the minutes i pasted above"),
+    (0, "moderate", "messaging", "Give me four lines for a street play about voting rights."),
+    (
+        0,
+        "complex",
+        "scenario",
+        "How should a challenger candidate plan the last 100 days in a division the party has never won?",
+    ),
+    (0, "simple", "sentiment_tagging", "In 10 comments ka mood batao, positive ya negative"),
+    (
+        0,
+        "complex",
+        "crisis",
+        "Put together a playbook for handling a leaked audio clip, from verification "
+        "through to public statement.",
+    ),
+    (0, "simple", "messaging", 'Make this sentence friendlier: "Residents must attend the meeting."'),
+    (0, "simple", "fact_lookup", "What is the role of a booth level officer?"),
+    (
+        0,
+        "moderate",
+        "opposition_research",
+        "What should we look for when reviewing a rival's nomination affidavit?",
+    ),
+    (
+        0,
+        "simple",
+        "extraction",
+        "Extract the amounts from this bill: tent Rs 12,000; sound Rs 8,500; chairs Rs 4,000",
+    ),
+    (0, "simple", "translation", 'What is "thank you for voting" in Urdu?'),
+    (1, "moderate", "briefing", "whats the latest in old city, anything brewing?"),
+    (1, "simple", "fact_lookup", "Have they announced which day the results come out?"),
+    (1, "moderate", "crisis", "Humare banner jalaaye gaye Malakpet mein, news mein aaya kya?"),
+    (
+        0,
+        "moderate",
+        "briefing",
+        "Turn these points into a crisp brief for the candidate: flooding last monsoon, "
+        "no bus stop, women want streetlights.",
+    ),
+    (
+        1,
+        "complex",
+        "opposition_research",
+        "Has the rival's campaign changed strategy since the survey came out? Analyse "
+        "their moves and what they signal.",
+    ),
+    (0, "simple", "summary", "Shorten this letter to three sentences."),
+    (1, "simple", "fact_lookup", "result out?"),
+    (
+        0,
+        "complex",
+        "messaging",
+        "Craft a narrative that ties our water, roads and safety promises into one story voters can repeat.",
+    ),
+    (1, "simple", "fact_lookup", "Is tomorrow's bike rally in Kukatpally going ahead in this weather?"),
+    (1, "simple", "fact_lookup", "booth agents all in position?"),
+    (1, "simple", "fact_lookup", "bhai Owaisi ki sabha shuru hui kya?"),
+    (1, "simple", "fact_lookup", "wheres the candidate rn, reporters r asking"),
+    (1, "moderate", "briefing", "What's the chatter among auto drivers in Malakpet about our promises?"),
+    (1, "moderate", "briefing", "Kal Amberpet jaana hai, wahan ka haal chaal kya hai?"),
+    (
+        1,
+        "moderate",
+        "opposition_research",
+        "Has the rival's campaign said anything about our candidate's hospital?",
+    ),
+    (1, "moderate", "opposition_research", "is the bjp candidate still attacking us on the garbage issue"),
+    (
+        1,
+        "complex",
+        "crisis",
+        "There's a rumour our candidate is switching parties and workers are panicking. "
+        "What's out there and what do we do?",
+    ),
+    (1, "moderate", "crisis", "Is the story about our volunteers getting paid still circulating?"),
+    (
+        1,
+        "complex",
+        "scenario",
+        "With the survey showing a close race in Khairatabad, how should we rework the last ten days?",
+    ),
+    (
+        1,
+        "moderate",
+        "messaging",
+        "Write a reply to the opposition leader's comments on our manifesto this evening.",
+    ),
+    (1, "moderate", "summary", "What did the Telugu papers report about the debate? Brief summary please."),
+    (1, "moderate", "sentiment_tagging", "How are voters reacting on Twitter to the CM's visit?"),
+    (1, "simple", "fact_lookup", "Has the returning officer published the list of contesting candidates?"),
+    (1, "simple", "fact_lookup", "Is the Tank Bund road open for our procession?"),
+    (1, "moderate", "briefing", "Before the RWA meeting in Kondapur, what issues are residents raising?"),
+    (1, "simple", "fact_lookup", "lead in round 3?"),
+    (1, "moderate", "opposition_research", "What are the rival's volunteers telling voters door to door?"),
+    (1, "simple", "fact_lookup", "Have the police allowed loudspeakers after 10 pm for the festival rally?"),
+    (
+        0,
+        "simple",
+        "translation",
+        'Please translate into Telugu: "Drinking water tanker will come to your lane at 7 am."',
+    ),
+    (0, "simple", "translation", 'urdu mein likh do - "meeting at community hall, all welcome"'),
+    (
+        0,
+        "simple",
+        "summary",
+        "Summarise these volunteer complaints in two bullets: late payments, no food at "
+        "booths, no transport.",
+    ),
+    (0, "simple", "summary", "Is letter ka saar 2 line mein do"),
+    (
+        0,
+        "simple",
+        "extraction",
+        'From this message, pull out the date, time and place of the meeting: "Meeting '
+        'on 14th at 5 pm, Ameerpet community hall."',
+    ),
+    (0, "simple", "extraction", "grab all the phone numbers from the volunteer list i pasted"),
+    (
+        0,
+        "simple",
+        "sentiment_tagging",
+        "Label these five comments as supportive or hostile to our candidate.",
+    ),
+    (0, "simple", "sentiment_tagging", "In messages mein kaun khush hai aur kaun naraz, tag kar do"),
+    (
+        0,
+        "simple",
+        "messaging",
+        'Rewrite this poster text in simpler words: "Ensuring equitable distribution of civic amenities."',
+    ),
+    (
+        0,
+        "moderate",
+        "messaging",
+        "Write a short motivational message for booth agents the night before polling.",
+    ),
+    (0, "moderate", "messaging", "Youth ke liye ek Instagram caption likho jobs ke mudde pe"),
+    (
+        0,
+        "complex",
+        "scenario",
+        "Create a plan to double our volunteer base in Amberpet over the next three months.",
+    ),
+    (
+        0,
+        "complex",
+        "scenario",
+        "What happens to our chances if the two rival parties merge before the next "
+        "election? Explore the scenarios.",
+    ),
+    (0, "complex", "crisis", "Design a response protocol for fake news about our candidate on WhatsApp."),
+    (
+        0,
+        "moderate",
+        "opposition_research",
+        "Which sections of a rival's nomination papers usually hide useful information?",
+    ),
+    (0, "simple", "fact_lookup", "What is a model code of conduct?"),
+    (0, "simple", "fact_lookup", "Can a government employee be a polling agent?"),
+    (
+        0,
+        "moderate",
+        "briefing",
+        "Make a short brief for the candidate from these notes: potholes, no bus stop, youth unemployment.",
+    ),
+    (
+        0,
+        "complex",
+        "messaging",
+        "Build our core campaign narrative for the Old City around dignity, jobs and services.",
+    ),
+    (
+        0,
+        "moderate",
+        "scenario",
+        "Estimate how many volunteers we need to cover 80 booths if each volunteer handles 250 voters.",
+    ),
+    (1, "simple", "fact_lookup", "tent up at the venue?"),
+    (1, "simple", "fact_lookup", "Has the counting of postal ballots finished in Amberpet?"),
+    (1, "simple", "fact_lookup", "Rally ke liye buses pahunchi kya Kukatpally se?"),
+    (1, "simple", "fact_lookup", "is the mic permission sorted for tonite"),
+    (1, "moderate", "briefing", "What are the traders in Abids saying about our parking promise?"),
+    (1, "moderate", "briefing", "how's it looking in malakpet"),
+    (
+        1,
+        "moderate",
+        "opposition_research",
+        "Has the rival candidate made any fresh allegations against our corporator?",
+    ),
+    (1, "moderate", "opposition_research", "what is the opp saying abt our water tanker plan"),
+    (
+        1,
+        "complex",
+        "crisis",
+        "Reports say our posters were defaced with communal slogans overnight. What's "
+        "known and how should we respond?",
+    ),
+    (
+        1,
+        "moderate",
+        "crisis",
+        "Humare candidate ke against jo complaint hui thi, uska kya hua? news mein hai kya?",
+    ),
+    (
+        1,
+        "complex",
+        "scenario",
+        "Given the crowd numbers this week, should we cancel the Malakpet rally and "
+        "redeploy to door-to-door? Weigh it up.",
+    ),
+    (1, "moderate", "messaging", "Draft a tweet reacting to the result trends that are coming in."),
+    (1, "moderate", "summary", "Summarise what the rival said in his speech this evening."),
+    (1, "moderate", "sentiment_tagging", "How did people react online to the manifesto video?"),
+    (1, "simple", "fact_lookup", "Is the Ameerpet metro station exit closed for the VIP visit?"),
+    (
+        0,
+        "simple",
+        "translation",
+        'Translate into Urdu: "The candidate will meet residents at 6 pm in the community hall."',
+    ),
+    (0, "simple", "translation", 'Telugu mein likh do: "paani ki samasya jaldi hal hogi"'),
+    (0, "simple", "summary", "Summarise the RWA's letter below in two sentences."),
+    (0, "simple", "extraction", "Pull out every date mentioned in the circular below."),
+    (0, "simple", "extraction", "extract names + wards from the volunteer form text"),
+    (
+        0,
+        "simple",
+        "sentiment_tagging",
+        "Tag each of these reviews of our candidate's speech as positive or negative.",
+    ),
+    (0, "simple", "messaging", 'Rewrite this notice so it sounds polite: "No entry without pass."'),
+    (
+        0,
+        "moderate",
+        "messaging",
+        "Write a short thank-you speech for the candidate at the volunteers' dinner.",
+    ),
+    (
+        0,
+        "complex",
+        "messaging",
+        "Develop the campaign's positioning against an incumbent who is personally liked.",
+    ),
+    (
+        0,
+        "complex",
+        "scenario",
+        "Plan a two-month campaign to register first-time voters in Malakpet colleges.",
+    ),
+    (
+        0,
+        "complex",
+        "scenario",
+        "What would happen to our chances if turnout among women rises sharply? Work through the scenarios.",
+    ),
+    (
+        0,
+        "complex",
+        "crisis",
+        "Lay out how we should handle a situation where our candidate is accused of hate speech.",
+    ),
+    (0, "moderate", "opposition_research", "What should we check in a rival's campaign expense filings?"),
+    (0, "simple", "fact_lookup", "What is a returning officer?"),
+    (
+        0,
+        "moderate",
+        "briefing",
+        "Make a candidate brief from these notes: broken footpaths, no playground, frequent power cuts.",
+    ),
+]
 
 
 def test_generalises_to_unseen_queries(classifier: QueryClassifier) -> None:
@@ -95,9 +416,10 @@ def test_generalises_to_unseen_queries(classifier: QueryClassifier) -> None:
         hits["complexity"] += needs.complexity == complexity
         hits["task"] += needs.task == task
     n = len(UNSEEN)
-    assert hits["fresh"] / n >= 0.85, hits
-    assert hits["complexity"] / n >= 0.75, hits
-    assert hits["task"] / n >= 0.75, hits
+    # Shipped model: 98, 93 and 90 of 103. The floors leave room for retraining on a grown dataset.
+    assert hits["fresh"] / n >= 0.90, hits
+    assert hits["complexity"] / n >= 0.80, hits
+    assert hits["task"] / n >= 0.78, hits
 
 
 @pytest.mark.parametrize(
