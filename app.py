@@ -138,6 +138,15 @@ def health() -> Any:
     return jsonify(body), 200 if usable else 503
 
 
+@bp.errorhandler(CheckpointStoreError)
+def _store_error(exc: CheckpointStoreError) -> tuple[Response, int]:
+    # The store is down: a server-side, retryable condition; the analysis resumes from its last checkpoint.
+    body = {"error": str(exc), "status": "checkpoint_store_unavailable"}
+    if exc.thread_id:
+        body["thread_id"] = exc.thread_id
+    return jsonify(body), 503
+
+
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return _error(exc.code or 500, exc.description or exc.name)

@@ -1,17 +1,20 @@
-"""Benchmark the per-run checkpoint overhead of InMemorySaver, SqliteSaver and RedisSaver.
+"""Benchmark the per-analysis checkpoint overhead of InMemorySaver, SqliteSaver and RedisSaver.
 
-Target: RedisSaver's per-run time at most 2x InMemorySaver's plus the Redis
-round trips it needs (round trips x measured PING time). The script runs the
-same graph (default: a 6-node linear StateGraph with instant nodes whose state
-looks like an analysis: a query, a list of attempt dicts growing by one per node
-through ``operator.add``, a result dict) N times per saver, interleaving the
-savers run by run, plus a no-checkpointer baseline; it then times ``put`` and
-``get_tuple`` directly and counts Redis round trips and commands per run. It
-starts its own ``redis-server`` on a free port (never the shared 6379) and puts
-SQLite on a temp file (WAL, as the app opens it), prints one table, and exits 0.
+Target: RedisSaver's per-analysis time at most 2x InMemorySaver's plus the
+Redis round trips it needs (round trips x measured PING time). The script runs
+the real analysis graph (graphs.analysis.build_analysis_graph) with instant fake
+models (tests/fakes.py: ScriptedChat adapters in a fake registry, a fixed
+classifier, passed in graphs.context.Context): a deep analysis, so every node
+runs: classify -> route -> call_model (premium) -> validate -> cross_check
+(realtime) -> score. The graph runs N times per saver, the savers interleaved
+run by run, plus a no-checkpointer baseline, with durability="sync" as
+graphs/service.py runs it; then ``put`` and ``get_tuple`` are timed directly and
+Redis round trips and commands per analysis are counted. It starts its own
+``redis-server`` on a free port (never the shared 6379) and puts SQLite on a
+temp file (WAL, as the app opens it), prints one table, and exits 0.
+``--graph linear`` runs a 6-node linear graph of instant nodes instead.
 
-Run: ``PYTHONPATH=. python bench/checkpoint.py [--runs N] [--ops N]``.
-Reuse: ``run(graph_builder=build_analysis_graph, make_input=..., invoke_kwargs=...)``.
+Run: ``/work/venv/bin/python bench/checkpoint.py [--runs N] [--ops N] [--graph analysis|linear]``.
 """
 
 from __future__ import annotations
@@ -44,9 +47,13 @@ if __package__ in (None, ""):
     # Run as a script: make the repo root importable (graphs/).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from graphs.analysis import build_analysis_graph
 from graphs.checkpoint_redis import RedisSaver
+from graphs.context import Context
+from tests.fakes import fake_registry, needs, reply
 
 N_NODES = 6
+ANALYSIS_QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
 
 
 class BenchState(TypedDict, total=False):
@@ -110,6 +117,22 @@ def default_input(run_index: int) -> dict[str, Any]:
     return {"query": f"Where should the campaign spend in week {run_index}?", "attempts": [], "result": {}}
 
 
+def analysis_input(run_index: int) -> dict[str, Any]:
+    return {"query": f"{ANALYSIS_QUERY} (week {run_index})", "depth": "deep", "ward": "Jubilee Hills"}
+
+
+def analysis_context() -> Context:
+    """A Context whose models answer instantly: the premium answers, the realtime provider cross-checks."""
+    registry = fake_registry(
+        {
+            "gemini": [reply("Week 1-2: map every booth and name a captain. Week 3-6: canvass.\nConfidence: 0.7")],
+            "perplexity": [reply("Map the booths first and name captains, then canvass door to door.")],
+        }
+    )
+    complex_scenario = needs(0.04, "complex", "scenario")
+    return Context(registry=registry, classifier=lambda _query: complex_scenario)
+
+
 def _pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -155,7 +178,7 @@ def _redis_commands(saver: RedisSaver) -> int:
 
 
 def run(
-    graph_builder: Callable[[], StateGraph[Any]] | None = None,
+    graph_builder: Callable[[], StateGraph[Any, Any, Any, Any]] | None = None,
     *,
     runs: int = 200,
     warmup: int = 20,
@@ -163,6 +186,7 @@ def run(
     make_input: Callable[[int], dict[str, Any]] | None = None,
     invoke_kwargs: dict[str, Any] | None = None,
     durability: str = "sync",
+    graph_name: str | None = None,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Benchmark the savers on ``graph_builder()`` (default: 6-node linear graph).
 
@@ -170,7 +194,7 @@ def run(
     next step starts), the mode a resumable analysis needs; LangGraph's own
     default is "async". Returns the rows and run facts; ``main`` prints them.
     """
-    builder = graph_builder or build_linear_graph
+    builder: Callable[[], StateGraph[Any, Any, Any, Any]] = graph_builder or build_linear_graph
     make_input = make_input or default_input
     no_saver_kwargs = dict(invoke_kwargs or {})
     invoke_kwargs = {"durability": durability, **no_saver_kwargs}
@@ -223,7 +247,8 @@ def run(
         # finished run, writing the channels its last step changed.
         memory = savers["InMemorySaver"]
         assert memory is not None
-        last, prev = list(memory.list({"configurable": {"thread_id": _any_thread(memory)}}, limit=2))
+        one_run = list(memory.list({"configurable": {"thread_id": _any_thread(memory)}}))
+        last, prev = one_run[:2]
         versions = last.checkpoint["channel_versions"]
         new_versions = {k: v for k, v in versions.items() if prev.checkpoint["channel_versions"].get(k) != v}
         for name, saver in savers.items():
@@ -236,8 +261,9 @@ def run(
             "ping_us": statistics.median(ping_us),
             "redis_version": redis_saver.client.info("server")["redis_version"],
             "channels_written": len(new_versions),
+            "checkpoints_per_run": len(one_run),
             "durability": durability,
-            "graph": f"{N_NODES}-node linear (default)" if graph_builder is None else getattr(builder, "__name__", "?"),
+            "graph": graph_name or getattr(builder, "__name__", "?"),
         }
         return [rows[n] for n in names], facts
 
@@ -288,9 +314,9 @@ def render(rows: list[Row], facts: dict[str, Any]) -> Iterator[str]:
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     yield (
-        f"Checkpoint overhead per run: graph {facts['graph']}, durability={facts['durability']}, {facts['runs']} runs "
-        f"per saver interleaved, {facts['ops']} put/get_tuple ops ({facts['channels_written']} channels per put), "
-        f"redis-server {facts['redis_version']} on loopback"
+        f"Checkpoint overhead per run: graph {facts['graph']}; {facts['checkpoints_per_run']} checkpoints per run, "
+        f"durability={facts['durability']}, {facts['runs']} runs per saver interleaved, {facts['ops']} put/get_tuple "
+        f"ops ({facts['channels_written']} channels per put), redis-server {facts['redis_version']} on loopback"
     )
     for k, row in enumerate(table):
         yield "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
@@ -316,8 +342,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--ops", type=int, default=400)
     parser.add_argument("--durability", choices=("sync", "async", "exit"), default="sync")
+    parser.add_argument("--graph", choices=("analysis", "linear"), default="analysis")
     args = parser.parse_args(argv)
-    rows, facts = run(runs=args.runs, ops=args.ops, durability=args.durability)
+    if args.graph == "analysis":
+        # One context for every run and saver: the fake models and the classifier are stateless enough
+        # (ScriptedChat repeats its last answer), and building a registry per run would be measured too.
+        rows, facts = run(
+            build_analysis_graph,
+            runs=args.runs,
+            ops=args.ops,
+            make_input=analysis_input,
+            invoke_kwargs={"context": analysis_context()},
+            durability=args.durability,
+            graph_name="analysis (deep: classify, route, call_model, validate, cross_check, score; instant fakes)",
+        )
+    else:
+        rows, facts = run(runs=args.runs, ops=args.ops, durability=args.durability, graph_name=f"{N_NODES}-node linear")
     for line in render(rows, facts):
         print(line)
     return 0

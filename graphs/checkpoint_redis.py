@@ -188,6 +188,23 @@ def _mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _client_location(client: SyncRedis | AsyncRedis | None) -> str:
+    """Name the server a client talks to, without credentials (for error messages)."""
+    try:
+        if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster):
+            node = client.get_default_node()
+            return f"Redis Cluster at {node.host}:{node.port}" if node is not None else "Redis Cluster"
+        if client is not None:
+            kwargs = client.get_connection_kwargs()
+            if kwargs.get("path"):
+                return f"Redis at unix://{kwargs['path']}"
+            host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+            return f"Redis at redis://{host}:{port}/{db}"
+    except (AttributeError, TypeError):  # a client type we do not know: still say it is Redis
+        pass
+    return "Redis"
+
+
 # Batches of more than one command go out as one packed write on one pooled
 # connection (wrapped in MULTI/EXEC when atomic) instead of through redis-py's
 # Pipeline: that skips per-command callback and bookkeeping work, about a
@@ -342,6 +359,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
             by every ``put``/``put_writes`` on that thread.
         key_prefix: first component of every key (letters, digits, ``_.:-``).
         serde: serializer; defaults to LangGraph's ``JsonPlusSerializer``.
+        location: how error messages name this store, e.g. "Redis at
+            redis://host:6379/0" (never with a password); ``from_url`` passes
+            the masked URL, otherwise it is read off the client.
 
     ``round_trips`` counts the round trips this saver made (benchmarks read it;
     a SCAN sweep counts as one).
@@ -355,6 +375,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         ttl_s: float | None = None,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         serde: SerializerProtocol | None = None,
+        location: str | None = None,
     ) -> None:
         super().__init__(serde=serde)
         if client is None and aclient is None:
@@ -374,6 +395,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         self.key_prefix = key_prefix
         self._ttl_ms = None if ttl_s is None else max(1, int(ttl_s * 1000))
         self.round_trips = 0
+        self.location = location or _client_location(client if client is not None else aclient)
 
     # ------------------------------------------------------------------ setup
 
@@ -431,7 +453,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
             if password:
                 detail = detail.replace(password, "***")
             raise CheckpointStoreUnavailable(f"cannot reach Redis at {masked}: {detail}") from exc
-        return cls(client, aclient, ttl_s=ttl_s, key_prefix=key_prefix)
+        return cls(client, aclient, ttl_s=ttl_s, key_prefix=key_prefix, location=f"Redis at {masked}")
 
     def close(self) -> None:
         """Close the sync client's connections."""

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphs.analysis import build_analysis_graph
+from graphs.checkpointing import CheckpointStoreError, describe_store, is_store_failure, store_failure_text
 from graphs.context import Context
 from graphs.ledger import Ledger, LedgerEntry
 from graphs.state import MAX_QUERY_CHARS, AnalysisResult, Constraints, StrategicContext
@@ -104,22 +108,47 @@ class Orchestrator:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx
 
+    @contextmanager
+    def _store_guard(self, thread_id: str) -> Iterator[None]:
+        """Turn a failure of the checkpoint store (Redis gone, disk full) into CheckpointStoreError.
+
+        The store fails inside LangGraph's step loop or the ledger, as a raw redis/sqlite3 exception; the
+        caller needs one clear message that names the store and the thread to resume, not a traceback.
+        """
+        try:
+            yield
+        except CheckpointStoreError:
+            raise
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            raise CheckpointStoreError(
+                f"analysis {thread_id} stopped: the checkpoint store ({describe_store(self.checkpointer)}) "
+                f"failed: {store_failure_text(exc)} The steps saved before the failure are kept: resume thread "
+                f"{thread_id} once the store is back.",
+                thread_id=thread_id,
+            ) from exc
+
     def _run(
         self, graph_input: Any, config: RunnableConfig, ctx: Context, on_event: EventSink | None
     ) -> dict[str, Any]:
         final: dict[str, Any] = {}
-        # "sync" durability: each step's checkpoint is written before the next step starts, so a process killed
-        # right after a provider call still has that call recorded.
-        for mode, chunk in self.graph.stream(
-            graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
-        ):
-            if mode == "values":
-                final = chunk
-            elif on_event is not None and mode == "custom":
-                on_event(chunk)
-            elif on_event is not None and mode == "updates":
-                for node in chunk:
-                    on_event({"event": "node", "node": node})
+        # "sync" durability: each step's checkpoint is written before the next step starts (LangGraph waits
+        # for the save after every step), so a process killed right after a provider call, or during the
+        # next one, still has that call recorded and a resume does not pay for it again. With the default
+        # "async" the save races the next step. tests/test_crash_resume.py holds this.
+        with self._store_guard(str(config["configurable"]["thread_id"])):
+            for mode, chunk in self.graph.stream(
+                graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
+            ):
+                # The stream's chunk type is a union over every mode; each branch knows its own shape.
+                if mode == "values":
+                    final = cast(dict[str, Any], chunk)
+                elif on_event is not None and mode == "custom":
+                    on_event(cast(dict[str, Any], chunk))
+                elif on_event is not None and mode == "updates":
+                    for node in chunk:
+                        on_event({"event": "node", "node": node})
         return final
 
     def analyze(
@@ -144,24 +173,35 @@ class Orchestrator:
         final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event)
         return self._finish(final)
 
-    def _finish(self, final: dict[str, Any]) -> AnalysisResult:
+    def _finish(self, final: dict[str, Any], at: float | None = None) -> AnalysisResult:
         result = AnalysisResult.model_validate(final["result"])
         if self.ledger is not None:
-            self.ledger.record(LedgerEntry.from_result(result, time.time()))
+            # The result is returned (acknowledged) only after its ledger row is written. Rows are keyed by
+            # thread id, so recording again on a resume of a finished analysis never counts it twice.
+            with self._store_guard(result.thread_id):
+                self.ledger.record(LedgerEntry.from_result(result, time.time() if at is None else at))
         return result
 
-    def status(self, thread_id: str) -> Literal["complete", "interrupted"]:
-        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+    def _snapshot(self, thread_id: str) -> StateSnapshot:
+        with self._store_guard(thread_id):
+            snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
         if not snapshot.values and not snapshot.next:
             raise UnknownThread(f"no analysis with thread id {thread_id!r}")
-        return "interrupted" if snapshot.next else "complete"
+        return snapshot
+
+    def status(self, thread_id: str) -> Literal["complete", "interrupted"]:
+        return "interrupted" if self._snapshot(thread_id).next else "complete"
 
     def resume(self, thread_id: str, *, on_event: EventSink | None = None) -> AnalysisResult:
         """Continue an interrupted analysis from its last checkpoint (a complete one returns its result)."""
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        if self.status(thread_id) == "complete":
-            return AnalysisResult.model_validate(self.graph.get_state(config).values["result"])
-        values = self.graph.get_state(config).values
+        snapshot = self._snapshot(thread_id)
+        values = snapshot.values
+        if not snapshot.next:
+            # Record it (idempotently, dated when it finished): a process killed after the last checkpoint
+            # but before its ledger row would otherwise leave a finished, paid-for analysis out of the costs.
+            finished = dt.datetime.fromisoformat(snapshot.created_at).timestamp() if snapshot.created_at else None
+            return self._finish(values, at=finished)
         depth: Depth = values.get("depth", "standard")
         deadline_s = values.get("constraints", {}).get("deadline_s") or self.registry.settings.deadlines.for_depth(
             depth

@@ -13,6 +13,10 @@ caller owns (a pytest tmp dir). Kinds:
   crash/resume tests: ``kill()`` (SIGKILL) then ``restart()`` on the same port
   and directory replays the AOF.
 
+Any kind can require a password (``password=...``, i.e. ``--requirepass``);
+``url`` then carries it and ``client()`` sends it, so tests can check that
+messages mask it.
+
 Use the context manager ``running(kind, directory)`` or the pytest fixtures at
 the bottom (``redis_server``, ``valkey_server``, ``redis_cluster``,
 ``redis_aof_server``); fixtures skip only when a binary is really missing.
@@ -94,6 +98,7 @@ class RedisServer:
     port: int
     directory: Path
     extra_args: tuple[str, ...] = ()
+    password: str | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -106,7 +111,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -124,6 +130,7 @@ class RedisServer:
             "--protected-mode", "no",
             "--save", "",
             "--logfile", str(self.log_path),
+            *(("--requirepass", self.password) if self.password else ()),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -155,7 +162,7 @@ class RedisServer:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        probe = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        probe = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5)
         try:
             while True:
                 if self.process is not None and self.process.poll() is not None:
@@ -177,7 +184,7 @@ class RedisServer:
             probe.close()
 
     def _ensure_cluster_slots(self, timeout: float) -> None:
-        with redis.Redis(host=self.host, port=self.port) as node:
+        with self.node_client() as node:
             info = node.execute_command("CLUSTER", "INFO")
             text = info.decode() if isinstance(info, bytes) else str(info)
             if "cluster_slots_assigned:0" in text:
@@ -231,23 +238,23 @@ class RedisServer:
     def client(self) -> redis.Redis | redis.cluster.RedisCluster:
         """Return a sync client of the right type (cluster client for a cluster)."""
         if self.is_cluster:
-            return redis.cluster.RedisCluster(host=self.host, port=self.port)
-        return redis.Redis(host=self.host, port=self.port)
+            return redis.cluster.RedisCluster(host=self.host, port=self.port, password=self.password)
+        return redis.Redis(host=self.host, port=self.port, password=self.password)
 
     def node_client(self) -> redis.Redis:
         """Return a plain (non-cluster) client to this one node."""
-        return redis.Redis(host=self.host, port=self.port)
+        return redis.Redis(host=self.host, port=self.port, password=self.password)
 
     def async_client(
         self,
     ) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
         """Return an async client of the right type; use it in one event loop."""
         if self.is_cluster:
-            return redis.asyncio.cluster.RedisCluster(host=self.host, port=self.port)
-        return redis.asyncio.Redis(host=self.host, port=self.port)
+            return redis.asyncio.cluster.RedisCluster(host=self.host, port=self.port, password=self.password)
+        return redis.asyncio.Redis(host=self.host, port=self.port, password=self.password)
 
 
-def make_server(kind: Kind, directory: Path, port: int | None = None) -> RedisServer:
+def make_server(kind: Kind, directory: Path, port: int | None = None, password: str | None = None) -> RedisServer:
     """Return an unstarted server of ``kind`` keeping its files in ``directory``."""
     extra: tuple[str, ...] = ()
     if kind == "cluster":
@@ -266,14 +273,15 @@ def make_server(kind: Kind, directory: Path, port: int | None = None) -> RedisSe
         port=port if port is not None else free_port(),
         directory=directory,
         extra_args=extra,
+        password=password,
     )
 
 
-def start_server(kind: Kind, directory: Path, attempts: int = 3) -> RedisServer:
+def start_server(kind: Kind, directory: Path, attempts: int = 3, password: str | None = None) -> RedisServer:
     """Start a server of ``kind`` on a free port, retrying if the port got taken."""
     error: Exception | None = None
     for attempt in range(attempts):
-        server = make_server(kind, directory / f"{kind}-{attempt}")
+        server = make_server(kind, directory / f"{kind}-{attempt}", password=password)
         try:
             server.start()
             return server
@@ -284,9 +292,9 @@ def start_server(kind: Kind, directory: Path, attempts: int = 3) -> RedisServer:
 
 
 @contextlib.contextmanager
-def running(kind: Kind, directory: Path) -> Iterator[RedisServer]:
+def running(kind: Kind, directory: Path, password: str | None = None) -> Iterator[RedisServer]:
     """Run a server of ``kind`` for the duration of the block."""
-    server = start_server(kind, directory)
+    server = start_server(kind, directory, password=password)
     try:
         yield server
     finally:
