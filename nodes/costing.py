@@ -1,8 +1,22 @@
-"""The token model shared by route (estimates before any call) and score (the all-premium baseline)."""
+"""The token model: what a call will cost before it is made.
+
+Shared by route (prices before any call), score (the all-premium baseline when no answer came back) and
+bench/routing.py, so the benchmark prices queries exactly as the router does. The model is stated, not
+measured; once the ledger holds real traffic its mean tokens per tier and complexity should replace it:
+
+- input tokens = ``PROMPT_OVERHEAD_TOKENS`` + ``len(query) / CHARS_PER_TOKEN`` (+1 for the partial token);
+- visible output tokens by complexity: ``[routing].expected_output_tokens`` (policy);
+- a thinking model (provider ``thinks = true``) also spends ``[routing].expected_thinking_tokens``, billed as
+  output;
+- the price table of the configuration turns tokens into dollars and adds the model's per-request fee.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from graphs.state import Classification
+from providers.config import Settings
 from providers.registry import ProviderRegistry
 
 # About four characters per token for English prose in the tokenizers of all three vendors; Hinglish and
@@ -10,21 +24,54 @@ from providers.registry import ProviderRegistry
 CHARS_PER_TOKEN = 4.0
 # The system prompt and formatting every call carries on top of the query.
 PROMPT_OVERHEAD_TOKENS = 250
+# Used when a complexity label is missing from the policy tables (a configuration written for fewer labels).
+FALLBACK_OUTPUT_TOKENS = 500
 
 
 def estimate_input_tokens(query: str) -> int:
     return PROMPT_OVERHEAD_TOKENS + int(len(query) / CHARS_PER_TOKEN) + 1
 
 
-def estimate_call_cost(registry: ProviderRegistry, provider: str, classification: Classification, query: str) -> float:
-    """Price one call of ``provider`` for this query before it is made (thinking tokens billed as output)."""
-    settings = registry.settings
-    complexity = classification["complexity"]
-    output = settings.routing.expected_output_tokens.get(complexity, 500)
+def expected_output_tokens(registry: ProviderRegistry, provider: str, complexity: str) -> int:
+    """Return the output tokens billed for an answer of this complexity, thinking included."""
+    routing = registry.settings.routing
+    output = routing.expected_output_tokens.get(complexity, FALLBACK_OUTPUT_TOKENS)
     if registry.provider_settings(provider).thinks:
-        output += settings.routing.expected_thinking_tokens.get(complexity, 0)
-    return registry.price_of(provider).cost_usd(estimate_input_tokens(query), output)
+        output += routing.expected_thinking_tokens.get(complexity, 0)
+    return output
+
+
+def call_cost(registry: ProviderRegistry, provider: str, query: str, complexity: str) -> float:
+    """Price one call of ``provider`` for a query of known complexity."""
+    tokens_out = expected_output_tokens(registry, provider, complexity)
+    return registry.price_of(provider).cost_usd(estimate_input_tokens(query), tokens_out)
+
+
+def expected_call_cost(
+    registry: ProviderRegistry, provider: str, query: str, complexity_p: Mapping[str, float]
+) -> float:
+    """Return the expected price of one call when the complexity is only known as probabilities."""
+    total = sum(complexity_p.values())
+    if total <= 0:
+        return call_cost(registry, provider, query, "moderate")
+    return sum(p / total * call_cost(registry, provider, query, c) for c, p in complexity_p.items())
+
+
+def estimate_call_cost(registry: ProviderRegistry, provider: str, classification: Classification, query: str) -> float:
+    """Price one call of ``provider`` for this query before it is made, over the classifier's complexity belief."""
+    return expected_call_cost(registry, provider, query, classification["complexity_p"])
 
 
 def premium_provider(registry: ProviderRegistry) -> str | None:
     return next((n for n in registry.names() if registry.tier_of(n) == "premium"), None)
+
+
+def describe_token_model(settings: Settings) -> str:
+    """Return the token model in one line, for benchmarks and reports."""
+    routing = settings.routing
+    out = " / ".join(f"{k} {v}" for k, v in routing.expected_output_tokens.items())
+    think = " / ".join(f"{k} {v}" for k, v in routing.expected_thinking_tokens.items())
+    return (
+        f"input = {PROMPT_OVERHEAD_TOKENS} + len(query)/{CHARS_PER_TOKEN:g} tokens; output by complexity: {out}; "
+        f"thinking models add {think} (billed as output); plus per-request fees"
+    )

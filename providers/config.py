@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 Tier = Literal["premium", "realtime", "local"]
 Kind = Literal["gemini", "perplexity", "llamacpp"]
@@ -80,18 +80,32 @@ class Deadlines(_Strict):
         return float(getattr(self, depth))
 
 
+# The needs a tier can fail (nodes/route.py): a light text job is within every tier's reach.
+LossClass = Literal["fresh", "complex", "moderate"]
+
+
+def _default_wrong_answer_costs() -> dict[LossClass, float]:
+    return {"fresh": 0.02, "complex": 0.02, "moderate": 0.02}
+
+
 class RoutingSettings(_Strict):
     mode: RoutingMode = "intelligent"
     expected_output_tokens: dict[str, int]
     expected_thinking_tokens: dict[str, int]
     fresh_threshold: float = Field(default=0.5, ge=0, le=1)
-    # Within this distance of a threshold a probability is "uncertain" and the expected cost decides.
+    # A classification whose most likely need has less than 1 - uncertainty_band probability is "uncertain";
+    # route says so in its reasons (its expected-cost rule is the same either way).
     uncertainty_band: float = Field(default=0.15, ge=0, le=0.5)
-    # What a wrong or inadequate primary costs (re-asking, an analyst's time), for expected-cost decisions.
-    wrong_answer_cost_usd: float = Field(default=0.05, ge=0)
-    # Tier for queries of moderate complexity, by task; tasks not listed use moderate_default.
-    moderate_default: Tier = "premium"
-    moderate_by_task: dict[str, Tier] = Field(default_factory=dict)
+    # What one inadequate answer costs, by the need it failed (fresh, complex, moderate): the price the
+    # operator puts on avoiding it. Route minimises price + P(inadequate) x this.
+    wrong_answer_cost_usd: dict[LossClass, float] = Field(default_factory=_default_wrong_answer_costs)
+    # Cost-sensitive requests weigh a wrong answer by this factor: the caller trades quality for price.
+    cost_sensitive_loss_factor: float = Field(default=0.25, ge=0, le=1)
+    # Tasks the local model can do at moderate complexity (besides every simple job without fresh facts).
+    local_moderate_tasks: list[str] = Field(default_factory=list)
+    # Share of complex jobs (without fresh facts) the realtime tier still serves: a general model with search
+    # but without deep reasoning. It makes realtime the better stand-in when premium fails.
+    realtime_complex_adequacy: float = Field(default=0.25, ge=0, le=1)
     # Share (0-100) of callers, by a stable hash of their key, who get intelligent routing.
     rollout_percent: float = Field(default=100.0, ge=0, le=100)
 
@@ -114,15 +128,110 @@ class SourceTable(_Strict):
         return self.scores.get(self.category(host), self.scores.get("unknown", 0.5))
 
 
+FACTORS = ("model_certainty", "source_quality", "cross_validation", "historical_accuracy")
+
+
+class ConfidenceSettings(_Strict):
+    """How confidence is combined, calibrated and acted on (nodes/score.py, nodes/calibration.py)."""
+
+    # Base weights of the factors; the weights of the factors measured on an answer are renormalised to sum 1.
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "model_certainty": 0.30,
+            "source_quality": 0.25,
+            "cross_validation": 0.30,
+            "historical_accuracy": 0.15,
+        }
+    )
+    # The cascade: a first answer whose calibrated confidence is below this gets a second provider's
+    # independent answer (within deadline and budget). 0 turns the cascade off.
+    escalate_below: float = Field(default=0.75, ge=0, le=1)
+    # Do not start an escalation with less time than this left before the request's deadline.
+    min_time_left_s: float = Field(default=5.0, ge=0)
+    # Cross-check agreement below which the two answers disagree, and the better-supported one is served.
+    disagree_below: float = Field(default=0.5, ge=0, le=1)
+    # Calibration (nodes/calibration.py): the identity before min outcomes; Platt scaling of the raw combination
+    # until multifactor_min; then a logistic regression on the factors (ridge-regularised). The fitted model
+    # weighs n / (n + prior_outcomes) against the identity.
+    calibration_min_outcomes: int = Field(default=20, ge=2)
+    multifactor_min_outcomes: int = Field(default=200, ge=2)
+    calibration_prior_outcomes: int = Field(default=50, ge=0)
+    calibration_ridge: float = Field(default=1.0, gt=0)
+    # Historical accuracy: how many outcomes the provider's all-task record counts as, for one task's prior.
+    history_prior_strength: float = Field(default=4.0, ge=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FACTORS))
+        if unknown:
+            raise ValueError(f"unknown factor(s) {', '.join(unknown)}; known: {', '.join(FACTORS)}")
+        if any(w < 0 for w in value.values()):
+            raise ValueError("factor weights must not be negative")
+        return value
+
+
+class RetrySettings(_Strict):
+    """Same-provider retries of errors whose disposition is ``retry`` (providers/errors.py)."""
+
+    max_retries: int = Field(default=2, ge=0)  # per provider and request, after the first attempt
+    # Full-jitter exponential backoff when the server gives no Retry-After: uniform(0, min(max, base x 2^n)).
+    base_backoff_s: float = Field(default=0.2, ge=0)
+    max_backoff_s: float = Field(default=2.0, ge=0)
+    # The longest wait (Retry-After or backoff) worth spending on the same provider; longer: next provider.
+    max_wait_s: float = Field(default=2.0, ge=0)
+    # Retries on a provider within the breaker window may not exceed this share of its successes there.
+    budget_ratio: float = Field(default=0.5, ge=0)
+    # An attempt is not worth starting (nor a wait worth taking) with less time than this left.
+    min_attempt_s: float = Field(default=0.5, ge=0)
+    # With fallbacks left in the chain, one attempt gets at most this share of the time left.
+    attempt_share: float = Field(default=0.6, gt=0, le=1)
+
+
+class BreakerSettings(_Strict):
+    """Circuit breakers per provider (providers/health.py)."""
+
+    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
+    failure_rate: float = Field(default=0.5, gt=0, le=1)  # or this failure share in the window ...
+    window_s: float = Field(default=60.0, gt=0)
+    min_calls: int = Field(default=10, ge=1)  # ... once it holds this many calls
+    open_s: float = Field(default=30.0, gt=0)  # open this long, then one half-open probe
+    probe_timeout_s: float = Field(default=60.0, gt=0)
+    latency_samples: int = Field(default=200, ge=1)
+
+
+class HedgeSettings(_Strict):
+    """Hedged requests: start the next provider when an attempt is slower than its provider usually is."""
+
+    enabled: bool = True
+    quantile: float = Field(default=0.95, gt=0, lt=1)  # of the provider's recent successful latencies
+    min_samples: int = Field(default=20, ge=1)  # fewer samples: default_after_s
+    default_after_s: float = Field(default=2.0, gt=0)
+    min_after_s: float = Field(default=0.25, ge=0)  # floor, so a very fast provider is not hedged on jitter
+    max_extra_ratio: float = Field(default=0.10, ge=0)  # duplicate spend cap, as a share of all spend ...
+    window_s: float = Field(default=300.0, gt=0)  # ... over this window
+    burst_usd: float = Field(default=0.01, ge=0)  # room for a cold process's first hedges
+
+
+class ResilienceSettings(_Strict):
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    hedge: HedgeSettings = Field(default_factory=HedgeSettings)
+
+
 class Settings(_Strict):
     providers: dict[str, ProviderSettings]
     prices: dict[str, list[Price]]
     deadlines: Deadlines
     routing: RoutingSettings
     sources: SourceTable
+    confidence: ConfidenceSettings = Field(default_factory=ConfidenceSettings)
     data_dir: Path
     redis_url: str | None = None
     config_file: Path | None = None
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    # Token for operator routes (circuit-breaker reset); None: those routes refuse everyone.
+    admin_token: SecretStr | None = None
 
     def price_for(self, model: str, tier: Tier, on: dt.date | None = None) -> Price:
         """Return the price in force for a model on a day; local models without an entry cost nothing."""
@@ -205,11 +314,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         local["model"] = Path(env["LOCAL_MODEL_PATH"].strip()).stem
     if env.get("ROUTING_MODE"):
         raw.setdefault("routing", {})["mode"] = env["ROUTING_MODE"].strip()
+    if env.get("ROUTING_ROLLOUT_PERCENT"):
+        raw.setdefault("routing", {})["rollout_percent"] = env["ROUTING_ROLLOUT_PERCENT"].strip()
     for name, entry in raw.get("providers", {}).items():
         if isinstance(entry, dict):
             entry.setdefault("name", name)
     raw["data_dir"] = Path(env.get("STRATEGIST_DATA_DIR") or raw.get("data_dir") or default_data_dir()).expanduser()
     raw["redis_url"] = env.get("REDIS_URL") or raw.get("redis_url") or None
+    raw["admin_token"] = env.get("STRATEGIST_ADMIN_TOKEN") or raw.get("admin_token") or None
     raw["config_file"] = config_file
     try:
         settings = Settings.model_validate(raw)

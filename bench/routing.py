@@ -1,0 +1,258 @@
+"""Benchmark the router: adequacy, cost against all-premium and legacy routing, and the confusion table.
+
+Runs the deployed classifier and ``nodes.route`` on the test split of data/queries.jsonl and on
+bench/routing_holdout.jsonl (queries written for this benchmark, labelled before the router saw them), each as
+is and reweighted to a production-like mix. All three providers are available (dummy keys, a local server URL
+that is never called); no model is called. Costs use the configured price table and the token model of
+nodes/costing.py, with the query's *labelled* complexity (the size of the job), while the router decides on
+its own estimates; the primary provider is assumed to answer.
+
+Prints one table and exits 0. Run from the repository root:
+
+    PYTHONPATH=. python bench/routing.py [--failures]
+
+The environment's configuration applies (STRATEGIST_CONFIG, GEMINI_MODEL, ROUTING_* ...), so a policy or a
+price table can be evaluated before it is deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from graphs.state import Constraints
+from nodes.classify import classification_of
+from nodes.costing import call_cost, describe_token_model
+from nodes.query_classifier import default_classifier
+from nodes.route import NEEDS, SERVES, Need, intelligent_chain, legacy_chain, need_of
+from providers.config import Settings, Tier, load_settings
+from providers.registry import ProviderRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = ROOT / "data" / "queries.jsonl"
+HOLDOUT = ROOT / "bench" / "routing_holdout.jsonl"
+TIERS: tuple[Tier, ...] = ("realtime", "premium", "local")
+# The production-like mix of the issue, by labelled class. Moderate jobs without fresh facts belong to none of
+# its three classes and weigh nothing in it (they count in the "as is" rows).
+PRODUCTION_MIX = {"simple": 0.60, "fresh": 0.25, "complex": 0.15, "moderate": 0.0}
+NEED_ROWS: dict[Need, str] = {
+    "fresh": "fresh -> realtime",
+    "complex": "complex -> premium",
+    "moderate": "moderate -> prem|rt",
+    "light": "light -> any",
+}
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One labelled query, where the router sent it and what each policy would pay for it."""
+
+    text: str
+    need: Need
+    mix_class: str
+    tier: Tier
+    provider: str
+    adequate: bool
+    routed_usd: float
+    premium_usd: float
+    legacy_usd: float
+    oracle_usd: float
+    reason: str
+
+
+def bench_registry() -> ProviderRegistry:
+    """Build a registry in which every provider is available and none can be reached by accident."""
+    env = dict(os.environ)
+    env |= {
+        "GEMINI_API_KEY": "bench-dummy-key",
+        "PERPLEXITY_API_KEY": "bench-dummy-key",
+        # A URL nothing listens on: availability is checked without a socket, and no call is made.
+        "LOCAL_BASE_URL": "http://127.0.0.1:9/v1",
+        "STRATEGIST_DATA_DIR": "/nonexistent/strategist-bench",
+    }
+    env.pop("REDIS_URL", None)
+    return ProviderRegistry(load_settings(env))
+
+
+def load_rows(path: Path, split: str | None) -> list[dict[str, object]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if split is None or r.get("split") == split]
+
+
+def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]]) -> list[Routed]:
+    routing = registry.settings.routing
+    predict = default_classifier().predict
+    legacy, _ = legacy_chain(registry)
+    no_constraints: Constraints = {}
+    out: list[Routed] = []
+    for row in rows:
+        text, complexity, task = str(row["text"]), str(row["complexity"]), str(row["task"])
+        fresh = bool(row["fresh"])
+        need = need_of(fresh, complexity, task, routing)
+        c = classification_of(predict(text), routing.fresh_threshold)
+        chain, reasons, _ = intelligent_chain(registry, c, text, no_constraints)
+        primary = chain[0]
+        price = {name: call_cost(registry, name, text, complexity) for name in registry.names()}
+        premium = next(n for n in registry.names() if registry.tier_of(n) == "premium")
+        oracle = min(price[n] for n in registry.names() if need in SERVES[registry.tier_of(n)])
+        out.append(
+            Routed(
+                text=text,
+                need=need,
+                mix_class="fresh" if fresh else complexity,
+                tier=primary["tier"],
+                provider=primary["provider"],
+                adequate=need in SERVES[primary["tier"]],
+                routed_usd=price[primary["provider"]],
+                premium_usd=price[premium],
+                legacy_usd=price[legacy[0]["provider"]],
+                oracle_usd=oracle,
+                reason=reasons[-1],
+            )
+        )
+    return out
+
+
+def weights(rows: Sequence[Routed], mix: Mapping[str, float] | None) -> list[float]:
+    """Return per-row weights summing to 1: uniform, or reweighted so each labelled class has its mix share."""
+    if mix is None:
+        return [1 / len(rows)] * len(rows)
+    counts = Counter(r.mix_class for r in rows)
+    return [mix.get(r.mix_class, 0.0) / counts[r.mix_class] for r in rows]
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def summary_cells(rows: Sequence[Routed], w: Sequence[float]) -> list[str]:
+    total = sum(w)
+    adequacy = sum(wi for r, wi in zip(rows, w, strict=True) if r.adequate) / total
+    per_1k = {
+        key: 1000 * sum(getattr(r, key) * wi for r, wi in zip(rows, w, strict=True)) / total
+        for key in ("routed_usd", "premium_usd", "legacy_usd", "oracle_usd")
+    }
+    return [
+        pct(adequacy),
+        f"{per_1k['routed_usd']:.3f}",
+        f"{per_1k['premium_usd']:.3f}",
+        f"{per_1k['legacy_usd']:.3f}",
+        f"{per_1k['oracle_usd']:.3f}",
+        f"{1 - per_1k['routed_usd'] / per_1k['premium_usd']:+.1%}",
+        f"{1 - per_1k['routed_usd'] / per_1k['legacy_usd']:+.1%}",
+        f"{1 - per_1k['oracle_usd'] / per_1k['premium_usd']:+.1%}",
+    ]
+
+
+HEADER = [
+    "set",
+    "rows",
+    "n",
+    "->realtime",
+    "->premium",
+    "->local",
+    "adequate",
+    "$/1k routed",
+    "$/1k all-prem",
+    "$/1k legacy",
+    "$/1k oracle",
+    "saved vs all-prem",
+    "saved vs legacy",
+    "oracle saves",
+]
+
+
+def table_rows(name: str, rows: Sequence[Routed]) -> list[list[str]]:
+    """Confusion rows (labelled need x routed primary tier, counts) and the two summary rows of one set."""
+    out: list[list[str]] = []
+    uniform = weights(rows, None)
+    for need in NEEDS:
+        members = [(r, w) for r, w in zip(rows, uniform, strict=True) if r.need == need]
+        if not members:
+            continue
+        routed = Counter(r.tier for r, _ in members)
+        cells = summary_cells([r for r, _ in members], [w for _, w in members])
+        out.append([name, NEED_ROWS[need], str(len(members)), *(str(routed[t]) for t in TIERS), *cells])
+    totals = Counter(r.tier for r in rows)
+    tier_cells = [str(totals[t]) for t in TIERS]
+    out.append([name, "ALL, as is", str(len(rows)), *tier_cells, *summary_cells(rows, uniform)])
+    production = weights(rows, PRODUCTION_MIX)
+    shares = [pct(sum(w for r, w in zip(rows, production, strict=True) if r.tier == t)) for t in TIERS]
+    out.append([name, "ALL, production mix", str(len(rows)), *shares, *summary_cells(rows, production)])
+    return out
+
+
+def render(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def describe(settings: Settings, registry: ProviderRegistry) -> list[str]:
+    today = dt.date.today().isoformat()
+    prices = []
+    for name in registry.names():
+        p = registry.price_of(name)
+        fee = f" + ${p.request_fee_usd:.4f}/request" if p.request_fee_usd else ""
+        prices.append(
+            f"{name} ({registry.tier_of(name)}) {registry.model_of(name)} ${p.input_per_m:g} in / "
+            f"${p.output_per_m:g} out per 1M{fee}"
+        )
+    routing = settings.routing
+    local_tasks = ", ".join(routing.local_moderate_tasks) or "none"
+    return [
+        f"prices in force on {today}: " + "; ".join(prices),
+        f"token model: {describe_token_model(settings)}",
+        "adequacy (labels): fresh -> realtime only; complex without fresh facts -> premium only; moderate without "
+        f"fresh facts -> premium or realtime, or local for the policy's local tasks ({local_tasks}), "
+        "which makes it 'light'; simple without fresh facts -> any tier ('light')",
+        "production mix: 60% simple text jobs (simple, not fresh), 25% fresh-fact (fresh), 15% complex analysis "
+        "(complex, not fresh); moderate rows without fresh facts weigh 0 in it",
+        f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; legacy = premium first (every "
+        "provider answers here, so legacy costs what all-premium does); oracle = cheapest tier that serves the "
+        "labelled need",
+        "confusion rows count queries by labelled need (rows) and routed primary tier (->columns); the production "
+        "row gives the tier shares of the reweighted mix",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--failures", action="store_true", help="also list the queries routed inadequately")
+    args = parser.parse_args(argv)
+
+    registry = bench_registry()
+    sets = {
+        "test split": route_rows(registry, load_rows(DATASET, "test")),
+        "holdout": route_rows(registry, load_rows(HOLDOUT, None)),
+    }
+    for line in describe(registry.settings, registry):
+        print(line)
+    print()
+    body: list[list[str]] = [HEADER]
+    for name, rows in sets.items():
+        body += table_rows(name, rows)
+    print(render(body))
+    if args.failures:
+        for name, rows in sets.items():
+            print(f"\ninadequate primaries, {name}:")
+            for r in rows:
+                if not r.adequate:
+                    print(f"  [{r.need} -> {r.tier}] {r.text[:100]}\n      {r.reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
