@@ -29,7 +29,7 @@ from pathlib import Path
 
 from graphs.state import Constraints
 from nodes.classify import classification_of
-from nodes.costing import call_cost, describe_token_model
+from nodes.costing import call_cost, describe_token_model, grounding_fee
 from nodes.query_classifier import default_classifier
 from nodes.route import NEEDS, SERVES, Need, intelligent_chain, legacy_chain, need_of
 from providers.config import Settings, Tier, load_settings
@@ -61,7 +61,8 @@ class Routed:
     provider: str
     adequate: bool
     routed_usd: float
-    premium_usd: float
+    premium_usd: float  # all-premium, with search grounding for fresh-fact queries (the same need served)
+    premium_tokens_usd: float  # all-premium, tokens only (fresh-fact queries answered without search)
     legacy_usd: float
     oracle_usd: float
     reason: str
@@ -111,7 +112,8 @@ def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]])
                 provider=primary["provider"],
                 adequate=need in SERVES[primary["tier"]],
                 routed_usd=price[primary["provider"]],
-                premium_usd=price[premium],
+                premium_usd=price[premium] + grounding_fee(registry, premium, fresh),
+                premium_tokens_usd=price[premium],
                 legacy_usd=price[legacy[0]["provider"]],
                 oracle_usd=oracle,
                 reason=reasons[-1],
@@ -137,7 +139,7 @@ def summary_cells(rows: Sequence[Routed], w: Sequence[float]) -> list[str]:
     adequacy = sum(wi for r, wi in zip(rows, w, strict=True) if r.adequate) / total
     per_1k = {
         key: 1000 * sum(getattr(r, key) * wi for r, wi in zip(rows, w, strict=True)) / total
-        for key in ("routed_usd", "premium_usd", "legacy_usd", "oracle_usd")
+        for key in ("routed_usd", "premium_usd", "premium_tokens_usd", "legacy_usd", "oracle_usd")
     }
     return [
         pct(adequacy),
@@ -146,6 +148,7 @@ def summary_cells(rows: Sequence[Routed], w: Sequence[float]) -> list[str]:
         f"{per_1k['legacy_usd']:.3f}",
         f"{per_1k['oracle_usd']:.3f}",
         f"{1 - per_1k['routed_usd'] / per_1k['premium_usd']:+.1%}",
+        f"{1 - per_1k['routed_usd'] / per_1k['premium_tokens_usd']:+.1%}",
         f"{1 - per_1k['routed_usd'] / per_1k['legacy_usd']:+.1%}",
         f"{1 - per_1k['oracle_usd'] / per_1k['premium_usd']:+.1%}",
     ]
@@ -164,6 +167,7 @@ HEADER = [
     "$/1k legacy",
     "$/1k oracle",
     "saved vs all-prem",
+    "vs all-prem w/o grounding",
     "saved vs legacy",
     "oracle saves",
 ]
@@ -220,8 +224,9 @@ def describe(settings: Settings, registry: ProviderRegistry) -> list[str]:
         "which makes it 'light'; simple without fresh facts -> any tier ('light')",
         "production mix: 60% simple text jobs (simple, not fresh), 25% fresh-fact (fresh), 15% complex analysis "
         "(complex, not fresh); moderate rows without fresh facts weigh 0 in it",
-        f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; legacy = premium first (every "
-        "provider answers here, so legacy costs what all-premium does); oracle = cheapest tier that serves the "
+        f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; all-premium = every query on "
+        "the premium model, with search grounding for fresh facts (the same need served); 'w/o grounding' and legacy "
+        "(premium first, as before, every provider answering here) price fresh-fact queries without search; oracle = cheapest tier that serves the "
         "labelled need",
         "confusion rows count queries by labelled need (rows) and routed primary tier (->columns); the production "
         "row gives the tier shares of the reweighted mix",

@@ -62,6 +62,25 @@ def estimate_call_cost(registry: ProviderRegistry, provider: str, classification
     return expected_call_cost(registry, provider, query, classification["complexity_p"])
 
 
+def grounding_fee(registry: ProviderRegistry, premium: str, fresh: bool) -> float:
+    """Return what the premium model pays to search for a fresh-facts question (zero otherwise).
+
+    The all-premium baseline must serve the same need: without Google Search grounding the premium model
+    answers fresh-fact questions from stale training data, so its grounded price is the fair comparison.
+    Google's free daily allowance of grounded prompts is ignored, which overstates the baseline for small volumes.
+    """
+    return registry.price_of(premium).grounding_fee_usd if fresh else 0.0
+
+
+def baseline_cost(registry: ProviderRegistry, classification: Classification, query: str) -> float:
+    """Estimate what the all-premium path would pay for this query, before any call."""
+    premium = premium_provider(registry)
+    if premium is None:
+        return 0.0
+    call = estimate_call_cost(registry, premium, classification, query)
+    return call + grounding_fee(registry, premium, classification["needs_fresh"])
+
+
 def premium_provider(registry: ProviderRegistry) -> str | None:
     return next((n for n in registry.names() if registry.tier_of(n) == "premium"), None)
 
@@ -73,5 +92,6 @@ def describe_token_model(settings: Settings) -> str:
     think = " / ".join(f"{k} {v}" for k, v in routing.expected_thinking_tokens.items())
     return (
         f"input = {PROMPT_OVERHEAD_TOKENS} + len(query)/{CHARS_PER_TOKEN:g} tokens; output by complexity: {out}; "
-        f"thinking models add {think} (billed as output); plus per-request fees"
+        f"thinking models add {think} (billed as output); plus per-request fees; the all-premium baseline adds "
+        "the premium model's search-grounding fee to fresh-fact queries"
     )

@@ -41,7 +41,7 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints
-from nodes.costing import estimate_call_cost, premium_provider
+from nodes.costing import baseline_cost, estimate_call_cost
 from providers.config import RoutingMode, RoutingSettings, Tier
 from providers.health import HealthSnapshot
 from providers.registry import ProviderRegistry
@@ -298,8 +298,7 @@ def plan(
     """
     mode = effective_mode(registry, caller_key)
     budget_s = remaining_s if remaining_s is not None else constraints.get("deadline_s")
-    premium = premium_provider(registry)
-    baseline = estimate_call_cost(registry, premium, c, query) if premium else 0.0
+    baseline = baseline_cost(registry, c, query)
     shadow: dict[str, object] | None = None
     if mode == "intelligent":
         chain, reasons, _ = intelligent_chain(registry, c, query, constraints, budget_s)

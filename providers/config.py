@@ -36,6 +36,9 @@ class Price(_Strict):
     input_per_m: float = Field(ge=0)
     output_per_m: float = Field(ge=0)
     request_fee_usd: float = Field(default=0.0, ge=0)
+    # Search grounding per grounded prompt (Google Search on Gemini): what the premium model needs to answer
+    # fresh-fact questions at all, so the all-premium baseline of such a question includes it.
+    grounding_fee_usd: float = Field(default=0.0, ge=0)
     # Gemini bills the whole request at a higher rate once the prompt passes a size.
     long_context_tokens: int | None = None
     long_input_per_m: float | None = None
