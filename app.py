@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from graphs.checkpointing import CheckpointStoreError, open_stores
+from graphs.feedback import FeedbackError
 from graphs.service import AnalysisRequest, Orchestrator, RequestError, UnknownThread, parse_request
 from graphs.state import AnalysisResult
 from providers.config import ConfigError, Settings, load_settings
@@ -115,6 +116,39 @@ def analyze() -> Any:
     return jsonify(payload), 200
 
 
+@bp.post("/feedback")
+@protected
+def feedback() -> Any:
+    """Record whether an analysis turned out right: {"thread_id": ..., "correct": true|false, "note": ...}."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "Request body must be a JSON object")
+    thread_id, correct, note = body.get("thread_id"), body.get("correct"), body.get("note", "")
+    if not isinstance(thread_id, str) or not thread_id.strip():
+        return _error(400, "thread_id is required")
+    if not isinstance(correct, bool):
+        return _error(400, "correct must be true or false")
+    if not isinstance(note, str) or len(note) > 2000:
+        return _error(400, "note must be a string of at most 2,000 characters")
+    try:
+        outcome = _orchestrator().record_feedback(thread_id.strip(), correct, note=note)
+    except UnknownThread as exc:
+        return _error(404, str(exc))
+    except FeedbackError as exc:
+        return _error(409, str(exc))
+    return jsonify(
+        {
+            "thread_id": outcome.thread_id,
+            "correct": outcome.correct,
+            "provider": outcome.provider,
+            "task": outcome.task,
+            "raw_confidence": outcome.raw,
+            "confidence": outcome.calibrated,
+            "recorded_at": dt.datetime.fromtimestamp(outcome.at, dt.UTC).isoformat(),
+        }
+    ), 200
+
+
 @bp.get("/health")
 def health() -> Any:
     registry = _orchestrator().registry
@@ -160,7 +194,7 @@ def create_app(orchestrator: Orchestrator | None = None) -> Flask:
         stack = contextlib.ExitStack()
         stores = stack.enter_context(open_stores(settings))
         atexit.register(stack.close)
-        orchestrator = Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger)
+        orchestrator = Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
     app.extensions["strategist"] = orchestrator
     app.register_blueprint(bp)
 
@@ -182,7 +216,7 @@ class CliError(Exception):
 @contextlib.contextmanager
 def _orchestrator_for_cli(settings: Settings) -> Iterator[Orchestrator]:
     with open_stores(settings) as stores:
-        yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger)
+        yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
 
 
 def _progress(event: dict[str, Any]) -> None:
@@ -227,9 +261,18 @@ def render(result: AnalysisResult) -> str:
             f"{a.input_tokens:>6} in {a.output_tokens:>6} out  ${a.cost_usd:.5f}"
         )
     lines.append("")
-    lines.append(f"confidence {result.confidence.value:.2f} ({result.confidence.method})")
+    confidence = result.confidence
+    raw = f"; raw {confidence.raw:.2f}" if confidence.raw is not None else ""
+    lines.append(f"confidence {confidence.value:.2f} ({confidence.method}{raw})")
+    if confidence.calibration:
+        lines.append(f"  calibration: {confidence.calibration}")
     for f in result.confidence.factors:
         lines.append(f"  {f.name:<20} {f.value:.2f} x weight {f.weight:.2f}  {f.detail}")
+    if result.escalation and result.escalation["decision"] != "accept":
+        escalation = result.escalation
+        lines.append(f"cascade ({escalation['decision']}): {escalation['reason']}")
+        if escalation.get("outcome"):
+            lines.append(f"  {escalation['outcome']}")
     if result.cross_check:
         lines.append(
             f"cross-check by {result.cross_check['provider']}: agreement {result.cross_check['agreement']:.2f}"
@@ -271,6 +314,15 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     with _orchestrator_for_cli(settings) as orch:
         result = orch.resume(args.thread_id, on_event=None if args.json else _progress)
     return _emit(result, args.json)
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    with _orchestrator_for_cli(settings) as orch:
+        outcome = orch.record_feedback(args.thread_id, args.correct, note=args.note or "")
+    verdict = "right" if outcome.correct else "wrong"
+    said = f" (its confidence was {outcome.calibrated:.2f})" if outcome.calibrated is not None else ""
+    print(f"recorded: analysis {outcome.thread_id} by {outcome.provider} ({outcome.task}) was {verdict}{said}")
+    return 0
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
@@ -329,9 +381,8 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {name:<12} {int(row['calls']):>6} calls  ${row['cost_usd']:.4f}")
     print("\nby day (UTC):")
     for day, row in summary["by_day"].items():
-        print(
-            f"  {day}  {int(row['analyses']):>6} analyses  ${row['cost_usd']:.4f}  baseline ${row['baseline_cost_usd']:.4f}"
-        )
+        analyses, cost, base = int(row["analyses"]), row["cost_usd"], row["baseline_cost_usd"]
+        print(f"  {day}  {analyses:>6} analyses  ${cost:.4f}  baseline ${base:.4f}")
     if summary["shadow"]["analyses"]:
         sh = summary["shadow"]
         print(
@@ -388,6 +439,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_resume)
 
+    p = sub.add_parser("feedback", help="record whether an analysis turned out right (confidence learns from it)")
+    p.add_argument("thread_id")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--correct", dest="correct", action="store_true", help="the answer turned out right")
+    verdict.add_argument("--incorrect", dest="correct", action="store_false", help="the answer turned out wrong")
+    p.add_argument("--note", help="why (kept with the outcome)")
+    p.set_defaults(func=cmd_feedback)
+
     p = sub.add_parser("costs", help="the cost ledger: totals, per provider, tier and day, savings")
     p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
     p.add_argument("--json", action="store_true")
@@ -409,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         status: int = args.func(args, settings)
         return status
-    except (ConfigError, RequestError, UnknownThread, CheckpointStoreError, CliError) as exc:
+    except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
         print(f"strategist: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

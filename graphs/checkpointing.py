@@ -19,6 +19,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from graphs.feedback import FeedbackStore, RedisFeedback, SqliteFeedback
 from graphs.ledger import Ledger, RedisLedger, SqliteLedger
 from providers.config import Settings
 
@@ -41,6 +42,8 @@ class Stores:
     # Where the stores live, for messages: "Redis at redis://host:6379/0" (password masked) or
     # "SQLite database /path".
     location: str
+    # Outcome feedback (was an analysis right?), which confidence learns from: beside the ledger.
+    feedback: FeedbackStore
 
 
 def is_store_failure(exc: BaseException) -> bool:
@@ -109,7 +112,7 @@ def _open(settings: Settings) -> Iterator[Stores]:
         # when the URL names a cluster (the ledger's keys share one hash tag, so one slot).
         assert saver.client is not None  # from_url always builds the sync client
         try:
-            yield Stores(saver, RedisLedger(saver.client), saver.location)
+            yield Stores(saver, RedisLedger(saver.client), saver.location, RedisFeedback(saver.client))
         finally:
             saver.close()
         return
@@ -125,12 +128,14 @@ def _open(settings: Settings) -> Iterator[Stores]:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         ledger = SqliteLedger(path)
+        feedback = SqliteFeedback(path)
     except (OSError, sqlite3.Error) as exc:
         conn.close()
         raise CheckpointStoreError(f"cannot open the checkpoint database {path}: {exc}") from None
     sqlite_saver = LocatedSqliteSaver(conn, f"SQLite database {path}")
     try:
-        yield Stores(sqlite_saver, ledger, sqlite_saver.location)
+        yield Stores(sqlite_saver, ledger, sqlite_saver.location, feedback)
     finally:
+        feedback.close()
         ledger.close()
         conn.close()

@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from graphs.analysis import build_analysis_graph
 from graphs.checkpointing import CheckpointStoreError, describe_store, is_store_failure, store_failure_text
 from graphs.context import Context
+from graphs.feedback import FeedbackError, FeedbackStore, record_feedback
 from graphs.ledger import Ledger, LedgerEntry
 from graphs.state import MAX_QUERY_CHARS, AnalysisResult, Constraints, StrategicContext
+from nodes.calibration import Outcome
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -96,14 +98,22 @@ class Orchestrator:
         registry: ProviderRegistry,
         checkpointer: BaseCheckpointSaver[str] | None,
         ledger: Ledger | None = None,
+        feedback: FeedbackStore | None = None,
     ) -> None:
         self.registry = registry
         self.checkpointer = checkpointer
         self.ledger = ledger
+        self.feedback = feedback
         self.graph = build_analysis_graph().compile(checkpointer=checkpointer)
 
+    def record_feedback(self, thread_id: str, correct: bool, *, note: str = "") -> Outcome:
+        """Record whether an analysis turned out right; historical accuracy and calibration learn from it."""
+        if self.feedback is None:
+            raise FeedbackError("no feedback store is configured")
+        return record_feedback(self.graph, self.feedback, thread_id, correct, note=note)
+
     def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
-        ctx = Context(registry=self.registry, caller_key=caller_key)
+        ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback)
         if deadline_s is not None:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx

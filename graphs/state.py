@@ -14,7 +14,8 @@ from typing_extensions import TypedDict
 
 from providers.config import Depth, Tier
 
-Outcome = Literal["ok", "error", "invalid", "skipped"]
+# "cancelled": the loser of a hedged pair, abandoned when the other answered first (its cost is estimated).
+Outcome = Literal["ok", "error", "invalid", "skipped", "cancelled"]
 Role = Literal["answer", "cross_check"]
 StrategicContext = Literal["defensive", "neutral", "offensive"]
 
@@ -56,6 +57,8 @@ class Attempt(TypedDict):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    started_at: NotRequired[float]  # wall-clock epoch seconds (the context's clock) when the call went out
+    hedge: NotRequired[bool]  # started in parallel with the previous chain step, which was slow to answer
 
 
 class CitationDict(TypedDict):
@@ -100,6 +103,26 @@ class CrossCheck(TypedDict):
     text: str
 
 
+class Superseded(TypedDict):
+    """The first answer, when a disagreeing checker's answer was better supported and served instead."""
+
+    provider: str
+    model: str
+    text: str
+
+
+class Escalation(TypedDict):
+    """The confidence-gated cascade's decision on the first validated answer, and what came of it."""
+
+    decision: Literal["requested", "escalate", "accept", "not_possible", "off"]
+    reason: str
+    raw: float | None  # preliminary raw confidence of the first answer, before any cross-check
+    calibrated: float
+    threshold: float
+    outcome: NotRequired[str]  # set by cross_check: agreement, and which answer is served
+    superseded: NotRequired[Superseded]
+
+
 class AnalysisState(AnalysisInput):
     deadline_at: NotRequired[float]  # wall-clock epoch seconds
     started_at: NotRequired[float]
@@ -116,10 +139,12 @@ class AnalysisState(AnalysisInput):
     answer: NotRequired[Candidate | None]  # the validated answer
     rejections: Annotated[list[Rejection], operator.add]
     deadline_passed: NotRequired[bool]  # measured by the last node, so routers stay pure
+    retry_at: NotRequired[float | None]  # set by call_model: retry the same chain step, not before this time
     stop_reason: NotRequired[str | None]  # set when an error ends the analysis (bad request)
     cross_chain: NotRequired[list[ChainStep]]
     cross_cursor: NotRequired[int]
     cross_check: NotRequired[CrossCheck | None]
+    escalation: NotRequired[Escalation | None]  # computed by validate, so route_after_validate stays pure
     result: NotRequired[dict[str, object]]
 
 
@@ -142,6 +167,8 @@ class AttemptModel(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    started_at: float | None = None
+    hedge: bool = False
 
 
 class ChainStepModel(BaseModel):
@@ -171,6 +198,8 @@ class Confidence(BaseModel):
     value: float = Field(ge=0, le=1)
     factors: list[Factor]
     method: str = ""
+    raw: float | None = Field(default=None, ge=0, le=1)  # the weighted combination before calibration
+    calibration: str = ""  # the calibration model that turned the factors into value, and its data
 
 
 class Citation(BaseModel):
@@ -201,4 +230,5 @@ class AnalysisResult(BaseModel):
     fallback_mode: bool
     error: str | None = None
     cross_check: CrossCheck | None = None
+    escalation: Escalation | None = None
     timings: Timings

@@ -39,7 +39,9 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ({"text": "x" * 10_001}, "Text too long - maximum 10,000 characters"),
     ],
 )
-def test_analyze_rejects_bad_text_with_contract_messages(client: FlaskClient, body: dict[str, Any], message: str) -> None:
+def test_analyze_rejects_bad_text_with_contract_messages(
+    client: FlaskClient, body: dict[str, Any], message: str
+) -> None:
     response = client.post("/api/v1/strategist/analyze", json=body)
     assert response.status_code == 400
     assert response.get_json() == {"error": message}
@@ -54,7 +56,8 @@ def test_analyze_rejects_non_json_and_bad_depth(client: FlaskClient) -> None:
 
 def test_analyze_answers_the_result_with_contract_fields(client: FlaskClient) -> None:
     response = client.post(
-        "/api/v1/strategist/analyze", json={"text": "The opposition promised free buses in Malakpet.", "ward": "Malakpet"}
+        "/api/v1/strategist/analyze",
+        json={"text": "The opposition promised free buses in Malakpet.", "ward": "Malakpet"},
     )
     assert response.status_code == 200
     body = response.get_json()
@@ -112,7 +115,9 @@ def test_cli_unknown_depth_exits_non_zero(data_dir: Path, capsys: pytest.Capture
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_cli_malformed_config_file(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_malformed_config_file(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = data_dir / "bad.toml"
     bad.write_text("[providers.gemini\nmodel = ")
     monkeypatch.setenv("STRATEGIST_CONFIG", str(bad))
@@ -150,3 +155,66 @@ def test_graph_command_prints_mermaid(capsys: pytest.CaptureFixture[str], data_d
     assert app_module.main(["graph"]) == 0
     out = capsys.readouterr().out
     assert "graph TD;" in out and "call_model -.-> call_model" in out
+
+
+# --- feedback (issue 6): POST /feedback and `strategist feedback` ------------------------------------------------
+
+
+@pytest.fixture()
+def feedback_client(tmp_path: Path) -> tuple[FlaskClient, Any]:
+    from graphs.feedback import SqliteFeedback
+
+    store = SqliteFeedback(tmp_path / "feedback.sqlite")
+    orchestrator = Orchestrator(
+        fake_registry({"local": [reply("Sentiment is mixed; the key claim is X.\nConfidence: 0.7")]}), None, None, store
+    )
+    orchestrator.graph = orchestrator.graph.builder.compile(checkpointer=InMemorySaver())
+    return app_module.create_app(orchestrator).test_client(), store
+
+
+def test_feedback_route_records_the_outcome(feedback_client: tuple[FlaskClient, Any]) -> None:
+    client, store = feedback_client
+    analysis = client.post("/api/v1/strategist/analyze", json={"text": "The opposition promised free buses."})
+    thread_id = analysis.get_json()["thread_id"]
+    response = client.post("/api/v1/strategist/feedback", json={"thread_id": thread_id, "correct": False})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["thread_id"], body["correct"], body["provider"], body["raw_confidence"]) == (
+        thread_id,
+        False,
+        "local",
+        0.7,
+    )
+    assert [(o.thread_id, o.correct) for o in store.outcomes()] == [(thread_id, False)]
+
+
+@pytest.mark.parametrize(
+    "body, status, needle",
+    [
+        ({"correct": True}, 400, "thread_id is required"),
+        ({"thread_id": "t", "correct": "yes"}, 400, "correct must be true or false"),
+        ({"thread_id": "no-such-thread", "correct": True}, 404, "no analysis with thread id"),
+    ],
+)
+def test_feedback_route_rejects_bad_requests(
+    feedback_client: tuple[FlaskClient, Any], body: dict[str, Any], status: int, needle: str
+) -> None:
+    client, _store = feedback_client
+    response = client.post("/api/v1/strategist/feedback", json=body)
+    assert response.status_code == status and needle in response.get_json()["error"]
+
+
+def test_cli_feedback_records_and_reports_unknown_threads(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_MODEL_PATH", str(data_dir / "missing.gguf"))
+    assert app_module.main(["feedback", "no-such-thread", "--correct"]) == 2
+    assert "no analysis with thread id" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        app_module.main(["feedback", "some-thread"])  # a verdict is required
+    capsys.readouterr()
+    # The local model file is missing: the analysis has no answer, which cannot be judged.
+    app_module.main(["analyze", "Summarise: the rally went well.", "--thread-id", "t-cli"])
+    capsys.readouterr()
+    assert app_module.main(["feedback", "t-cli", "--incorrect"]) == 2
+    assert "no answer to judge" in capsys.readouterr().err

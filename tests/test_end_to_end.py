@@ -33,8 +33,9 @@ CITED = Reply(
 def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeGemini, FakePerplexity]]:
     with FakeGemini() as gemini, FakePerplexity() as perplexity:
         config = tmp_path / "strategist.toml"
-        # A short premium timeout so the hang test fails over quickly; everything else is the default.
-        config.write_text("[providers.gemini]\ntimeout_s = 1.5\n")
+        # A short premium timeout so the hang test fails over quickly; the confidence-gated cascade off, because
+        # these tests count provider calls (tests/test_confidence.py covers the cascade); the rest is the default.
+        config.write_text("[providers.gemini]\ntimeout_s = 1.5\n\n[confidence]\nescalate_below = 0.0\n")
         env = {
             "GEMINI_API_KEY": "test-key",
             "GEMINI_BASE_URL": gemini.base_url,

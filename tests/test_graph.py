@@ -37,9 +37,9 @@ def outcomes(result: AnalysisResult) -> list[tuple[str, str, str | None]]:
 
 def test_each_need_goes_to_its_tier() -> None:
     scripts = {
-        "gemini": [reply("Premium plan. Week one: map booths.")],
+        "gemini": [reply("Premium plan. Week one: map booths.\nConfidence: 0.9")],
         "perplexity": [CITED],
-        "local": [reply("Short summary of the speech.")],
+        "local": [reply("Short summary of the speech.\nConfidence: 0.8")],
     }
     assert run(fake_registry(scripts), FRESH).provider == "perplexity"
     assert run(fake_registry(scripts), COMPLEX).provider == "gemini"
