@@ -27,7 +27,7 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.state import AnalysisResult, AnalysisState, Attempt, Candidate, CitationDict, CrossCheck, Factor
 from nodes.calibration import Learned, learned_from
-from nodes.costing import estimate_input_tokens, premium_provider
+from nodes.costing import estimate_input_tokens, grounding_fee, premium_provider
 from providers.config import SourceTable
 
 # Finish reasons: the vendor cut the answer short (Gemini, OpenAI/llama.cpp, Perplexity's Responses status) ...
@@ -171,14 +171,16 @@ def _baseline(ctx: Context, state: AnalysisState, answering: Attempt | None) -> 
         return 0.0
     if answering is None:
         return state.get("baseline_estimate_usd", 0.0)
+    # The premium model needs search grounding to serve a fresh-facts question at all (see nodes/costing.py).
+    grounding = grounding_fee(registry, premium, state["classification"]["needs_fresh"])
     if answering["tier"] == "premium":
-        return answering["cost_usd"]
+        return answering["cost_usd"] + grounding
     complexity = state["classification"]["complexity"]
     tokens_in = answering["input_tokens"] or estimate_input_tokens(state["query"])
     tokens_out = answering["output_tokens"] or registry.settings.routing.expected_output_tokens.get(complexity, 500)
     if registry.provider_settings(premium).thinks:
         tokens_out += registry.settings.routing.expected_thinking_tokens.get(complexity, 0)
-    return registry.price_of(premium).cost_usd(tokens_in, tokens_out)
+    return registry.price_of(premium).cost_usd(tokens_in, tokens_out) + grounding
 
 
 def _error(state: AnalysisState) -> str:
