@@ -25,6 +25,7 @@ from graphs.feedback import FeedbackError
 from graphs.service import AnalysisRequest, Orchestrator, RequestError, UnknownThread, parse_request
 from graphs.state import AnalysisResult
 from providers.config import ConfigError, Settings, load_settings
+from providers.health import UnknownProvider, admin_token_ok, health_report, render_health, reset_circuits
 from providers.registry import ProviderRegistry
 
 API_PREFIX = "/api/v1/strategist"
@@ -151,25 +152,26 @@ def feedback() -> Any:
 
 @bp.get("/health")
 def health() -> Any:
+    """Provider health: availability, circuit, recent error rate, latency percentiles, hedge budget."""
+    report = health_report(_orchestrator().registry)
+    return jsonify(report), 200 if report["overall_score"] > 0 else 503
+
+
+@bp.post("/circuit-breaker/reset")
+@protected
+def circuit_breaker_reset() -> Any:
+    """Close every circuit, or one (body {"provider": name}); needs the admin token in X-Admin-Token."""
     registry = _orchestrator().registry
-    components: dict[str, Any] = {}
-    for name, avail in registry.all_availability().items():
-        snap = registry.health.breaker(name).snapshot()
-        components[name] = {
-            "tier": avail.tier,
-            "available": avail.available,
-            "reason": avail.reason or None,
-            "circuit": snap.state,
-            "recent_calls": snap.calls,
-            "error_rate": round(snap.error_rate, 4),
-            "p50_ms": snap.p50_ms,
-            "p95_ms": snap.p95_ms,
-        }
-    usable = [c for c in components.values() if c["available"]]
-    score = len(usable) / len(components) if components else 0.0
-    status = "healthy" if score == 1 else ("degraded" if usable else "unhealthy")
-    body = {"system_status": status, "components": components, "overall_score": round(score, 3), "timestamp": _now()}
-    return jsonify(body), 200 if usable else 503
+    if not admin_token_ok(registry.settings, request.headers.get("X-Admin-Token")):
+        return _error(403, "Admin token required (X-Admin-Token, configured by STRATEGIST_ADMIN_TOKEN)")
+    body = request.get_json(silent=True)
+    provider = body.get("provider") if isinstance(body, dict) else None
+    if provider is not None and not isinstance(provider, str):
+        return _error(400, "provider must be a string")
+    try:
+        return jsonify(reset_circuits(registry, provider)), 200
+    except UnknownProvider as exc:
+        return _error(400, str(exc))
 
 
 @bp.errorhandler(CheckpointStoreError)
@@ -392,6 +394,12 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    report = health_report(ProviderRegistry(settings))
+    print(json.dumps(report, indent=2) if args.json else render_health(report))
+    return 0 if report["overall_score"] > 0 else 1
+
+
 def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
     from graphs.analysis import build_analysis_graph
 
@@ -451,6 +459,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("graph", help="print the graph as Mermaid")
     p.set_defaults(func=cmd_graph)

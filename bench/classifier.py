@@ -75,9 +75,7 @@ def main() -> int:
     task = np.array([[n.task_p[t] for t in TASK_LABELS] for n in needs])
     metrics = {
         "fresh": _head_metrics(fresh, np.array([r["fresh"] for r in test])),
-        "complexity": _head_metrics(
-            complexity, np.array([COMPLEXITY_LABELS.index(r["complexity"]) for r in test])
-        ),
+        "complexity": _head_metrics(complexity, np.array([COMPLEXITY_LABELS.index(r["complexity"]) for r in test])),
         "task": _head_metrics(task, np.array([TASK_LABELS.index(r["task"]) for r in test])),
     }
 

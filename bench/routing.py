@@ -226,8 +226,8 @@ def describe(settings: Settings, registry: ProviderRegistry) -> list[str]:
         "(complex, not fresh); moderate rows without fresh facts weigh 0 in it",
         f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; all-premium = every query on "
         "the premium model, with search grounding for fresh facts (the same need served); 'w/o grounding' and legacy "
-        "(premium first, as before, every provider answering here) price fresh-fact queries without search; oracle = cheapest tier that serves the "
-        "labelled need",
+        "(premium first, as before, every provider answering here) price fresh-fact queries without search; "
+        "oracle = cheapest tier that serves the labelled need",
         "confusion rows count queries by labelled need (rows) and routed primary tier (->columns); the production "
         "row gives the tier shares of the reweighted mix",
     ]

@@ -301,16 +301,12 @@ def format_metrics(metrics: dict[str, dict[str, float]], title: str) -> str:
     """Render per-head metrics as a fixed-width table."""
     lines = [title, f"{'head':<12}{'accuracy':>10}{'log_loss':>10}{'brier':>10}{'ece':>10}"]
     for head, m in metrics.items():
-        lines.append(
-            f"{head:<12}{m['accuracy']:>10.3f}{m['log_loss']:>10.3f}{m['brier']:>10.3f}{m['ece']:>10.3f}"
-        )
+        lines.append(f"{head:<12}{m['accuracy']:>10.3f}{m['log_loss']:>10.3f}{m['brier']:>10.3f}{m['ece']:>10.3f}")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quiet", action="store_true", help="skip the evaluation printout")
@@ -325,9 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.quiet:
         n_features = sum(len(b["terms"]) for b in doc["features"])
-        print(
-            f"dataset {args.data} sha256={sha[:12]} train={len(train)} test={len(test)} features={n_features}"
-        )
+        print(f"dataset {args.data} sha256={sha[:12]} train={len(train)} test={len(test)} features={n_features}")
         temps = ", ".join(f"{k}={1 / v['inverse_temperature']:.3f}" for k, v in doc["heads"].items())
         print(f"temperatures: {temps}")
         print(format_metrics(evaluate(model, test), "test split (never used for fitting):"))

@@ -85,9 +85,7 @@ class _Head:
     prior: tuple[float, ...]
 
 
-def _word_analyzer(
-    token_pattern: str, ngram_range: tuple[int, int], lowercase: bool
-) -> Callable[[str], list[str]]:
+def _word_analyzer(token_pattern: str, ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
     # Mirrors sklearn's _word_ngrams: unigrams first, then space-joined n-grams.
     pattern = re.compile(token_pattern)
     min_n, max_n = ngram_range
@@ -203,9 +201,7 @@ class QueryClassifier:
             spec = doc["heads"][name]
             coef = np.asarray(spec["coef"], dtype=np.float64)
             if coef.ndim != 2 or coef.shape[1] != offset:
-                raise ValueError(
-                    f"head {name!r}: coefficient shape {coef.shape} does not match {offset} features"
-                )
+                raise ValueError(f"head {name!r}: coefficient shape {coef.shape} does not match {offset} features")
             columns.append(coef.T)
             biases.extend(float(b) for b in spec["intercept"])
             classes = tuple(spec["classes"])

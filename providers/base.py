@@ -23,6 +23,7 @@ from providers.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 
 
@@ -79,9 +80,11 @@ def message_text(message: AIMessage) -> str:
     return "".join(parts)
 
 
-# An abandoned attempt (a hung HTTP call past its deadline) keeps its worker thread until the client's own
-# timeout fires, and the interpreter joins that thread at exit: every client therefore has a timeout.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="provider-call")
+# An abandoned attempt (a hung HTTP call past its deadline, the loser of a hedge) keeps its worker thread until
+# the client's own timeout fires, and the interpreter joins that thread at exit: every client therefore has a
+# timeout. Each adapter has its own pool (a bulkhead), so a hung provider cannot starve calls to healthy ones;
+# when all its workers are busy a call fails at once instead of queueing behind hung ones.
+BULKHEAD_WORKERS = 32
 
 
 class ProviderAdapter:
@@ -109,6 +112,16 @@ class ProviderAdapter:
         self._chat_factory = chat_factory
         self._chat: BaseChatModel | None = None
         self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(BULKHEAD_WORKERS)
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=BULKHEAD_WORKERS, thread_name_prefix=f"call-{self.name}"
+                )
+            return self._pool
 
     def chat_model(self) -> BaseChatModel:
         with self._lock:
@@ -124,7 +137,14 @@ class ProviderAdapter:
         limit = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         if limit <= 0:
             raise ProviderTimeout("no time left before the request deadline", provider=self.name)
-        future = _POOL.submit(self._invoke_blocking, prompt)
+        if not self._slots.acquire(blocking=False):
+            raise ProviderUnavailable(f"bulkhead full: {BULKHEAD_WORKERS} calls in flight", provider=self.name)
+        try:
+            future = self._executor().submit(self._invoke_blocking, prompt)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
         try:
             return future.result(timeout=limit)
         except concurrent.futures.TimeoutError:

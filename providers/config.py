@@ -64,6 +64,8 @@ class ProviderSettings(_Strict):
     api_key: SecretStr | None = None
     base_url: str | None = None
     timeout_s: float = Field(default=30.0, gt=0)
+    # Hedge delay until enough latency samples exist; None: [resilience.hedge] default_after_s.
+    hedge_after_s: float | None = Field(default=None, gt=0)
     # A thinking model bills hidden reasoning tokens as output; cost estimates must include them.
     thinks: bool = False
     # Whether answers carry web citations (search-backed providers).
@@ -194,10 +196,10 @@ class RetrySettings(_Strict):
 class BreakerSettings(_Strict):
     """Circuit breakers per provider (providers/health.py)."""
 
-    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open the circuit
+    failure_threshold: int = Field(default=8, ge=1)  # consecutive failures that open the circuit
     failure_rate: float = Field(default=0.5, gt=0, le=1)  # or this failure share in the window ...
     window_s: float = Field(default=60.0, gt=0)
-    min_calls: int = Field(default=10, ge=1)  # ... once it holds this many calls
+    min_calls: int = Field(default=20, ge=1)  # ... once it holds this many calls
     open_s: float = Field(default=30.0, gt=0)  # open this long, then one half-open probe
     probe_timeout_s: float = Field(default=60.0, gt=0)
     latency_samples: int = Field(default=200, ge=1)

@@ -3,9 +3,32 @@
 Every failure of a provider call is converted into one of these classes at the adapter boundary, so nodes and
 routers never look at SDK-specific exceptions. Each class carries its *disposition*:
 
-- ``retry``: the same provider may succeed if asked again (after ``retry_after_s`` when given);
+- ``retry``: the same provider may succeed if asked again (after ``retry_after_s`` when given). The retry is
+  bounded by the retry policy, the provider's retry budget and the request's deadline; when any of them says no,
+  the graph moves to the next provider instead;
 - ``next``: move to the next provider in the chain (this provider is broken for this request);
 - ``stop``: end the analysis, because no other provider will do better (a malformed request).
+
+============================  ===========  ===================================================================
+class                         disposition  why
+============================  ===========  ===================================================================
+timeout                       next         the attempt already spent its share of the deadline; another full
+                                           wait on the same provider is the worst use of what is left, and
+                                           hedging handles the slow tail
+connection_error              retry        a refused or reset connection is usually a blip (a stale pooled
+                                           connection, a load balancer restart) and costs nothing to retry
+rate_limited                  retry        honoured only when ``Retry-After`` fits the deadline and the wait cap
+server_error                  retry        500/503 "overloaded, try again": the vendors' own advice is to back
+                                           off and retry (or switch, which the graph does when retry is refused)
+malformed_response            retry        a truncated or garbled body is a transport accident; a provider that
+                                           keeps sending them trips its circuit breaker
+empty_response                retry        models sometimes return no text for a prompt they answer next time
+unavailable                   next         no key, no model file, circuit open: nothing to wait for
+auth_error                    next         a bad key does not recover by retrying; another vendor has its own
+content_blocked               next         another vendor's safety policy may differ
+context_too_long              next         a model with a larger window may take it
+bad_request                   stop         the request itself is invalid: no provider will accept it
+============================  ===========  ===================================================================
 """
 
 from __future__ import annotations
@@ -42,29 +65,35 @@ class TransientError(ProviderError):
 
 
 class ProviderTimeout(TransientError):
+    # Transient, but not retried on the same provider: see the table above.
     error_class = "timeout"
 
 
 class ProviderConnectionError(TransientError):
     error_class = "connection_error"
+    disposition: Disposition = "retry"
 
 
 class RateLimited(TransientError):
     error_class = "rate_limited"
-    # A 429 is a property of this provider's quota right now; another vendor is unaffected.
-    disposition: Disposition = "next"
+    # Worth a retry only after the server's Retry-After (or a backoff); when that does not fit the deadline the
+    # graph moves on: a 429 is a property of this provider's quota right now and another vendor is unaffected.
+    disposition: Disposition = "retry"
 
 
 class ServerError(TransientError):
     error_class = "server_error"
+    disposition: Disposition = "retry"
 
 
 class MalformedResponse(TransientError):
     error_class = "malformed_response"
+    disposition: Disposition = "retry"
 
 
 class EmptyResponse(TransientError):
     error_class = "empty_response"
+    disposition: Disposition = "retry"
 
 
 class PermanentError(ProviderError):

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import math
 import os
 import random
-import logging
 import re
 import threading
 import time
@@ -121,8 +121,7 @@ def format_gemma(turns: Sequence[tuple[Role, str]]) -> str:
         else:
             merged.insert(0, ("user", system))
     parts = [
-        f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{text}<end_of_turn>\n"
-        for role, text in merged
+        f"<start_of_turn>{'model' if role == 'assistant' else 'user'}\n{text}<end_of_turn>\n" for role, text in merged
     ]
     return "".join(parts) + "<start_of_turn>model\n"
 
@@ -306,7 +305,14 @@ _REGISTRY_LOCK = threading.Lock()
 
 _LLAMA_LOG = logging.getLogger("strategist.llama_cpp")
 _LLAMA_LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
-_GGML_LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR, 4: logging.DEBUG, 5: logging.DEBUG}
+_GGML_LEVELS = {
+    0: logging.DEBUG,
+    1: logging.INFO,
+    2: logging.WARNING,
+    3: logging.ERROR,
+    4: logging.DEBUG,
+    5: logging.DEBUG,
+}
 
 
 @functools.cache
@@ -371,9 +377,7 @@ def _load_handle(path: Path, n_ctx: int, n_threads: int) -> _Handle:
     return handle
 
 
-def get_llama_handle(
-    model_path: str | Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None
-) -> _Handle:
+def get_llama_handle(model_path: str | Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None) -> _Handle:
     """Return the process-wide handle for a GGUF file and context size, loading it on first use.
 
     The first caller's ``n_threads`` wins: a second context on the same file would double the KV cache memory.
@@ -498,9 +502,7 @@ class ChatLlamaCppLocal(BaseChatModel):
         )
         message = AIMessage(content=completion.text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
-            generations=[
-                ChatGeneration(message=message, generation_info={"finish_reason": completion.finish_reason})
-            ],
+            generations=[ChatGeneration(message=message, generation_info={"finish_reason": completion.finish_reason})],
             llm_output={"model_name": name},
         )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from providers.base import ProviderAdapter
 from providers.config import Price, ProviderSettings, Settings, Tier
-from providers.health import HealthBoard
+from providers.health import HealthBoard, HedgeBudget
 
 KINDS = ("gemini", "perplexity", "llamacpp")
 
@@ -72,9 +72,15 @@ class ProviderRegistry:
         settings: Settings,
         adapters: Mapping[str, ProviderAdapter] | None = None,
         health: HealthBoard | None = None,
+        hedge_budget: HedgeBudget | None = None,
     ) -> None:
         self.settings = settings
-        self.health = health or HealthBoard()
+        # Shared through Redis when settings.redis_url is set, so every process skips the same open circuits.
+        self.health = health or HealthBoard.from_settings(settings)
+        hedge = settings.resilience.hedge
+        self.hedge_budget = hedge_budget or HedgeBudget(
+            max_extra_ratio=hedge.max_extra_ratio, window_s=hedge.window_s, burst_usd=hedge.burst_usd
+        )
         self._injected = dict(adapters or {})
         self._built: dict[str, ProviderAdapter] = {}
         self._problems: dict[str, str | None] = {}
@@ -122,8 +128,12 @@ class ProviderRegistry:
                 problem = self._problems[name]
             if problem:
                 return Availability(name, tier, False, problem)
-        if self.health.breaker(name).state() == "open":
+        # One store read (a dict lookup, or one Redis round trip): skipping an open circuit costs well under 10 ms.
+        state = self.health.breaker(name).state()
+        if state == "open":
             return Availability(name, tier, False, "circuit open after recent failures")
+        if state == "half_open":
+            return Availability(name, tier, True, "circuit half-open: the next call is a probe")
         return Availability(name, tier, True)
 
     def all_availability(self) -> dict[str, Availability]:

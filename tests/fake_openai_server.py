@@ -94,9 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = {"_raw": raw.decode("utf-8", errors="replace")}
-        owner._record(
-            RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-        )
+        owner._record(RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found_error"}})
             return
@@ -137,9 +135,7 @@ def _completion(answer: Answer, request: dict[str, Any]) -> dict[str, Any]:
     }
     if answer.logprobs:
         choice["logprobs"] = {
-            "content": [
-                {"token": f"t{i}", "logprob": lp, "top_logprobs": []} for i, lp in enumerate(answer.logprobs)
-            ]
+            "content": [{"token": f"t{i}", "logprob": lp, "top_logprobs": []} for i, lp in enumerate(answer.logprobs)]
         }
     return {
         "id": "chatcmpl-fake",

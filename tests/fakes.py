@@ -13,10 +13,10 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from nodes.query_classifier import QueryNeeds
 from providers.base import ProviderAdapter
-from providers.gemini import GeminiAdapter
-from providers.perplexity import PerplexityAdapter
 from providers.config import Settings, load_settings
+from providers.gemini import GeminiAdapter
 from providers.health import HealthBoard
+from providers.perplexity import PerplexityAdapter
 from providers.registry import ProviderRegistry
 
 Step = AIMessage | Exception | Callable[[list[BaseMessage]], AIMessage]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 import app as app_module
 from graphs.service import Orchestrator
+from providers.config import load_settings
 from tests.fakes import fake_registry, reply
 
 
@@ -218,3 +220,28 @@ def test_cli_feedback_records_and_reports_unknown_threads(
     capsys.readouterr()
     assert app_module.main(["feedback", "t-cli", "--incorrect"]) == 2
     assert "no answer to judge" in capsys.readouterr().err
+
+
+def test_circuit_breaker_reset_needs_the_admin_token(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "/api/v1/strategist/circuit-breaker/reset"
+    assert client.post(url, json={}).status_code == 403
+    registry = client.application.extensions["strategist"].registry
+    for _ in range(registry.health.policy.failure_threshold):
+        registry.health.record("local", ok=False, latency_ms=5.0, error_class="server_error")
+    assert registry.health.breaker("local").state() == "open"
+    monkeypatch.setenv("STRATEGIST_ADMIN_TOKEN", "admin-secret")
+    # The registry read its settings before the variable was set: rebuild them as a new process would.
+    registry.settings = load_settings({**os.environ, "STRATEGIST_DATA_DIR": "/nonexistent"})
+    response = client.post(url, json={}, headers={"X-Admin-Token": "admin-secret"})
+    body = response.get_json()
+    assert response.status_code == 200
+    assert (body["status"], body["action"]) == ("success", "circuit_breaker_reset")
+    assert body["message"] == "All circuit breakers have been reset"
+    assert registry.health.breaker("local").state() == "closed"
+
+
+def test_cli_health_lists_every_provider(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert app_module.main(["health", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["components"]) == {"gemini", "perplexity", "local"}
+    assert report["components"]["gemini"]["available"] is False

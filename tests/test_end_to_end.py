@@ -67,7 +67,7 @@ def test_each_kind_of_query_reaches_its_tier(
     gemini, perplexity = servers
     fresh = analyze_json(capsys, FRESH)
     assert (fresh["provider"], fresh["tier"]) == ("perplexity", "realtime")
-    assert [c["url"] for c in fresh["citations"]][0].startswith("https://www.thehindu.com")  # type: ignore[index]
+    assert next(c["url"] for c in fresh["citations"]).startswith("https://www.thehindu.com")  # type: ignore[index]
     assert perplexity.request_count == 1 and gemini.request_count == 0
 
     complex_ = analyze_json(capsys, COMPLEX)
@@ -100,7 +100,7 @@ def test_failed_premium_is_answered_by_the_next_provider(
 def test_deep_analysis_is_cross_checked_by_another_vendor(
     servers: tuple[FakeGemini, FakePerplexity], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    gemini, perplexity = servers
+    _gemini, perplexity = servers
     perplexity.behaviour = Reply(text=PLAN, citations=[Source("https://ghmc.gov.in/wards", "GHMC")])
     result = analyze_json(capsys, COMPLEX, "--depth", "deep")
     check = result["cross_check"]

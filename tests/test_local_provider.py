@@ -42,9 +42,7 @@ from providers.local import (
 )
 from tests.fake_openai_server import Answer, Fail, FakeOpenAIServer, Hang, Malformed
 
-PROMPT = Prompt(
-    system="You are a campaign analyst.", user="Name one issue voters care about in a city election."
-)
+PROMPT = Prompt(system="You are a campaign analyst.", user="Name one issue voters care about in a city election.")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,9 +206,7 @@ def test_same_seed_gives_the_same_answer(gemma_path: str) -> None:
 
 
 def test_logprobs_mode_reports_a_finite_negative_mean(gemma_path: str) -> None:
-    adapter = build_local_adapter(
-        model_path=None, base_url=None, model="", timeout_s=60, max_tokens=6, logprobs=True
-    )
+    adapter = build_local_adapter(model_path=None, base_url=None, model="", timeout_s=60, max_tokens=6, logprobs=True)
     reply = adapter.invoke(PROMPT)
     assert reply.mean_logprob is not None
     assert math.isfinite(reply.mean_logprob) and reply.mean_logprob < 0
@@ -311,9 +307,7 @@ def _server_adapter(
 
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
 def test_chat_completions_url_accepts_base_with_or_without_v1(suffix: str) -> None:
-    assert (
-        chat_completions_url("http://127.0.0.1:8080" + suffix) == "http://127.0.0.1:8080/v1/chat/completions"
-    )
+    assert chat_completions_url("http://127.0.0.1:8080" + suffix) == "http://127.0.0.1:8080/v1/chat/completions"
 
 
 def test_server_answer_is_parsed(server: FakeOpenAIServer) -> None:

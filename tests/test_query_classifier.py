@@ -144,8 +144,7 @@ UNSEEN: list[tuple[int, str, str, str]] = [
         0,
         "complex",
         "crisis",
-        "Put together a playbook for handling a leaked audio clip, from verification "
-        "through to public statement.",
+        "Put together a playbook for handling a leaked audio clip, from verification through to public statement.",
     ),
     (0, "simple", "messaging", 'Make this sentence friendlier: "Residents must attend the meeting."'),
     (0, "simple", "fact_lookup", "What is the role of a booth level officer?"),
@@ -239,8 +238,7 @@ UNSEEN: list[tuple[int, str, str, str]] = [
         0,
         "simple",
         "summary",
-        "Summarise these volunteer complaints in two bullets: late payments, no food at "
-        "booths, no transport.",
+        "Summarise these volunteer complaints in two bullets: late payments, no food at booths, no transport.",
     ),
     (0, "simple", "summary", "Is letter ka saar 2 line mein do"),
     (
@@ -281,8 +279,7 @@ UNSEEN: list[tuple[int, str, str, str]] = [
         0,
         "complex",
         "scenario",
-        "What happens to our chances if the two rival parties merge before the next "
-        "election? Explore the scenarios.",
+        "What happens to our chances if the two rival parties merge before the next election? Explore the scenarios.",
     ),
     (0, "complex", "crisis", "Design a response protocol for fake news about our candidate on WhatsApp."),
     (
@@ -328,8 +325,7 @@ UNSEEN: list[tuple[int, str, str, str]] = [
         1,
         "complex",
         "crisis",
-        "Reports say our posters were defaced with communal slogans overnight. What's "
-        "known and how should we respond?",
+        "Reports say our posters were defaced with communal slogans overnight. What's known and how should we respond?",
     ),
     (
         1,
@@ -444,9 +440,7 @@ def test_empty_input_gets_training_priors(classifier: QueryClassifier) -> None:
     for text in ("", "   \n "):
         needs = classifier.predict(text)
         assert needs.fresh_p == pytest.approx(sum(r["fresh"] for r in rows) / len(rows))
-        assert needs.task_p["fact_lookup"] == pytest.approx(
-            sum(r["task"] == "fact_lookup" for r in rows) / len(rows)
-        )
+        assert needs.task_p["fact_lookup"] == pytest.approx(sum(r["task"] == "fact_lookup" for r in rows) / len(rows))
         assert max(needs.complexity_p.values()) < 0.6
     assert classifier.predict("") == classifier.predict("   ")
 

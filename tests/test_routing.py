@@ -207,7 +207,7 @@ def test_unavailable_providers_are_skipped_with_their_reason() -> None:
     assert "no usable provider serves complex analysis" in routing["reasons"][-1]
 
     health = HealthBoard(clock=lambda: 1000.0)
-    for _ in range(5):
+    for _ in range(health.policy.failure_threshold):
         health.record("perplexity", ok=False, latency_ms=10.0)
     routing = plan(registry(health=health), classify(FRESH), "a query", {})
     assert "perplexity" not in [s["provider"] for s in routing["chain"]]
