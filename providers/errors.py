@@ -33,6 +33,9 @@ bad_request                   stop         the request itself is invalid: no pro
 
 from __future__ import annotations
 
+import email.utils
+import time
+from collections.abc import Mapping
 from typing import Literal
 
 Disposition = Literal["retry", "next", "stop"]
@@ -148,3 +151,31 @@ ERROR_CLASSES: tuple[type[ProviderError], ...] = (
     ContextTooLong,
     BadRequest,
 )
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Return a server's retry hint in seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
+
+    Shared by every adapter: the vendors all send the standard header, and OpenAI-style servers (Perplexity's
+    SDK is one) add the millisecond variant.
+    """
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -28,10 +28,8 @@ invalid JSON or shape; no candidates/feedback  MalformedResponse
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import re
-import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +49,7 @@ from providers.errors import (
     ProviderUnavailable,
     RateLimited,
     ServerError,
+    parse_retry_after,
 )
 
 if TYPE_CHECKING:
@@ -218,11 +217,9 @@ def _map_transport_error(exc: BaseException, provider: str) -> ProviderError | N
 def _retry_after(exc: Any) -> float | None:
     """Return the server's retry hint in seconds: Retry-After header, then RetryInfo, then the message."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is not None:
-        seconds = parse_retry_after(headers.get("retry-after"))
-        if seconds is not None:
-            return seconds
+    seconds = parse_retry_after(getattr(response, "headers", None))
+    if seconds is not None:
+        return seconds
     for detail in _error_details(getattr(exc, "details", None)):
         if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
             match = _DURATION.match(str(detail.get("retryDelay", "")))
@@ -230,22 +227,6 @@ def _retry_after(exc: Any) -> float | None:
                 return float(match.group(1))
     match = _RETRY_IN_MESSAGE.search(str(getattr(exc, "message", "") or ""))
     return float(match.group(1)) if match else None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Parse an HTTP Retry-After value (delta-seconds or HTTP-date) into seconds from now."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_details(details: Any) -> list[Mapping[str, Any]]:

@@ -52,6 +52,7 @@ from providers.errors import (
     ProviderUnavailable,
     RateLimited,
     ServerError,
+    parse_retry_after,
 )
 
 if TYPE_CHECKING:
@@ -709,14 +710,6 @@ _CONTEXT_PATTERNS = re.compile(
 )
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class LocalAdapter(ProviderAdapter):
     """Call the local model; add the mean log-probability to replies, map llama.cpp and server errors."""
 
@@ -770,7 +763,7 @@ def _map_status(response: httpx.Response, provider: str) -> ProviderError:
     if status == 408:
         return ProviderTimeout(message, provider=provider)
     if status == 429:
-        return RateLimited(message, provider=provider, retry_after_s=_retry_after(response))
+        return RateLimited(message, provider=provider, retry_after_s=parse_retry_after(response.headers))
     if status >= 500:
         return ServerError(message, provider=provider)
     # Not BadRequest (which stops the analysis): a local server rejecting our fixed request shape is a dialect

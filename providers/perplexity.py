@@ -25,9 +25,7 @@ invalid JSON, not a response object            MalformedResponse
 
 from __future__ import annotations
 
-import email.utils
 import re
-import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +43,7 @@ from providers.errors import (
     ProviderUnavailable,
     RateLimited,
     ServerError,
+    parse_retry_after,
 )
 
 if TYPE_CHECKING:
@@ -180,29 +179,7 @@ def _error_message(exc: Any) -> str:
 
 
 def _retry_after(exc: Any) -> float | None:
-    """Return the server's retry hint in seconds from ``retry-after-ms`` or ``Retry-After``."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(getattr(getattr(exc, "response", None), "headers", None))
 
 
 def _citations(extra: Mapping[str, Any]) -> Iterator[Citation]:
