@@ -601,7 +601,7 @@ class FakeGemini(FakeProviderServer):
             error["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_requests"}],
+                    "violations": [{"quotaMetric": "generativelanguage/generate_requests"}],
                 },
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{fail.retry_after:g}s"},
             ]

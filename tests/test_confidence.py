@@ -130,10 +130,10 @@ def test_source_quality_rewards_reputable_recent_independent_sources() -> None:
     assert source_quality([], table, TODAY) == (0.0, "fresh facts needed, no sources cited")
     good: list[CitationDict] = [
         {"url": "https://eci.gov.in/a", "title": "", "date": "2026-11-18"},
-        {"url": "https://www.thehindu.com/b", "title": "", "date": "2026-11-19"},
-        {"url": "https://reuters.com/c", "title": "", "date": "2026-11-15"},
+        {"url": "https://epaper.thehindu.com/b", "title": "", "date": "2026-11-19"},
+        {"url": "https://uk.reuters.com/c", "title": "", "date": "2026-11-15"},
     ]
-    poor: list[CitationDict] = [{"url": "https://x.com/a", "title": "", "date": "2026-03-01"}]
+    poor: list[CitationDict] = [{"url": "https://mobile.x.com/a", "title": "", "date": "2026-03-01"}]
     good_value, _ = source_quality(good, table, TODAY)
     poor_value, detail = source_quality(poor, table, TODAY)
     assert good_value > 0.9 > 0.4 > poor_value

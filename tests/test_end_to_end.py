@@ -23,8 +23,8 @@ PLAN = "Week 1-2: map every booth and name a captain. Week 3-6: door-to-door on 
 CITED = Reply(
     text="The incumbent leads narrowly according to two surveys this week.\nConfidence: 0.6",
     citations=[
-        Source("https://www.thehindu.com/news/cities/Hyderabad/survey", "Survey", "2026-11-25"),
-        Source("https://telanganatoday.com/serilingampally-race", "Race tightens", "2026-11-24"),
+        Source("https://epaper.thehindu.com/news/cities/Hyderabad/survey", "Survey", "2026-11-25"),
+        Source("https://news.telanganatoday.com/serilingampally-race", "Race tightens", "2026-11-24"),
     ],
 )
 
@@ -67,7 +67,7 @@ def test_each_kind_of_query_reaches_its_tier(
     gemini, perplexity = servers
     fresh = analyze_json(capsys, FRESH)
     assert (fresh["provider"], fresh["tier"]) == ("perplexity", "realtime")
-    assert next(c["url"] for c in fresh["citations"]).startswith("https://www.thehindu.com")  # type: ignore[index]
+    assert next(c["url"] for c in fresh["citations"]).startswith("https://epaper.thehindu.com")  # type: ignore[index]
     assert perplexity.request_count == 1 and gemini.request_count == 0
 
     complex_ = analyze_json(capsys, COMPLEX)

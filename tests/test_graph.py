@@ -20,7 +20,7 @@ COMPLEX = needs(0.04, "complex", "scenario")
 SIMPLE = needs(0.03, "simple", "summary")
 CITED = reply(
     "The rally at Nizam College grounds is on for 5 pm. Police granted permission on Tuesday.\nConfidence: 0.9",
-    citations=["https://www.thehindu.com/news/rally", "https://ghmc.gov.in/notice"],
+    citations=["https://epaper.thehindu.com/news/rally", "https://ghmc.gov.in/notice"],
 )
 
 
@@ -111,7 +111,7 @@ def test_deep_depth_cross_checks_with_another_vendor_and_measures_agreement() ->
     registry = fake_registry(
         {
             "gemini": [reply(same)],
-            "perplexity": [reply(same, citations=["https://x.com/a"])],
+            "perplexity": [reply(same, citations=["https://mobile.x.com/a"])],
             "local": [reply("Unrelated words about cricket scores entirely.")],
         }
     )

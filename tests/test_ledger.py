@@ -212,8 +212,8 @@ def deployment(
         perplexity.behaviour = Reply(
             text="The incumbent leads narrowly in two surveys this week.\nConfidence: 0.9",
             citations=[
-                Source("https://www.thehindu.com/news/survey", "Survey", dt.date.today().isoformat()),
-                Source("https://telanganatoday.com/race", "Race", dt.date.today().isoformat()),
+                Source("https://epaper.thehindu.com/news/survey", "Survey", dt.date.today().isoformat()),
+                Source("https://news.telanganatoday.com/race", "Race", dt.date.today().isoformat()),
                 Source("https://ceotelangana.nic.in/results", "CEO", dt.date.today().isoformat()),
             ],
         )

@@ -35,7 +35,7 @@ from providers.registry import ProviderRegistry
 from tests.fakes import fake_registry, needs, reply
 
 ROOT = Path(__file__).resolve().parent.parent
-CITED = reply("The rally is on at 5 pm, police confirmed.", citations=["https://www.thehindu.com/rally"])
+CITED = reply("The rally is on at 5 pm, police confirmed.", citations=["https://epaper.thehindu.com/rally"])
 ANSWERS: dict[str, list[Any]] = {
     "gemini": [reply("Premium answer: map the booths first.")],
     "perplexity": [CITED],
