@@ -1,31 +1,28 @@
-"""The strategist HTTP app (Flask factory + /api/v1/strategist blueprint) and the `strategist` CLI.
+"""The strategist HTTP app: the Flask factory and the /api/v1/strategist blueprint.
 
-This module owns the checkpointer's lifecycle: the CLI opens the store for one command, the HTTP app for the
-life of the process. Nothing else imports this module.
+The app owns the checkpointer's lifecycle for the life of the process (``create_app`` opens the configured
+stores); only the CLI's ``serve`` command imports this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import datetime as dt
 import hmac
-import json
 import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from graphs.checkpointing import CheckpointStoreError, open_stores
-from graphs.feedback import FeedbackError
-from graphs.service import AnalysisRequest, Orchestrator, RequestError, UnknownThread, parse_request
-from graphs.state import AnalysisResult
-from providers.config import ConfigError, Settings, load_settings
-from providers.health import UnknownProvider, admin_token_ok, health_report, render_health, reset_circuits
+from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
+from graphs.ops import UnknownProvider, health_report, reset_circuits
+from graphs.request import parse_request
+from graphs.service import Orchestrator
+from graphs.stores import open_stores
+from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 
 API_PREFIX = "/api/v1/strategist"
@@ -38,8 +35,6 @@ CONTENT_PROMPT = (
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
-
-# --- HTTP ----------------------------------------------------------------------------------------------------
 
 bp = Blueprint("strategist", __name__, url_prefix=API_PREFIX)
 
@@ -152,7 +147,7 @@ def feedback() -> Any:
 
 @bp.get("/health")
 def health() -> Any:
-    """Provider health: availability, circuit, recent error rate, latency percentiles, hedge budget."""
+    """Report provider health: availability, circuit, recent error rate, latency percentiles, hedge budget."""
     report = health_report(_orchestrator().registry)
     return jsonify(report), 200 if report["overall_score"] > 0 else 503
 
@@ -208,285 +203,9 @@ def create_app(orchestrator: Orchestrator | None = None) -> Flask:
     return app
 
 
-# --- CLI -----------------------------------------------------------------------------------------------------
-
-
-class CliError(Exception):
-    """A user-facing CLI failure: printed as one line, exit status 2."""
-
-
-@contextlib.contextmanager
-def _orchestrator_for_cli(settings: Settings) -> Iterator[Orchestrator]:
-    with open_stores(settings) as stores:
-        yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
-
-
-def _progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    if kind == "thread":
-        print(f"thread {event['thread_id']}", file=sys.stderr)
-    elif kind == "attempt_start":
-        print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
-    elif kind == "attempt_end":
-        if event["outcome"] == "ok":
-            print(f"     answered in {event['latency_ms']:.0f} ms", file=sys.stderr)
-        else:
-            print(f"     failed: {event['error_class']} ({event['error']})", file=sys.stderr)
-    elif kind == "rejected":
-        print(f"     answer rejected: {event['reason']}", file=sys.stderr)
-    elif kind == "cross_check_start":
-        print(f"  -> cross-checking with {event['provider']} ...", file=sys.stderr, flush=True)
-
-
-def render(result: AnalysisResult) -> str:
-    """Render a result for a person: answer first, then who answered, how, at what cost and how surely."""
-    lines: list[str] = []
-    if result.answer is not None:
-        lines += [result.answer, ""]
-        lines.append(f"answered by {result.provider} ({result.model}, {result.tier} tier)")
-    else:
-        lines.append(f"NO ANSWER: {result.error}")
-    if result.fallback_mode:
-        lines.append("fallback mode: the primary provider did not answer")
-    c = result.routing.classification
-    lines += [
-        "",
-        f"routing ({result.routing.mode}): fresh facts p={c['fresh_p']:.2f}, complexity {c['complexity']}, "
-        f"task {c['task']}",
-    ]
-    lines += [f"  - {reason}" for reason in result.routing.reasons]
-    lines += [f"  chain: {' -> '.join(s.provider for s in result.routing.chain) or '(empty)'}", "", "attempts:"]
-    for a in result.attempts:
-        status = a.outcome if a.outcome == "ok" else f"{a.outcome}: {a.error_class}"
-        lines.append(
-            f"  {a.role:<11} {a.provider:<11} {a.model:<24} {status:<28} {a.latency_ms:>8.0f} ms "
-            f"{a.input_tokens:>6} in {a.output_tokens:>6} out  ${a.cost_usd:.5f}"
-        )
-    lines.append("")
-    confidence = result.confidence
-    raw = f"; raw {confidence.raw:.2f}" if confidence.raw is not None else ""
-    lines.append(f"confidence {confidence.value:.2f} ({confidence.method}{raw})")
-    if confidence.calibration:
-        lines.append(f"  calibration: {confidence.calibration}")
-    for f in result.confidence.factors:
-        lines.append(f"  {f.name:<20} {f.value:.2f} x weight {f.weight:.2f}  {f.detail}")
-    if result.escalation and result.escalation["decision"] != "accept":
-        escalation = result.escalation
-        lines.append(f"cascade ({escalation['decision']}): {escalation['reason']}")
-        if escalation.get("outcome"):
-            lines.append(f"  {escalation['outcome']}")
-    if result.cross_check:
-        lines.append(
-            f"cross-check by {result.cross_check['provider']}: agreement {result.cross_check['agreement']:.2f}"
-        )
-    for citation in result.citations:
-        lines.append(f"  source: {citation.title or citation.url} <{citation.url}>")
-    lines.append(
-        f"cost ${result.cost_usd:.5f} (all-premium baseline ${result.baseline_cost_usd:.5f}); "
-        f"{result.timings.total_ms / 1000:.1f} s; thread {result.thread_id}"
-    )
-    return "\n".join(lines)
-
-
-def _request_from_args(args: argparse.Namespace, query: str) -> AnalysisRequest:
-    data: dict[str, Any] = {"query": query}
-    for key in ("depth", "ward", "context", "max_cost_usd", "deadline_s"):
-        value = getattr(args, key, None)
-        if value is not None:
-            data[key] = value
-    for flag in ("require_citations", "cost_sensitive", "cross_check"):
-        if getattr(args, flag, False):
-            data[flag] = True
-    return parse_request(data)
-
-
-def _emit(result: AnalysisResult, as_json: bool) -> int:
-    print(result.model_dump_json(indent=2) if as_json else render(result))
-    return 0 if result.answer is not None else 1
-
-
-def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    req = _request_from_args(args, args.query)
-    with _orchestrator_for_cli(settings) as orch:
-        result = orch.analyze(req, thread_id=args.thread_id, on_event=None if args.json else _progress)
-    return _emit(result, args.json)
-
-
-def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
-    with _orchestrator_for_cli(settings) as orch:
-        result = orch.resume(args.thread_id, on_event=None if args.json else _progress)
-    return _emit(result, args.json)
-
-
-def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    with _orchestrator_for_cli(settings) as orch:
-        outcome = orch.record_feedback(args.thread_id, args.correct, note=args.note or "")
-    verdict = "right" if outcome.correct else "wrong"
-    said = f" (its confidence was {outcome.calibrated:.2f})" if outcome.calibrated is not None else ""
-    print(f"recorded: analysis {outcome.thread_id} by {outcome.provider} ({outcome.task}) was {verdict}{said}")
-    return 0
-
-
-def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
-    # A dry run: no checkpointer, no model call.
-    orch = Orchestrator(ProviderRegistry(settings), None)
-    queries = [args.query] if args.query is not None else [line for line in sys.stdin if line.strip()]
-    status = 0
-    for query in queries:
-        try:
-            plan = orch.plan(_request_from_args(args, query))
-        except RequestError as exc:
-            if args.query is not None:
-                raise
-            print(json.dumps({"query": query.strip()[:80], "error": str(exc)}), flush=True)
-            status = 2
-            continue
-        if args.json:
-            print(json.dumps(plan), flush=True)
-        else:
-            print(" -> ".join(f"{s['provider']} ({s['tier']})" for s in plan["chain"]) or "(no provider)")
-            for reason in plan["reasons"]:
-                print(f"  - {reason}")
-            print(f"  estimated ${plan['estimated_cost_usd']:.5f}, all-premium ${plan['baseline_cost_usd']:.5f}")
-    return status
-
-
-def parse_since(text: str) -> float:
-    """Accept an ISO date or date-time (UTC when no offset) or a span back from now: 30m, 24h, 7d."""
-    text = text.strip()
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if text[:-1].isdigit() and text[-1:] in units:
-        return dt.datetime.now(dt.UTC).timestamp() - int(text[:-1]) * units[text[-1]]
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError(f"--since {text!r}: expected a date (2026-11-01), a date-time, or a span (24h, 7d)") from None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
-    from graphs.ledger import report
-
-    since = parse_since(args.since) if args.since else None
-    with open_stores(settings) as stores:
-        summary = report(stores.ledger.entries(since))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    print(
-        f"{summary['analyses']} analyses: ${summary['cost_usd']:.4f} spent, all-premium baseline "
-        f"${summary['baseline_cost_usd']:.4f}, saved ${summary['savings_usd']:.4f} ({summary['savings_pct']:.1f}%)"
-    )
-    for title, key in (("provider", "by_provider"), ("tier", "by_tier")):
-        print(f"\nby {title}:")
-        for name, row in summary[key].items():
-            print(f"  {name:<12} {int(row['calls']):>6} calls  ${row['cost_usd']:.4f}")
-    print("\nby day (UTC):")
-    for day, row in summary["by_day"].items():
-        analyses, cost, base = int(row["analyses"]), row["cost_usd"], row["baseline_cost_usd"]
-        print(f"  {day}  {analyses:>6} analyses  ${cost:.4f}  baseline ${base:.4f}")
-    if summary["shadow"]["analyses"]:
-        sh = summary["shadow"]
-        print(
-            f"\nshadow mode: {sh['analyses']} analyses served by legacy for ${sh['served_cost_usd']:.4f}; "
-            f"intelligent routing estimated ${sh['intelligent_estimate_usd']:.4f}"
-        )
-    return 0
-
-
-def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    report = health_report(ProviderRegistry(settings))
-    print(json.dumps(report, indent=2) if args.json else render_health(report))
-    return 0 if report["overall_score"] > 0 else 1
-
-
-def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
-    from graphs.analysis import build_analysis_graph
-
-    print(build_analysis_graph().compile().get_graph().draw_mermaid())
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    app = create_app()
-    print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    app.run(host=args.host, port=args.port, threaded=True)
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="strategist", description="Route campaign-analysis queries to the right model."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def request_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--depth", choices=["quick", "standard", "deep"])
-        p.add_argument("--ward")
-        p.add_argument("--context", choices=["defensive", "neutral", "offensive"])
-        p.add_argument("--max-cost", dest="max_cost_usd", type=float, help="skip providers estimated above this (USD)")
-        p.add_argument("--deadline", dest="deadline_s", type=float, help="seconds for the whole analysis")
-        p.add_argument("--require-citations", action="store_true")
-        p.add_argument("--cost-sensitive", action="store_true")
-        p.add_argument("--cross-check", action="store_true", help="cross-check even below depth=deep")
-        p.add_argument("--json", action="store_true", help="print JSON instead of readable text")
-
-    p = sub.add_parser("analyze", help="answer a query")
-    p.add_argument("query")
-    p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
-    request_options(p)
-    p.set_defaults(func=cmd_analyze)
-
-    p = sub.add_parser("route", help="show the routing decision without calling a model")
-    p.add_argument("query", nargs="?", help="a query; without it, one query per line from standard input")
-    request_options(p)
-    p.set_defaults(func=cmd_route)
-
-    p = sub.add_parser("resume", help="continue an interrupted analysis")
-    p.add_argument("thread_id")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_resume)
-
-    p = sub.add_parser("feedback", help="record whether an analysis turned out right (confidence learns from it)")
-    p.add_argument("thread_id")
-    verdict = p.add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--correct", dest="correct", action="store_true", help="the answer turned out right")
-    verdict.add_argument("--incorrect", dest="correct", action="store_false", help="the answer turned out wrong")
-    p.add_argument("--note", help="why (kept with the outcome)")
-    p.set_defaults(func=cmd_feedback)
-
-    p = sub.add_parser("costs", help="the cost ledger: totals, per provider, tier and day, savings")
-    p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_costs)
-
-    p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_health)
-
-    p = sub.add_parser("graph", help="print the graph as Mermaid")
-    p.set_defaults(func=cmd_graph)
-
-    p = sub.add_parser("serve", help="run the HTTP app")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.set_defaults(func=cmd_serve)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        status: int = args.func(args, settings)
-        return status
-    except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
-        print(f"strategist: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("strategist: interrupted; resume with `strategist resume THREAD_ID`", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def admin_token_ok(settings: Settings, given: str | None) -> bool:
+    """Say whether ``given`` is the configured admin token; with no token configured, nobody is admin."""
+    expected = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -42,17 +42,18 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graphs.analysis import build_analysis_graph
 from graphs.context import Context
-from graphs.feedback import SqliteFeedback, record_feedback
-from graphs.state import AnalysisInput, AnalysisResult, Constraints
-from nodes.calibration import auroc, brier, ece
-from nodes.query_classifier import QueryNeeds
+from graphs.result import AnalysisResult
+from graphs.service import Orchestrator
+from graphs.state import AnalysisInput, Constraints
+from graphs.stores.feedback import SqliteFeedback
+from nodes.policy.calibration import auroc, brier, ece
+from nodes.policy.query_classifier import QueryNeeds
 from providers.base import ProviderAdapter
 from providers.config import Settings, load_settings
-from providers.local import LocalAdapter
+from providers.local.adapter import LocalAdapter
 from providers.registry import ProviderRegistry
-from tests.fakes import ScriptedChat, fake_adapter, needs
+from providers.testing import ScriptedChat, fake_adapter
 
 PROVIDERS = ("gemini", "perplexity", "local")
 # task -> (P(fresh facts) the classifier reports, complexity). Routing sends fresh tasks to perplexity, complex
@@ -443,7 +444,7 @@ def classifier_for(world: World) -> Callable[[str], QueryNeeds]:
         assert match
         task = world.question(int(match.group(1))).task
         fresh, complexity = TASKS[task]
-        return needs(fresh, complexity, task)
+        return QueryNeeds.confident(fresh, complexity, task)
 
     return classify
 
@@ -475,7 +476,8 @@ def run_policy(
     policy_settings = settings.model_copy(update={"confidence": confidence})
     registry = build_registry(world, policy_settings)
     ctx = Context(registry=registry, classifier=classifier_for(world), feedback=store)
-    graph = build_analysis_graph().compile(checkpointer=InMemorySaver() if learn else None)
+    orchestrator = Orchestrator(registry, InMemorySaver() if learn else None, feedback=store)
+    graph = orchestrator.graph
     constraints: Constraints = {"cross_check": True} if policy == "always" else {}
     out = Run()
     pending: list[tuple[str, bool]] = []
@@ -500,10 +502,10 @@ def run_policy(
             # Feedback arrives in batches, as it would from analysts; each batch refits once.
             if len(pending) >= 100:
                 for tid, ok in pending:
-                    record_feedback(graph, store, tid, ok)
+                    orchestrator.record_feedback(tid, ok)
                 pending.clear()
     for tid, ok in pending:
-        record_feedback(graph, store, tid, ok)
+        orchestrator.record_feedback(tid, ok)
     return out
 
 
@@ -537,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             policy: run_policy(world, settings, evaluate, policy, store, learn=False)
             for policy in ("never", "cascade", "always")
         }
-        from nodes.calibration import learned_from
+        from nodes.policy.calibration import learned_from
 
         calibrator = learned_from(store, settings.confidence).calibrator
         store.close()

@@ -1,8 +1,8 @@
 """Chaos benchmark: thousands of analyses through the real graph while the providers misbehave on a schedule.
 
 Gemini and Perplexity are the real LangChain clients (``ChatGoogleGenerativeAI``, ``ChatPerplexity``) pointed at
-the local fake servers of tests/fake_providers.py, whose ``behaviour`` hook injects faults by schedule. The local
-tier is a fast fake adapter (a chat model in this file with the same fault schedule), because the real gemma
+the local fake servers of providers/testing/servers.py, whose ``behaviour`` hook injects faults by schedule. The local
+tier is a fast fake adapter (a chat model in this file with the same fault schedule), because the real local model
 model takes about 4 s per call. The graph is ``build_analysis_graph()`` compiled without a checkpointer (the
 checkpoint cost is bench/checkpoint.py's subject), run with bounded concurrency; every analysis uses the default
 configuration except where the header of a table says otherwise (the breaker's open period is shortened so a
@@ -57,16 +57,17 @@ if __package__ in (None, ""):
 
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
-from graphs.state import AnalysisResult
+from graphs.result import AnalysisResult
 from nodes.classify import classification_of
-from nodes.query_classifier import QueryNeeds
+from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import plan
 from providers.base import ProviderAdapter
 from providers.config import Settings, load_settings
 from providers.errors import ProviderConnectionError, ServerError
-from providers.health import BreakerPolicy, HealthBoard, RedisBreakerStore
 from providers.registry import ProviderRegistry
-from tests.fake_providers import (
+from providers.resilience.board import HealthBoard
+from providers.resilience.breaker_store import BreakerPolicy, RedisBreakerStore
+from providers.testing.servers import (
     Action,
     Delay,
     Drop,
@@ -80,7 +81,6 @@ from tests.fake_providers import (
     Reply,
     Source,
 )
-from tests.fakes import needs
 
 # The run is compressed into tens of seconds, so a circuit's open period is shortened from the default 30 s.
 BENCH_CONFIG = """
@@ -88,9 +88,9 @@ BENCH_CONFIG = """
 open_s = 5.0
 """
 QUERY_KINDS: dict[str, QueryNeeds] = {
-    "complex": needs(0.04, "complex", "scenario"),  # chain: gemini -> perplexity -> local
-    "fresh": needs(0.92, "moderate", "fact_lookup"),  # chain: perplexity -> gemini -> local
-    "simple": needs(0.03, "simple", "summary"),  # chain: local -> gemini -> perplexity
+    "complex": QueryNeeds.confident(0.04, "complex", "scenario"),  # chain: gemini -> perplexity -> local
+    "fresh": QueryNeeds.confident(0.92, "moderate", "fact_lookup"),  # chain: perplexity -> gemini -> local
+    "simple": QueryNeeds.confident(0.03, "simple", "summary"),  # chain: local -> gemini -> perplexity
 }
 ANSWER = "Booth-level turnout fell four points; focus volunteers on the swing wards first.\nConfidence: 0.9"
 GEMINI_TOKENS = (300, 700, 700)  # a thinking model: thinking is billed as output
@@ -313,7 +313,7 @@ def run_scenario(scenario: Scenario, analyses: int, concurrency: int, seed: int)
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             outcomes = list(pool.map(one, range(analyses)))
         wall = time.perf_counter() - wall
-        health = {name: registry.health.breaker(name).snapshot().state for name in registry.names()}
+        health: dict[str, str] = {name: registry.health.breaker(name).snapshot().state for name in registry.names()}
     return table(scenario, outcomes, concurrency, wall, health)
 
 
@@ -419,7 +419,7 @@ def skip_table(runs: int) -> list[str]:
     stores: list[tuple[str, Callable[[BreakerPolicy], Any] | None]] = [("memory", None)]
     redis_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     try:
-        from tests.redis_servers import running
+        from providers.testing.redis_servers import running
 
         tmp = tempfile.TemporaryDirectory()
         redis_ctx = running("redis", Path(tmp.name))
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"chaos benchmark: {args.analyses} analyses per scenario, concurrency {args.concurrency}, seed {args.seed}. "
         "gemini/perplexity: real LangChain clients against the fake servers; local: fast fake adapter "
-        "(same fault schedule; the real gemma takes ~4 s a call); graph compiled without a checkpointer; "
+        "(same fault schedule; the real local model takes seconds a call); graph compiled without a checkpointer; "
         f"default configuration except {BENCH_CONFIG.strip().replace(chr(10), ' ')}"
     )
     for name in [n.strip() for n in args.scenarios.split(",") if n.strip()]:

@@ -3,7 +3,7 @@
 Target: RedisSaver's per-analysis time at most 2x InMemorySaver's plus the
 Redis round trips it needs (round trips x measured PING time). The script runs
 the real analysis graph (graphs.analysis.build_analysis_graph) with instant fake
-models (tests/fakes.py: ScriptedChat adapters in a fake registry, a fixed
+models (providers/testing/__init__.py: ScriptedChat adapters in a fake registry, a fixed
 classifier, passed in graphs.context.Context): a deep analysis, so every node
 runs: classify -> route -> call_model (premium) -> validate -> cross_check
 (realtime) -> score. The graph runs N times per saver, the savers interleaved
@@ -48,9 +48,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graphs.analysis import build_analysis_graph
-from graphs.checkpoint_redis import RedisSaver
 from graphs.context import Context
-from tests.fakes import fake_registry, needs, reply
+from graphs.stores.redis_saver import RedisSaver
+from nodes.policy.query_classifier import QueryNeeds
+from providers.testing import fake_registry, reply
 
 N_NODES = 6
 ANALYSIS_QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
@@ -129,7 +130,7 @@ def analysis_context() -> Context:
             "perplexity": [reply("Map the booths first and name captains, then canvass door to door.")],
         }
     )
-    complex_scenario = needs(0.04, "complex", "scenario")
+    complex_scenario = QueryNeeds.confident(0.04, "complex", "scenario")
     return Context(registry=registry, classifier=lambda _query: complex_scenario)
 
 
@@ -203,7 +204,7 @@ def run(
         port = stack.enter_context(redis_server(tmp))
         conn = sqlite3.connect(tmp / "checkpoints.sqlite", check_same_thread=False)
         stack.callback(conn.close)
-        conn.execute("PRAGMA journal_mode=WAL")  # as graphs/checkpointing.py opens it
+        conn.execute("PRAGMA journal_mode=WAL")  # as graphs/stores/__init__.py opens it
         redis_saver = RedisSaver(redis.Redis(port=port))
         stack.callback(redis_saver.close)
         savers: dict[str, BaseCheckpointSaver[Any] | None] = {
@@ -238,7 +239,7 @@ def run(
                 rows[name].run_ms.append(invoke(name, i))
             # The round-trip price is sampled under the same load as the runs.
             t0 = time.perf_counter_ns()
-            redis_saver.client.execute_command("PING")
+            redis_saver.client.ping()
             ping_us.append((time.perf_counter_ns() - t0) / 1000)
         rows["RedisSaver"].round_trips_per_run = (redis_saver.round_trips - rt0) / runs
         rows["RedisSaver"].commands_per_run = (_redis_commands(redis_saver) - cmd0 - runs) / runs  # less the PINGs

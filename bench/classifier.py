@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nodes.query_classifier import COMPLEXITY_LABELS, DEFAULT_MODEL_PATH, TASK_LABELS, QueryClassifier
+from nodes.policy.query_classifier import COMPLEXITY_LABELS, DEFAULT_MODEL_PATH, TASK_LABELS, QueryClassifier
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "queries.jsonl"
 LATENCY_PASSES = 5

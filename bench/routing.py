@@ -4,7 +4,7 @@ Runs the deployed classifier and ``nodes.route`` on the test split of data/queri
 bench/routing_holdout.jsonl (queries written for this benchmark, labelled before the router saw them), each as
 is and reweighted to a production-like mix. All three providers are available (dummy keys, a local server URL
 that is never called); no model is called. Costs use the configured price table and the token model of
-nodes/costing.py, with the query's *labelled* complexity (the size of the job), while the router decides on
+nodes/policy/costing.py, with the query's *labelled* complexity (the size of the job), while the router decides on
 its own estimates; the primary provider is assumed to answer.
 
 Prints one table and exits 0. Run from the repository root:
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from graphs.state import Constraints
 from nodes.classify import classification_of
-from nodes.costing import call_cost, describe_token_model, grounding_fee
-from nodes.query_classifier import default_classifier
+from nodes.policy.costing import call_cost, describe_token_model, grounding_fee
+from nodes.policy.query_classifier import default_classifier
 from nodes.route import NEEDS, SERVES, Need, intelligent_chain, legacy_chain, need_of
 from providers.config import Settings, Tier, load_settings
 from providers.registry import ProviderRegistry

@@ -1,13 +1,13 @@
-"""Train the query classifier on data/queries.jsonl and write nodes/classifier_model.json.
+"""Train the query classifier on data/queries.jsonl and write nodes/policy/classifier_model.json.
 
 The artifact is plain JSON (vocabularies, idf weights, coefficients, temperatures) so that the runtime in
-nodes/query_classifier.py can score queries with numpy alone and every number shipped can be inspected.
+nodes/policy/query_classifier.py can score queries with numpy alone and every number shipped can be inspected.
 Training is deterministic: fixed seeds, single-threaded BLAS, and floats rounded before they are written, so
 two runs produce byte-identical files.
 
 Usage (from the repository root):
     PYTHONPATH=. python data/train_classifier.py [--data data/queries.jsonl] \
-        [--out nodes/classifier_model.json]
+        [--out nodes/policy/classifier_model.json]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ SEED = 20240611
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT / "data" / "queries.jsonl"
-DEFAULT_OUT = REPO_ROOT / "nodes" / "classifier_model.json"
+DEFAULT_OUT = REPO_ROOT / "nodes" / "policy" / "classifier_model.json"
 
 COMPLEXITY_LABELS = ("simple", "moderate", "complex")
 TASK_LABELS = (

@@ -10,7 +10,8 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 
 from graphs.context import Context
-from graphs.state import AnalysisInput, AnalysisOutput, AnalysisState
+from graphs.result import AnalysisOutput
+from graphs.state import AnalysisInput, AnalysisState
 from nodes.call_model import call_model, route_after_call, route_after_route
 from nodes.classify import classify
 from nodes.cross_check import cross_check, route_after_cross_check
@@ -20,6 +21,7 @@ from nodes.validate import route_after_validate, validate
 
 
 def build_analysis_graph() -> StateGraph[AnalysisState, Context, AnalysisInput, AnalysisOutput]:
+    """Return the uncompiled analysis graph; compile it with the checkpointer you own."""
     builder = StateGraph(
         AnalysisState, context_schema=Context, input_schema=AnalysisInput, output_schema=AnalysisOutput
     )

@@ -2,25 +2,30 @@
 
 Passed as LangGraph's ``context_schema`` so nodes never read ad-hoc ``configurable`` keys, and so tests inject
 fake providers and a fake classifier. A resumed analysis gets a fresh context (and so a fresh deadline).
+
+The dependencies (registry, clock, sleep, random source, classifier, outcome source) are not data: they are
+left out of the JSON schema LangGraph Studio shows for the assistant, which describes only what a caller can
+set from outside (the deadline and the caller key).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from langgraph.runtime import Runtime
+from pydantic import ConfigDict
+from pydantic.json_schema import SkipJsonSchema
+
+from nodes.policy.calibration import OutcomeSource, learned_from
+from nodes.policy.confidence import Judge
+from nodes.policy.query_classifier import QueryNeeds
 from providers.config import load_settings
 from providers.registry import ProviderRegistry
-
-if TYPE_CHECKING:
-    from langgraph.runtime import Runtime
-
-    from nodes.calibration import OutcomeSource
-    from nodes.query_classifier import QueryNeeds
 
 
 @functools.cache
@@ -29,22 +34,33 @@ def default_registry() -> ProviderRegistry:
     return ProviderRegistry(load_settings())
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Context:
-    registry: ProviderRegistry = field(default_factory=default_registry)
-    # Wall-clock deadline of this invocation; None means "derive it from the request's depth at classify".
+    """What one analysis runs with; every field has a default, so Studio and tests set only what they need."""
+
+    # Lets pydantic (which LangGraph asks for the context's JSON schema) accept the dependency types; their
+    # SkipJsonSchema marks keep them out of the schema itself.
+    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
+
+    # Wall-clock deadline of this invocation (epoch seconds); None: derived from the request's depth at classify.
     deadline_at: float | None = None
-    clock: Callable[[], float] = time.time
-    # How call_model waits before a same-provider retry, and the jitter of its backoff: injected by tests so no
-    # test sleeps or depends on chance.
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-    classifier: Callable[[str], QueryNeeds] | None = None
     # Stable key of the caller (user or session) for percentage rollouts of intelligent routing.
     caller_key: str | None = None
-    # Recorded outcomes (graphs/feedback.py): historical accuracy and the calibration map are learned from them.
-    # None: no track record, identity calibration.
-    feedback: OutcomeSource | None = None
+    registry: SkipJsonSchema[ProviderRegistry] = field(default_factory=default_registry)
+    clock: SkipJsonSchema[Callable[[], float]] = time.time
+    # How call_model waits before a same-provider retry, and the jitter of its backoff: injected by tests so no
+    # test sleeps or depends on chance.
+    sleep: SkipJsonSchema[Callable[[float], None]] = time.sleep
+    rng: SkipJsonSchema[random.Random] = field(default_factory=random.Random)
+    classifier: SkipJsonSchema[Callable[[str], QueryNeeds] | None] = None
+    # Recorded outcomes (graphs/stores/feedback.py): historical accuracy and the calibration map are learned
+    # from them. None: no track record, identity calibration.
+    feedback: SkipJsonSchema[OutcomeSource | None] = None
+
+    def judge(self) -> Judge:
+        """Return the judge of answers: the settings, what was learned from outcomes so far, and today."""
+        settings = self.registry.settings
+        return Judge(settings, learned_from(self.feedback, settings.confidence), dt.date.fromtimestamp(self.clock()))
 
 
 def context_of(runtime: Runtime[Context] | None) -> Context:

@@ -12,82 +12,20 @@ from typing import Any, Literal, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import StateSnapshot
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphs.analysis import build_analysis_graph
-from graphs.checkpointing import CheckpointStoreError, describe_store, is_store_failure, store_failure_text
 from graphs.context import Context
-from graphs.feedback import FeedbackError, FeedbackStore, record_feedback
-from graphs.ledger import Ledger, LedgerEntry
-from graphs.state import MAX_QUERY_CHARS, AnalysisResult, Constraints, StrategicContext
-from nodes.calibration import Outcome
+from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
+from graphs.request import AnalysisRequest
+from graphs.result import AnalysisResult
+from graphs.stores import describe_store, is_store_failure, store_failure_text
+from graphs.stores.feedback import FeedbackStore, outcome_of
+from graphs.stores.ledger import Ledger, LedgerEntry
+from nodes.policy.calibration import Outcome
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
 EventSink = Callable[[dict[str, Any]], None]
-
-
-class RequestError(ValueError):
-    """The caller's request is invalid; the message is safe to show to the caller."""
-
-
-class UnknownThread(LookupError):
-    """No analysis with this thread id exists in the checkpoint store."""
-
-
-class AnalysisRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str
-    depth: Depth = "standard"
-    ward: str | None = Field(default=None, max_length=64)
-    context: StrategicContext = "neutral"
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    deadline_s: float | None = Field(default=None, gt=0, le=3600)
-    require_citations: bool = False
-    cost_sensitive: bool = False
-    cross_check: bool = False
-
-    @field_validator("query")
-    @classmethod
-    def _query(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("query is empty")
-        if len(value) > MAX_QUERY_CHARS:
-            raise ValueError(f"query is {len(value):,} characters; the maximum is {MAX_QUERY_CHARS:,}")
-        return value
-
-    @field_validator("ward")
-    @classmethod
-    def _ward(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
-
-    def constraints(self) -> Constraints:
-        out: Constraints = {
-            "require_citations": self.require_citations,
-            "cost_sensitive": self.cost_sensitive,
-            "cross_check": self.cross_check,
-        }
-        if self.max_cost_usd is not None:
-            out["max_cost_usd"] = self.max_cost_usd
-        if self.deadline_s is not None:
-            out["deadline_s"] = self.deadline_s
-        return out
-
-
-def parse_request(data: dict[str, Any]) -> AnalysisRequest:
-    """Validate a request, turning pydantic's errors into one readable message."""
-    from pydantic import ValidationError
-
-    try:
-        return AnalysisRequest.model_validate(data)
-    except ValidationError as exc:
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors(include_url=False)
-        )
-        raise RequestError(message) from None
 
 
 class Orchestrator:
@@ -106,11 +44,24 @@ class Orchestrator:
         self.feedback = feedback
         self.graph = build_analysis_graph().compile(checkpointer=checkpointer)
 
-    def record_feedback(self, thread_id: str, correct: bool, *, note: str = "") -> Outcome:
-        """Record whether an analysis turned out right; historical accuracy and calibration learn from it."""
+    def record_feedback(self, thread_id: str, correct: bool, *, note: str = "", at: float | None = None) -> Outcome:
+        """Record whether an analysis turned out right; historical accuracy and calibration learn from it.
+
+        The outcome carries what was scored (provider, task, raw confidence and factors), read from the
+        analysis's final checkpoint. Raises UnknownThread for a thread id the checkpoint store does not know, and
+        FeedbackError for an analysis that has not finished or has no answer.
+        """
         if self.feedback is None:
             raise FeedbackError("no feedback store is configured")
-        return record_feedback(self.graph, self.feedback, thread_id, correct, note=note)
+        snapshot = self._snapshot(thread_id)
+        result = snapshot.values.get("result")
+        if snapshot.next or not result:
+            raise FeedbackError(f"analysis {thread_id!r} has not finished: resume it before judging it")
+        outcome = outcome_of(
+            AnalysisResult.model_validate(result), correct, at=time.time() if at is None else at, note=note
+        )
+        self.feedback.record(outcome)
+        return outcome
 
     def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
         ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback)
@@ -223,7 +174,7 @@ class Orchestrator:
     def plan(self, request: AnalysisRequest, *, caller_key: str | None = None) -> dict[str, Any]:
         """Classify and route without calling any model (the `route` dry run)."""
         from nodes.classify import classification_of
-        from nodes.query_classifier import default_classifier
+        from nodes.policy.query_classifier import default_classifier
         from nodes.route import plan
 
         classification = classification_of(

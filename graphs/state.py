@@ -1,15 +1,15 @@
-"""State schemas of the analysis graph: input, internal state, output, and the public result model.
+"""State schemas of the analysis graph: input, internal state, output, and one partial update per node.
 
 State holds JSON-native values only (TypedDicts, lists, numbers, strings): checkpoints then survive any
-serializer and any upgrade of our own classes. The pydantic ``AnalysisResult`` is built from the final state.
+serializer and any upgrade of our own classes. The public pydantic ``AnalysisResult`` (graphs/result.py) is
+built from the final state; the output channel (graphs/result.py ``AnalysisOutput``) carries its JSON form.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from providers.config import Depth, Tier
@@ -18,8 +18,6 @@ from providers.config import Depth, Tier
 Outcome = Literal["ok", "error", "invalid", "skipped", "cancelled"]
 Role = Literal["answer", "cross_check"]
 StrategicContext = Literal["defensive", "neutral", "offensive"]
-
-MAX_QUERY_CHARS = 10_000
 
 
 class Constraints(TypedDict, total=False):
@@ -145,90 +143,55 @@ class AnalysisState(AnalysisInput):
     cross_cursor: NotRequired[int]
     cross_check: NotRequired[CrossCheck | None]
     escalation: NotRequired[Escalation | None]  # computed by validate, so route_after_validate stays pure
-    result: NotRequired[dict[str, object]]
+    result: NotRequired[dict[str, Any]]
 
 
-class AnalysisOutput(TypedDict):
-    result: dict[str, object]
+# --- what each node returns: a partial update of AnalysisState ----------------------------------------------
 
 
-# --- the public result ---------------------------------------------------------------------------------------
-
-
-class AttemptModel(BaseModel):
-    provider: str
-    model: str
-    tier: Tier
-    role: Role = "answer"
-    outcome: Outcome
-    error_class: str | None = None
-    error: str | None = None
-    latency_ms: float
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    started_at: float | None = None
-    hedge: bool = False
-
-
-class ChainStepModel(BaseModel):
-    provider: str
-    tier: Tier
-    model: str
-    reason: str
-
-
-class RoutingModel(BaseModel):
+class ClassifyUpdate(TypedDict, total=False):
     classification: Classification
-    chain: list[ChainStepModel]
+    started_at: float
+    deadline_at: float
+
+
+class RouteUpdate(TypedDict, total=False):
+    chain: list[ChainStep]
     reasons: list[str]
-    mode: str = "intelligent"
-    estimated_cost_usd: float = 0.0
-    shadow: dict[str, object] | None = None
+    routing_mode: str
+    shadow: dict[str, object] | None
+    estimated_cost_usd: float
+    baseline_estimate_usd: float
+    cursor: int
 
 
-class Factor(BaseModel):
-    name: str
-    value: float = Field(ge=0, le=1)
-    weight: float = Field(ge=0, le=1)
-    detail: str = ""
+class CallUpdate(TypedDict, total=False):
+    attempts: list[Attempt]
+    candidate: Candidate | None
+    retry_at: float | None
+    stop_reason: str | None
+    cursor: int
+    deadline_passed: bool
 
 
-class Confidence(BaseModel):
-    value: float = Field(ge=0, le=1)
-    factors: list[Factor]
-    method: str = ""
-    raw: float | None = Field(default=None, ge=0, le=1)  # the weighted combination before calibration
-    calibration: str = ""  # the calibration model that turned the factors into value, and its data
+class ValidateUpdate(TypedDict, total=False):
+    answer: Candidate
+    candidate: Candidate | None
+    rejections: list[Rejection]
+    escalation: Escalation
+    cross_chain: list[ChainStep]
+    deadline_passed: bool
 
 
-class Citation(BaseModel):
-    url: str
-    title: str = ""
-    date: str = ""
+class CrossCheckUpdate(TypedDict, total=False):
+    attempts: list[Attempt]
+    answer: Candidate
+    cross_chain: list[ChainStep]
+    cross_cursor: int
+    cross_check: CrossCheck
+    escalation: Escalation
+    deadline_passed: bool
 
 
-class Timings(BaseModel):
-    total_ms: float
-    model_ms: float
-
-
-class AnalysisResult(BaseModel):
-    thread_id: str
-    query: str
-    depth: Depth
-    answer: str | None
-    provider: str | None
-    model: str | None
-    tier: Tier | None
-    attempts: list[AttemptModel]
-    routing: RoutingModel
-    confidence: Confidence
-    citations: list[Citation]
-    cost_usd: float
-    baseline_cost_usd: float
-    fallback_mode: bool
-    error: str | None = None
-    cross_check: CrossCheck | None = None
-    escalation: Escalation | None = None
-    timings: Timings
+class ScoreUpdate(TypedDict, total=False):
+    result: dict[str, Any]

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, Classification
-
-if TYPE_CHECKING:
-    from nodes.query_classifier import QueryNeeds
+from graphs.state import AnalysisState, Classification, ClassifyUpdate
+from nodes.policy.query_classifier import QueryNeeds, default_classifier
 
 
 def classification_of(needs: QueryNeeds, fresh_threshold: float) -> Classification:
@@ -25,22 +21,19 @@ def classification_of(needs: QueryNeeds, fresh_threshold: float) -> Classificati
     }
 
 
-def classify(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
+def classify(state: AnalysisState, runtime: Runtime[Context]) -> ClassifyUpdate:
+    """Estimate what the query needs; on the first run, also fix the analysis's start and deadline."""
     ctx = context_of(runtime)
-    if ctx.classifier is not None:
-        predict = ctx.classifier
-    else:
-        # Imported here: loading the model artifact is the slowest part of start-up and `route --json`
-        # dry runs or tests with an injected classifier should not pay for it twice.
-        from nodes.query_classifier import default_classifier
-
-        predict = default_classifier().predict
+    # The default classifier's artifact loads on first use (default_classifier is cached), so tests that inject
+    # a classifier never pay for it.
+    predict = ctx.classifier if ctx.classifier is not None else default_classifier().predict
     settings = ctx.registry.settings
     classification = classification_of(predict(state["query"]), settings.routing.fresh_threshold)
     now = ctx.clock()
-    update: dict[str, Any] = {"classification": classification}
+    update: ClassifyUpdate = {"classification": classification}
     if "started_at" not in state:
         depth = state.get("depth", "standard")
         deadline_s = state.get("constraints", {}).get("deadline_s") or settings.deadlines.for_depth(depth)
-        update |= {"started_at": now, "deadline_at": now + deadline_s}
+        update["started_at"] = now
+        update["deadline_at"] = now + deadline_s
     return update

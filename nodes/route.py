@@ -24,7 +24,7 @@ not observed to be slower than the time left), the primary minimises the expecte
 
     E[provider] = expected price + sum over classes of P(class) x (1 - share served) x wrong_answer_cost[class]
 
-(the price is itself an expectation over the complexity, see nodes/costing.py). With a confident
+(the price is itself an expectation over the complexity, see nodes/policy/costing.py). With a confident
 classification this picks the cheapest tier that serves the likely need (fresh -> realtime, complex ->
 premium, light -> local); when it is uncertain, the same rule weighs the price against the expected cost of
 being wrong, and the reasons say so. Fallbacks follow by adequacy, then health (recent error rate), then price.
@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, ChainStep, Classification, Constraints
-from nodes.costing import baseline_cost, estimate_call_cost
+from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
+from nodes.policy.costing import baseline_cost, estimate_call_cost
 from providers.config import RoutingMode, RoutingSettings, Tier
-from providers.health import HealthSnapshot
 from providers.registry import ProviderRegistry
+from providers.resilience.breaker import HealthSnapshot
 
 Need = Literal["fresh", "complex", "moderate", "light"]
 NEEDS: tuple[Need, ...] = get_args(Need)
@@ -124,6 +124,7 @@ def serves(tier: Tier, need: Need, routing: RoutingSettings) -> float:
 def evaluate(
     candidate: Usable, needs: dict[Need, float], loss_usd: dict[str, float], routing: RoutingSettings
 ) -> Option:
+    """Price and judge one usable provider for this query: adequacy and expected cost of being wrong."""
     share = {k: serves(candidate.tier, k, routing) for k in needs}
     return Option(
         provider=candidate.provider,
@@ -291,7 +292,7 @@ def plan(
     constraints: Constraints,
     caller_key: str | None = None,
     remaining_s: float | None = None,
-) -> dict[str, Any]:
+) -> RouteUpdate:
     """Build the routing update (also used by the `route` dry run, which makes no model call).
 
     ``remaining_s`` is the time left before the analysis's deadline; without it, the request's ``deadline_s``.
@@ -334,7 +335,8 @@ def plan(
     }
 
 
-def route(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
+def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
+    """Build the ordered chain of providers for this query, with a reason for every choice."""
     ctx = context_of(runtime)
     deadline_at = ctx.deadline_at or state.get("deadline_at")
     remaining = deadline_at - ctx.clock() if deadline_at is not None else None

@@ -8,37 +8,18 @@ reason are stored in state, so ``route_after_validate`` stays a pure function of
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Literal
 
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, Candidate, ChainStep, Escalation
-from nodes.cross_check import checker_chain
-from nodes.score import assess
-
-# Finish reasons that mean the vendor cut or withheld the answer (Gemini's names; others map to these).
-_WITHHELD = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "content_filter"}
-_WORD = re.compile(r"[^\W\d_]{2,}", re.UNICODE)
-
-
-def problem_with(candidate: Candidate, state: AnalysisState, cites: bool) -> str | None:
-    """Return why an answer is unusable, or None when it is usable."""
-    text = candidate["text"].strip()
-    if len(_WORD.findall(text)) < 2:
-        return "answer has no usable text"
-    if candidate["finish_reason"] in _WITHHELD:
-        return f"answer withheld by the provider (finish_reason={candidate['finish_reason']})"
-    needs_citations = state.get("constraints", {}).get("require_citations", False)
-    fresh = state.get("classification", {}).get("needs_fresh", False)
-    if (needs_citations or (fresh and cites)) and not candidate["citations"]:
-        # A search-backed provider that returns no sources for a fresh-facts question answered from memory.
-        return "fresh facts were needed but the answer cites no sources"
-    return None
+from graphs.state import AnalysisState, Candidate, ChainStep, Escalation, ValidateUpdate
+from nodes.policy.answers import problem_with
+from nodes.policy.checkers import checker_chain
 
 
 def wants_cross_check(state: AnalysisState) -> bool:
+    """Say whether the request asked for a cross-check (depth=deep, or constraints.cross_check)."""
     return state.get("depth") == "deep" or bool(state.get("constraints", {}).get("cross_check"))
 
 
@@ -52,7 +33,7 @@ def escalation_decision(
     vendor fits in the remaining budget and time.
     """
     cfg = ctx.registry.settings.confidence
-    prelim = assess(answer, state, ctx)
+    prelim = ctx.judge().assess(answer, state)
     record: Escalation = {
         "decision": "accept",
         "reason": "",
@@ -67,7 +48,7 @@ def escalation_decision(
     below = f"confidence {prelim.value:.2f} < threshold {cfg.escalate_below:.2f}"
     if prelim.value >= cfg.escalate_below:
         return record | {"reason": f"confidence {prelim.value:.2f} >= threshold {cfg.escalate_below:.2f}"}, None
-    chain, notes = checker_chain(answer, state, ctx)
+    chain, notes = checker_chain(answer, state, ctx.registry)
     left = (ctx.deadline_at or state["deadline_at"]) - now
     if not chain:
         why = "; ".join(notes) or "no provider of another vendor is available"
@@ -80,7 +61,8 @@ def escalation_decision(
     return record | {"decision": "escalate", "reason": reason}, chain
 
 
-def validate(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
+def validate(state: AnalysisState, runtime: Runtime[Context]) -> ValidateUpdate:
+    """Accept a usable answer (and decide on the cascade) or reject it so the next provider gets the query."""
     ctx = context_of(runtime)
     candidate = state.get("candidate")
     assert candidate is not None, "validate runs only after a successful attempt"
@@ -91,7 +73,7 @@ def validate(state: AnalysisState, runtime: Runtime[Context]) -> dict[str, Any]:
     passed = now >= deadline_at
     if problem is None:
         escalation, chain = escalation_decision(candidate, state, ctx, now)
-        update: dict[str, Any] = {"answer": candidate, "deadline_passed": passed, "escalation": escalation}
+        update: ValidateUpdate = {"answer": candidate, "deadline_passed": passed, "escalation": escalation}
         if chain is not None:
             update["cross_chain"] = chain
         return update

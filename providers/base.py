@@ -7,7 +7,6 @@ Adapters know nothing of the graph. They turn a prompt into a :class:`ModelReply
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +19,10 @@ from providers.config import Tier
 from providers.errors import (
     EmptyResponse,
     MalformedResponse,
-    ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    map_common_error,
 )
 
 
@@ -137,6 +136,12 @@ class ProviderAdapter:
         limit = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         if limit <= 0:
             raise ProviderTimeout("no time left before the request deadline", provider=self.name)
+        # Build the client (and import its SDK, a second or more in a fresh process) before the clock starts: that
+        # is this process's start-up, not the provider's latency, and must not time the first call out.
+        try:
+            self.chat_model()
+        except Exception as exc:
+            raise self.map_error(exc) from exc
         if not self._slots.acquire(blocking=False):
             raise ProviderUnavailable(f"bulkhead full: {BULKHEAD_WORKERS} calls in flight", provider=self.name)
         try:
@@ -183,31 +188,3 @@ class ProviderAdapter:
     def map_error(self, exc: Exception) -> ProviderError:
         """Map an SDK exception to the taxonomy; vendor adapters extend this for their SDK's types."""
         return map_common_error(exc, self.name)
-
-
-@functools.cache
-def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    timeouts: list[type[BaseException]] = [TimeoutError]
-    transports: list[type[BaseException]] = [ConnectionError]
-    for module_name in ("httpx", "httpx2"):
-        try:
-            module = __import__(module_name)
-        except ImportError:
-            continue
-        timeouts.append(module.TimeoutException)
-        transports.append(module.TransportError)
-    return tuple(timeouts), tuple(transports)
-
-
-def map_common_error(exc: Exception, provider: str) -> ProviderError:
-    """Map transport-level failures shared by every HTTP client (httpx, or its fork httpx2 in google-genai 3)."""
-    if isinstance(exc, ProviderError):
-        return exc
-    timeouts, transports = _transport_errors()
-    if isinstance(exc, timeouts):
-        return ProviderTimeout(str(exc) or "timed out", provider=provider)
-    if isinstance(exc, transports):
-        return ProviderConnectionError(str(exc) or type(exc).__name__, provider=provider)
-    if isinstance(exc, ValueError | KeyError | TypeError):
-        return MalformedResponse(f"{type(exc).__name__}: {exc}", provider=provider)
-    return MalformedResponse(f"unexpected {type(exc).__name__}: {exc}", provider=provider)

@@ -137,7 +137,7 @@ FACTORS = ("model_certainty", "source_quality", "cross_validation", "historical_
 
 
 class ConfidenceSettings(_Strict):
-    """How confidence is combined, calibrated and acted on (nodes/score.py, nodes/calibration.py)."""
+    """How confidence is combined, calibrated and acted on (nodes/policy/confidence.py, nodes/policy/calibration.py)."""
 
     # Base weights of the factors; the weights of the factors measured on an answer are renormalised to sum 1.
     weights: dict[str, float] = Field(
@@ -155,7 +155,7 @@ class ConfidenceSettings(_Strict):
     min_time_left_s: float = Field(default=5.0, ge=0)
     # Cross-check agreement below which the two answers disagree, and the better-supported one is served.
     disagree_below: float = Field(default=0.5, ge=0, le=1)
-    # Calibration (nodes/calibration.py): the identity before min outcomes; Platt scaling of the raw combination
+    # Calibration (nodes/policy/calibration.py): the identity before min outcomes; Platt scaling of the raw combination
     # until multifactor_min; then a logistic regression on the factors (ridge-regularised). The fitted model
     # weighs n / (n + prior_outcomes) against the identity.
     calibration_min_outcomes: int = Field(default=20, ge=2)
@@ -194,7 +194,7 @@ class RetrySettings(_Strict):
 
 
 class BreakerSettings(_Strict):
-    """Circuit breakers per provider (providers/health.py)."""
+    """Circuit breakers per provider (providers/resilience/)."""
 
     failure_threshold: int = Field(default=8, ge=1)  # consecutive failures that open the circuit
     failure_rate: float = Field(default=0.5, gt=0, le=1)  # or this failure share in the window ...

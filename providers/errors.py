@@ -34,6 +34,8 @@ bad_request                   stop         the request itself is invalid: no pro
 from __future__ import annotations
 
 import email.utils
+import functools
+import re
 import time
 from collections.abc import Mapping
 from typing import Literal
@@ -179,3 +181,96 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+# A 400 whose message says the prompt does not fit the model (each vendor words it differently).
+_CONTEXT_TOO_LONG = re.compile(
+    r"input token count.*exceeds|exceeds the maximum number of tokens|exceed(s|ed)? (the )?(available )?context|"
+    r"context (window|length|size)|maximum context|context_length_exceeded|too many tokens|"
+    r"maximum (number of )?tokens|token limit|prompt is too long",
+    re.IGNORECASE | re.DOTALL,
+)
+# A 400 about the key, not the request: Google answers a bad key with 400 INVALID_ARGUMENT, reason
+# API_KEY_INVALID ("API key not valid"). Another vendor has its own key, so it must fail over like a 401.
+_KEY_PROBLEM = re.compile(
+    r"API_KEY_INVALID|API_KEY_EXPIRED|API key (is )?(not valid|invalid|expired)|invalid api key|"
+    r"api key.*(missing|revoked)",
+    re.IGNORECASE,
+)
+
+
+def says_context_too_long(message: str) -> bool:
+    """Say whether an error message is about a prompt too long for the model's window."""
+    return _CONTEXT_TOO_LONG.search(message) is not None
+
+
+def from_status(
+    code: int,
+    message: str,
+    *,
+    provider: str,
+    status: str = "",
+    retry_after_s: float | None = None,
+    rejected: type[ProviderError] = BadRequest,
+) -> ProviderError:
+    """Map an HTTP error status (and the vendor's status name and message) to the taxonomy.
+
+    One table for every adapter. ``rejected`` is the class of a plain 4xx: the request was refused for what it
+    is (BadRequest, which ends the analysis), except where the adapter knows better (a local server refusing our
+    request shape is a dialect mismatch of that server, not of the request).
+    """
+    text = f"{code} {status}: {message}" if status else f"{code}: {message}"
+    if code == 429:
+        return RateLimited(text, provider=provider, retry_after_s=retry_after_s)
+    if code in (401, 403) or (400 <= code < 500 and _KEY_PROBLEM.search(f"{status} {message}")):
+        return AuthError(text, provider=provider)
+    if code == 413 or (code in (400, 422) and says_context_too_long(message)):
+        return ContextTooLong(text, provider=provider)
+    # 402: billing; 404: an unknown or retired model or a wrong base URL; FAILED_PRECONDITION: the project's
+    # region or billing. Nothing this request can change, and nothing another vendor shares.
+    if code in (402, 404) or status == "FAILED_PRECONDITION":
+        return ProviderUnavailable(text, provider=provider)
+    if code in (408, 504) or status == "DEADLINE_EXCEEDED":
+        return ProviderTimeout(text, provider=provider)
+    if code == 409 or code >= 500:
+        return ServerError(text, provider=provider, retry_after_s=retry_after_s)
+    if 400 <= code < 500:
+        return rejected(text, provider=provider)
+    return MalformedResponse(f"unexpected status {text}", provider=provider)
+
+
+@functools.cache
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    transports: list[type[BaseException]] = [ConnectionError]
+    # httpx, and httpx2, the fork google-genai 3 talks through (its exceptions are not httpx's).
+    for module_name in ("httpx", "httpx2"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transports.append(module.TransportError)
+    return tuple(timeouts), tuple(transports)
+
+
+def transport_error(exc: BaseException, provider: str) -> ProviderError | None:
+    """Map a transport failure (timeout, refused or dropped connection) of any HTTP client; None otherwise."""
+    timeouts, transports = _transport_errors()
+    if isinstance(exc, timeouts):
+        return ProviderTimeout(str(exc) or "timed out", provider=provider)
+    if isinstance(exc, transports):
+        return ProviderConnectionError(str(exc) or type(exc).__name__, provider=provider)
+    return None
+
+
+def map_common_error(exc: BaseException, provider: str) -> ProviderError:
+    """Map what no vendor-specific rule caught: transport failures, else a malformed response."""
+    if isinstance(exc, ProviderError):
+        return exc
+    transport = transport_error(exc, provider)
+    if transport is not None:
+        return transport
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return MalformedResponse(f"{type(exc).__name__}: {exc}", provider=provider)
+    return MalformedResponse(f"unexpected {type(exc).__name__}: {exc}", provider=provider)

@@ -12,7 +12,7 @@ wire                                           our class
 =============================================  ===========================================================
 429 RESOURCE_EXHAUSTED                         RateLimited (retry_after_s from Retry-After or RetryInfo)
 500 INTERNAL / 503 UNAVAILABLE / other 5xx     ServerError (504 DEADLINE_EXCEEDED: ProviderTimeout)
-401 / 403                                      AuthError
+401 / 403; 400 API_KEY_INVALID (a bad key)       AuthError
 400 whose message says the input is too long   ContextTooLong (also 413)
 400 FAILED_PRECONDITION                        ProviderUnavailable (region or billing: not this request)
 400 INVALID_ARGUMENT, other 4xx                BadRequest
@@ -36,34 +36,22 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.exceptions import ContextOverflowError
 from langchain_core.messages import AIMessage
 
-from providers.base import Citation, ModelReply, ProviderAdapter, map_common_error
+from providers.base import Citation, ModelReply, ProviderAdapter
 from providers.errors import (
-    AuthError,
-    BadRequest,
     ContentBlocked,
     ContextTooLong,
     MalformedResponse,
-    ProviderConnectionError,
     ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-    RateLimited,
-    ServerError,
+    from_status,
+    map_common_error,
     parse_retry_after,
+    transport_error,
 )
+from providers.finish import WITHHELD
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-# Finish reasons with which Gemini stops because a policy filter fired, not because the answer was complete.
-BLOCKING_FINISH_REASONS = frozenset(
-    {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY"},
-)
-
-_CONTEXT_TOO_LONG = re.compile(
-    r"input token count.*exceeds|exceeds the maximum number of tokens|token limit|context (window|length)",
-    re.IGNORECASE | re.DOTALL,
-)
 _RETRY_IN_MESSAGE = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
@@ -86,7 +74,7 @@ class GeminiAdapter(ProviderAdapter):
 
         if isinstance(exc, genai_errors.APIError):
             return _map_api_error(exc, self.name)
-        transport = _map_transport_error(exc, self.name)
+        transport = transport_error(exc, self.name)
         if transport is not None:
             return transport
         if isinstance(exc, ContextOverflowError):
@@ -104,7 +92,7 @@ class GeminiAdapter(ProviderAdapter):
                 f"prompt blocked ({block_reason}){': ' + str(detail) if detail else ''}", provider=self.name
             )
         finish_reason = str(_plain(meta.get("finish_reason")) or "")
-        if finish_reason in BLOCKING_FINISH_REASONS:
+        if finish_reason in WITHHELD:
             raise ContentBlocked(f"answer stopped by the safety filter ({finish_reason})", provider=self.name)
         reply = super().to_reply(message)
         if not reply.text.strip() and not finish_reason and not feedback:
@@ -176,42 +164,10 @@ def _map_api_error(exc: Any, provider: str) -> ProviderError:
     code = int(getattr(exc, "code", 0) or 0)
     status = str(getattr(exc, "status", "") or "")
     message = str(getattr(exc, "message", "") or exc)
-    text = f"{code} {status}: {message}".strip()
-    if code == 429:
-        return RateLimited(text, provider=provider, retry_after_s=_retry_after(exc))
-    if code in (401, 403):
-        return AuthError(text, provider=provider)
-    if code == 413 or (code == 400 and _CONTEXT_TOO_LONG.search(message)):
-        return ContextTooLong(text, provider=provider)
-    if code == 404 or status == "FAILED_PRECONDITION":
-        return ProviderUnavailable(text, provider=provider)
-    if code in (408, 504) or status == "DEADLINE_EXCEEDED":
-        return ProviderTimeout(text, provider=provider)
-    if code == 409 or code >= 500:
-        return ServerError(text, provider=provider, retry_after_s=_retry_after(exc))
-    if 400 <= code < 500:
-        return BadRequest(text, provider=provider)
-    return MalformedResponse(f"unexpected API error {text}", provider=provider)
-
-
-def _map_transport_error(exc: BaseException, provider: str) -> ProviderError | None:
-    # google-genai >= 3 talks through httpx2; older versions used httpx. Accept both.
-    import httpx
-
-    timeouts: tuple[type[BaseException], ...] = (httpx.TimeoutException,)
-    transports: tuple[type[BaseException], ...] = (httpx.TransportError,)
-    try:
-        import httpx2
-    except ImportError:
-        pass
-    else:
-        timeouts += (httpx2.TimeoutException,)
-        transports += (httpx2.TransportError,)
-    if isinstance(exc, timeouts):
-        return ProviderTimeout(str(exc) or "timed out", provider=provider)
-    if isinstance(exc, transports):
-        return ProviderConnectionError(str(exc) or type(exc).__name__, provider=provider)
-    return None
+    # A bad key is a 400 INVALID_ARGUMENT whose details carry reason API_KEY_INVALID: read the reasons too.
+    reasons = " ".join(str(d.get("reason", "")) for d in _error_details(getattr(exc, "details", None)))
+    retry = _retry_after(exc) if code == 429 or code >= 500 else None
+    return from_status(code, f"{message} {reasons}".strip(), provider=provider, status=status, retry_after_s=retry)
 
 
 def _retry_after(exc: Any) -> float | None:

@@ -25,34 +25,25 @@ invalid JSON, not a response object            MalformedResponse
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage
 
-from providers.base import Citation, ModelReply, ProviderAdapter, map_common_error
+from providers.base import Citation, ModelReply, ProviderAdapter
 from providers.errors import (
-    AuthError,
-    BadRequest,
-    ContextTooLong,
     MalformedResponse,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
-    ProviderUnavailable,
-    RateLimited,
     ServerError,
+    from_status,
+    map_common_error,
     parse_retry_after,
 )
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-
-_CONTEXT_TOO_LONG = re.compile(
-    r"context (window|length)|too many tokens|maximum (number of )?tokens|token limit|prompt is too long",
-    re.IGNORECASE,
-)
 
 
 class PerplexityAdapter(ProviderAdapter):
@@ -148,23 +139,7 @@ def build_perplexity_adapter(
 
 def _map_status_error(exc: Any, provider: str) -> ProviderError:
     code = int(getattr(exc, "status_code", 0) or 0)
-    message = _error_message(exc)
-    text = f"{code}: {message}"
-    if code == 429:
-        return RateLimited(text, provider=provider, retry_after_s=_retry_after(exc))
-    if code in (401, 403):
-        return AuthError(text, provider=provider)
-    if code == 413 or (code == 400 and _CONTEXT_TOO_LONG.search(message)):
-        return ContextTooLong(text, provider=provider)
-    if code in (402, 404):
-        return ProviderUnavailable(text, provider=provider)
-    if code in (408, 504):
-        return ProviderTimeout(text, provider=provider)
-    if code == 409 or code >= 500:
-        return ServerError(text, provider=provider, retry_after_s=_retry_after(exc))
-    if 400 <= code < 500:
-        return BadRequest(text, provider=provider)
-    return MalformedResponse(f"unexpected status {text}", provider=provider)
+    return from_status(code, _error_message(exc), provider=provider, retry_after_s=_retry_after(exc))
 
 
 def _error_message(exc: Any) -> str:

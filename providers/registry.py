@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from providers.base import ProviderAdapter
 from providers.config import Price, ProviderSettings, Settings, Tier
-from providers.health import HealthBoard, HedgeBudget
+from providers.resilience.board import HealthBoard
+from providers.resilience.hedge_budget import HedgeBudget
 
 KINDS = ("gemini", "perplexity", "llamacpp")
 
@@ -37,7 +38,7 @@ def build_adapter(ps: ProviderSettings) -> ProviderAdapter:
             name=ps.name, model=ps.model, api_key=key, base_url=ps.base_url, timeout_s=ps.timeout_s
         )
     if ps.kind == "llamacpp":
-        from providers.local import build_local_adapter
+        from providers.local.adapter import build_local_adapter
 
         return build_local_adapter(
             name=ps.name,
@@ -59,7 +60,7 @@ def configuration_problem(ps: ProviderSettings) -> str | None:
         if ps.api_key is None or not ps.api_key.get_secret_value().strip():
             return f"no API key (set {ps.name.upper()}_API_KEY)"
         return None
-    from providers.local import check_local_available
+    from providers.local.model_file import check_local_available
 
     return check_local_available(ps.model_path, ps.base_url)
 

@@ -1,0 +1,300 @@
+"""Estimate what a strategist query needs: fresh facts, how much reasoning, and which kind of task.
+
+Inference only, from the JSON artifact written by data/train_classifier.py. It reproduces sklearn's
+TfidfVectorizer (lowercase, token pattern, word and char_wb n-grams, sublinear tf, idf, l2 norm) and the
+temperature-scaled logistic-regression heads with numpy and the standard library, so the graph's `classify`
+node needs neither scikit-learn nor network access, and scores a query in well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+DEFAULT_MODEL_PATH = Path(__file__).with_name("classifier_model.json")
+ARTIFACT_FORMAT = "strategist-query-classifier/1"
+
+COMPLEXITY_LABELS: tuple[str, ...] = ("simple", "moderate", "complex")
+TASK_LABELS: tuple[str, ...] = (
+    "briefing",
+    "opposition_research",
+    "scenario",
+    "crisis",
+    "messaging",
+    "sentiment_tagging",
+    "summary",
+    "translation",
+    "extraction",
+    "fact_lookup",
+)
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class QueryNeeds:
+    """Calibrated probabilities describing a query; the router decides what to do with them."""
+
+    fresh_p: float  # P(needs fresh facts)
+    complexity_p: dict[str, float]  # simple / moderate / complex, sums to 1
+    task_p: dict[str, float]  # the 10 task labels, sums to 1
+
+    @classmethod
+    def confident(cls, fresh: float = 0.05, complexity: str = "simple", task: str = "summary") -> QueryNeeds:
+        """Return a confident classification: the given labels at about 0.9 (for tests and benchmarks)."""
+        complexity_p = {c: (0.9 if c == complexity else 0.05) for c in COMPLEXITY_LABELS}
+        task_p = {t: (0.91 if t == task else 0.01) for t in TASK_LABELS}
+        return cls(fresh_p=fresh, complexity_p=complexity_p, task_p=task_p)
+
+    @property
+    def complexity(self) -> str:
+        return max(self.complexity_p, key=self.complexity_p.__getitem__)
+
+    @property
+    def task(self) -> str:
+        return max(self.task_p, key=self.task_p.__getitem__)
+
+
+class ArtifactError(ValueError):
+    """The classifier artifact is missing, malformed or of an unsupported format."""
+
+
+@dataclass(frozen=True)
+class _FeatureBlock:
+    """One tf-idf vectorizer of the trained feature union, with its columns' offset in the weight matrix."""
+
+    analyze: Callable[[str], list[str]]
+    vocabulary: dict[str, int]
+    idf: FloatArray
+    offset: int
+    sublinear_tf: bool
+    l2_norm: bool
+    weight: float
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A slice of the weight matrix's columns plus how to turn its logits into probabilities."""
+
+    classes: tuple[Any, ...]
+    columns: slice
+    binary: bool
+    inverse_temperature: float
+    prior: tuple[float, ...]
+
+
+def _word_analyzer(token_pattern: str, ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
+    # Mirrors sklearn's _word_ngrams: unigrams first, then space-joined n-grams.
+    pattern = re.compile(token_pattern)
+    min_n, max_n = ngram_range
+
+    def analyze(text: str) -> list[str]:
+        tokens: list[str] = pattern.findall(text.lower() if lowercase else text)
+        if max_n == 1:
+            return tokens
+        grams = list(tokens) if min_n == 1 else []
+        n_tokens = len(tokens)
+        for n in range(max(min_n, 2), min(max_n + 1, n_tokens + 1)):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
+        return grams
+
+    return analyze
+
+
+def _char_wb_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
+    # Mirrors sklearn's _char_wb_ngrams, including the rule that a word shorter than n is counted once.
+    min_n, max_n = ngram_range
+
+    def analyze(text: str) -> list[str]:
+        grams: list[str] = []
+        append = grams.append
+        for word in (text.lower() if lowercase else text).split():
+            padded = " " + word + " "
+            length = len(padded)
+            for n in range(min_n, max_n + 1):
+                if n >= length:
+                    append(padded)
+                    break
+                grams.extend([padded[i : i + n] for i in range(length - n + 1)])
+        return grams
+
+    return analyze
+
+
+def _softmax(z: FloatArray) -> FloatArray:
+    shifted = np.exp(z - z.max())
+    result: FloatArray = shifted / shifted.sum()
+    return result
+
+
+class QueryClassifier:
+    """Score queries with the trained tf-idf + logistic-regression model held in a JSON artifact."""
+
+    def __init__(
+        self,
+        blocks: list[_FeatureBlock],
+        weights: FloatArray,
+        bias: FloatArray,
+        heads: dict[str, _Head],
+        metadata: Mapping[str, Any],
+    ) -> None:
+        self._blocks = blocks
+        self._weights = weights
+        self._bias = bias
+        self._heads = heads
+        self.metadata: Mapping[str, Any] = metadata
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> QueryClassifier:
+        """Load the artifact (default: classifier_model.json next to this module)."""
+        source = DEFAULT_MODEL_PATH if path is None else Path(path)
+        try:
+            doc = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"cannot read classifier artifact {source}: {exc}") from exc
+        if doc.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactError(f"{source}: unsupported artifact format {doc.get('format')!r}")
+        try:
+            return cls._from_document(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{source}: malformed classifier artifact: {exc}") from exc
+
+    @classmethod
+    def _from_document(cls, doc: dict[str, Any]) -> QueryClassifier:
+        blocks: list[_FeatureBlock] = []
+        offset = 0
+        for spec in doc["features"]:
+            ngram_range = (int(spec["ngram_range"][0]), int(spec["ngram_range"][1]))
+            lowercase = bool(spec["lowercase"])
+            analyze: Callable[[str], list[str]]
+            if spec["analyzer"] == "word":
+                analyze = _word_analyzer(spec["token_pattern"], ngram_range, lowercase)
+            elif spec["analyzer"] == "char_wb":
+                analyze = _char_wb_analyzer(ngram_range, lowercase)
+            else:
+                raise ValueError(f"unsupported analyzer {spec['analyzer']!r}")
+            terms: list[str] = spec["terms"]
+            idf = np.asarray(spec["idf"], dtype=np.float64)
+            if idf.shape != (len(terms),):
+                raise ValueError(f"block {spec['name']!r}: {len(terms)} terms but {idf.size} idf weights")
+            blocks.append(
+                _FeatureBlock(
+                    analyze=analyze,
+                    vocabulary={term: offset + i for i, term in enumerate(terms)},
+                    idf=idf,
+                    offset=offset,
+                    sublinear_tf=bool(spec["sublinear_tf"]),
+                    l2_norm=spec["norm"] == "l2",
+                    weight=float(spec["weight"]),
+                )
+            )
+            offset += len(terms)
+
+        # All heads share one (n_features, n_outputs) matrix so a query costs a single gather + matmul.
+        columns: list[FloatArray] = []
+        biases: list[float] = []
+        heads: dict[str, _Head] = {}
+        start = 0
+        for name in ("fresh", "complexity", "task"):
+            spec = doc["heads"][name]
+            coef = np.asarray(spec["coef"], dtype=np.float64)
+            if coef.ndim != 2 or coef.shape[1] != offset:
+                raise ValueError(f"head {name!r}: coefficient shape {coef.shape} does not match {offset} features")
+            columns.append(coef.T)
+            biases.extend(float(b) for b in spec["intercept"])
+            classes = tuple(spec["classes"])
+            binary = spec["kind"] == "binary"
+            if binary != (len(classes) == 2) or coef.shape[0] != (1 if binary else len(classes)):
+                raise ValueError(f"head {name!r}: {coef.shape[0]} coefficient rows for classes {classes}")
+            heads[name] = _Head(
+                classes=classes,
+                columns=slice(start, start + coef.shape[0]),
+                binary=binary,
+                inverse_temperature=float(spec["inverse_temperature"]),
+                prior=tuple(float(p) / sum(spec["prior"]) for p in spec["prior"]),
+            )
+            if len(heads[name].prior) != len(classes):
+                raise ValueError(f"head {name!r}: {len(heads[name].prior)} priors for classes {classes}")
+            start += coef.shape[0]
+        if set(heads["complexity"].classes) != set(COMPLEXITY_LABELS):
+            raise ValueError(f"complexity classes {heads['complexity'].classes}")
+        if set(heads["task"].classes) != set(TASK_LABELS):
+            raise ValueError(f"task classes {heads['task'].classes}")
+        if heads["fresh"].classes != (0, 1):
+            raise ValueError(f"fresh classes {heads['fresh'].classes}")
+
+        weights = np.ascontiguousarray(np.hstack(columns))
+        metadata: dict[str, Any] = {
+            k: doc[k] for k in ("script_version", "dataset_sha256", "dataset_counts") if k in doc
+        }
+        return cls(blocks, weights, np.asarray(biases, dtype=np.float64), heads, metadata)
+
+    def _features(self, text: str) -> tuple[NDArray[np.intp], FloatArray]:
+        indices: list[int] = []
+        values: list[float] = []
+        for block in self._blocks:
+            vocabulary = block.vocabulary
+            found = [
+                (column, count)
+                for gram, count in Counter(block.analyze(text)).items()
+                if (column := vocabulary.get(gram)) is not None
+            ]
+            if not found:
+                continue
+            cols = np.fromiter((c for c, _ in found), dtype=np.intp, count=len(found))
+            tf = np.fromiter((n for _, n in found), dtype=np.float64, count=len(found))
+            if block.sublinear_tf:
+                tf = np.log(tf) + 1.0
+            tfidf = tf * block.idf[cols - block.offset]
+            if block.l2_norm:
+                norm = float(np.sqrt(np.dot(tfidf, tfidf)))
+                if norm > 0.0:
+                    tfidf = tfidf / norm
+            indices.extend(cols.tolist())
+            values.extend((tfidf * block.weight).tolist())
+        return np.asarray(indices, dtype=np.intp), np.asarray(values, dtype=np.float64)
+
+    def predict_proba(self, text: str) -> dict[str, dict[Any, float]]:
+        """Return each head's probabilities keyed by the artifact's class labels (fresh: 0 and 1)."""
+        indices, values = self._features(text)
+        if not indices.size:
+            # Only blank text gets here: any word yields the padding-space char unigram, which is in the
+            # vocabulary. Intercepts alone would be an extrapolation with no evidence; base rates are honest.
+            return {
+                name: {label: p for label, p in zip(head.classes, head.prior, strict=True)}
+                for name, head in self._heads.items()
+            }
+        logits = self._bias + values @ self._weights[indices]
+        result: dict[str, dict[Any, float]] = {}
+        for name, head in self._heads.items():
+            z = logits[head.columns]
+            if head.binary:
+                # sklearn's temperature scaling turns a binary decision value x into the logits (-x, x).
+                z = np.array([-z[0], z[0]])
+            proba = _softmax(head.inverse_temperature * z)
+            result[name] = {label: float(p) for label, p in zip(head.classes, proba, strict=True)}
+        return result
+
+    def predict(self, text: str) -> QueryNeeds:
+        """Classify one query; never raises on empty or odd input."""
+        proba = self.predict_proba(text)
+        return QueryNeeds(
+            fresh_p=proba["fresh"][1],
+            complexity_p={label: proba["complexity"][label] for label in COMPLEXITY_LABELS},
+            task_p={label: proba["task"][label] for label in TASK_LABELS},
+        )
+
+
+@functools.cache
+def default_classifier() -> QueryClassifier:
+    """Return the process-wide classifier loaded from the shipped artifact."""
+    return QueryClassifier.load()

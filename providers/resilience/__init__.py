@@ -1,0 +1,1 @@
+"""Provider health: circuit breakers (state machine and stores), the board of all breakers, the hedge budget."""

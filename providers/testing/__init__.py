@@ -1,0 +1,105 @@
+"""Test doubles that tests and benchmarks both import: a scripted chat model and a registry wired to it.
+
+The wire-level fake servers are beside this module (``servers``: Gemini and Perplexity; ``openai_server``: an
+OpenAI-compatible local server), and ``redis_servers`` starts throwaway Redis, Valkey and Redis Cluster servers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from providers.base import ProviderAdapter
+from providers.config import Settings, Tier, load_settings
+from providers.gemini import GeminiAdapter
+from providers.perplexity import PerplexityAdapter
+from providers.registry import ProviderRegistry
+from providers.resilience.board import HealthBoard
+
+Step = AIMessage | Exception | Callable[[list[BaseMessage]], AIMessage]
+
+
+def reply(
+    text: str,
+    *,
+    tokens: tuple[int, int] = (100, 50),
+    finish_reason: str = "stop",
+    citations: list[str] | None = None,
+    model: str | None = None,
+) -> AIMessage:
+    """Build an AI message as a vendor would return it: text, usage, finish reason, citations."""
+    meta: dict[str, Any] = {"finish_reason": finish_reason}
+    if model:
+        meta["model_name"] = model
+    return AIMessage(
+        content=text,
+        usage_metadata={"input_tokens": tokens[0], "output_tokens": tokens[1], "total_tokens": sum(tokens)},
+        response_metadata=meta,
+        additional_kwargs={"citations": citations} if citations else {},
+    )
+
+
+class ScriptedChat(BaseChatModel):
+    """Replays a script of replies and exceptions, then repeats its last step; counts calls."""
+
+    script: list[Any]
+    calls: int = 0
+    lock: Any = None
+
+    def model_post_init(self, __context: Any) -> None:
+        self.lock = threading.Lock()
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with self.lock:
+            step = self.script[min(self.calls, len(self.script) - 1)]
+            self.calls += 1
+        if isinstance(step, Exception):
+            raise step
+        message = step(messages) if callable(step) else step
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def fake_adapter(name: str, tier: Tier, vendor: str, script: Iterable[Step], model: str = "") -> ProviderAdapter:
+    """Build the vendor's real adapter class (its reply parsing and error mapping) over a scripted chat model."""
+    chat = ScriptedChat(script=list(script))
+    cls: type[ProviderAdapter] = {"perplexity": PerplexityAdapter, "google": GeminiAdapter}.get(vendor, ProviderAdapter)
+    adapter = cls(
+        name=name, tier=tier, vendor=vendor, model=model or f"{name}-model", chat_factory=lambda: chat, timeout_s=5.0
+    )
+    adapter.fake = chat  # type: ignore[attr-defined]  # the script's call count, for tests to read
+    return adapter
+
+
+def fake_registry(
+    scripts: Mapping[str, Iterable[Step]], settings: Settings | None = None, health: HealthBoard | None = None
+) -> ProviderRegistry:
+    """Wire fake adapters for the named default providers (gemini, perplexity, local)."""
+    # Hermetic: keys in the developer's environment are ignored, and an unscripted local tier points at a
+    # model file that does not exist, so no test silently runs a real provider.
+    env = {"STRATEGIST_DATA_DIR": "/nonexistent"}
+    if "local" not in scripts:
+        env["LOCAL_MODEL_PATH"] = "/nonexistent/model.gguf"
+    settings = settings or load_settings(env)
+    adapters = {}
+    for name, script in scripts.items():
+        ps = settings.providers[name]
+        vendor = {"gemini": "google", "perplexity": "perplexity", "llamacpp": "local"}[ps.kind]
+        adapters[name] = fake_adapter(name, ps.tier, vendor, script, ps.model)
+    # Providers without a script are left to the real availability check (no key -> unavailable).
+    return ProviderRegistry(settings, adapters=adapters, health=health)

@@ -1,0 +1,356 @@
+"""Routing: the adequacy model, expected-cost decisions, request constraints, and the rollout controls
+(ROUTING_MODE=intelligent|legacy|shadow and the percentage rollout by a stable hash of the caller key)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
+from graphs.result import AnalysisResult
+from graphs.state import Classification, Constraints
+from graphs.stores.ledger import LedgerEntry, report
+from nodes.classify import classification_of
+from nodes.policy.costing import estimate_call_cost
+from nodes.policy.query_classifier import TASK_LABELS, QueryNeeds
+from nodes.route import (
+    SERVES,
+    caller_bucket,
+    effective_mode,
+    intelligent_chain,
+    need_probabilities,
+    plan,
+    serves,
+)
+from providers.config import Settings, load_settings
+from providers.errors import ServerError
+from providers.registry import ProviderRegistry
+from providers.resilience.board import HealthBoard
+from providers.testing import fake_registry, reply
+
+ROOT = Path(__file__).resolve().parents[2]
+CITED = reply("The rally is on at 5 pm, police confirmed.", citations=["https://epaper.thehindu.com/rally"])
+ANSWERS: dict[str, list[Any]] = {
+    "gemini": [reply("Premium answer: map the booths first.")],
+    "perplexity": [CITED],
+    "local": [reply("Local answer: a short summary.")],
+}
+FRESH = QueryNeeds.confident(0.95, "simple", "fact_lookup")
+COMPLEX = QueryNeeds.confident(0.02, "complex", "scenario")
+SIMPLE = QueryNeeds.confident(0.02, "simple", "translation")
+
+
+def make_needs(fresh: float, simple: float, moderate: float, complex_: float, task: str = "messaging") -> QueryNeeds:
+    """Build classifier output with exact probabilities (the `needs` fake only makes confident ones)."""
+    task_p = {t: (0.91 if t == task else 0.01) for t in TASK_LABELS}
+    return QueryNeeds(
+        fresh_p=fresh, complexity_p={"simple": simple, "moderate": moderate, "complex": complex_}, task_p=task_p
+    )
+
+
+def settings_with(**routing: Any) -> Settings:
+    """The default settings with some routing policy changed; hermetic like tests.fakes.fake_registry."""
+    base = load_settings({"STRATEGIST_DATA_DIR": "/nonexistent"})
+    return base.model_copy(update={"routing": base.routing.model_copy(update=routing)})
+
+
+def registry(scripts: dict[str, list[Any]] | None = None, health: HealthBoard | None = None, **routing: Any) -> Any:
+    return fake_registry(ANSWERS if scripts is None else scripts, settings=settings_with(**routing), health=health)
+
+
+def classify(n: QueryNeeds) -> Classification:
+    return classification_of(n, 0.5)
+
+
+def primary(reg: ProviderRegistry, n: QueryNeeds, constraints: Constraints | None = None, **kw: Any) -> str:
+    chain = plan(reg, classify(n), "a query", constraints or {}, **kw)["chain"]
+    return str(chain[0]["provider"]) if chain else ""
+
+
+def run(reg: ProviderRegistry, n: QueryNeeds, caller_key: str | None = None) -> AnalysisResult:
+    graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
+    ctx = Context(registry=reg, classifier=lambda _q: n, caller_key=caller_key)
+    out = graph.invoke({"query": "a query"}, {"configurable": {"thread_id": str(uuid.uuid4())}}, context=ctx)
+    return AnalysisResult.model_validate(out["result"])
+
+
+# --- the adequacy model and the decision rule ---------------------------------------------------------------
+
+
+def test_need_probabilities_spread_the_classifier_over_the_need_classes() -> None:
+    routing = settings_with().routing
+    p = need_probabilities(classify(make_needs(0.2, 0.5, 0.3, 0.2, task="summary")), routing)
+    assert sum(p.values()) == pytest.approx(1.0)
+    local_task = 0.91 + 3 * 0.01  # summary and the three other local tasks of the policy
+    assert p["fresh"] == pytest.approx(0.2)
+    assert p["complex"] == pytest.approx(0.8 * 0.2)
+    assert p["moderate"] == pytest.approx(0.8 * 0.3 * (1 - local_task), abs=1e-3)
+    assert p["light"] == pytest.approx(0.8 * (0.5 + 0.3 * local_task), abs=1e-3)
+    # The adequacy table: fresh facts only from web search, complex analysis only from premium.
+    assert [t for t, served in SERVES.items() if "fresh" in served] == ["realtime"]
+    assert [t for t, served in SERVES.items() if "complex" in served] == ["premium"]
+    assert all("light" in served for served in SERVES.values())
+    # The router alone credits realtime with a share of complex jobs: it is the better stand-in for premium.
+    assert serves("realtime", "complex", routing) == routing.realtime_complex_adequacy == 0.25
+    assert serves("local", "complex", routing) == serves("premium", "fresh", routing) == 0.0
+
+
+@pytest.mark.parametrize(
+    "classified, expected",
+    [
+        (FRESH, "perplexity"),
+        (COMPLEX, "gemini"),
+        (SIMPLE, "local"),
+        (QueryNeeds.confident(0.02, "moderate", "summary"), "local"),
+    ],
+    ids=["fresh->realtime", "complex->premium", "simple->local", "moderate-summary->local"],
+)
+def test_confident_needs_get_the_cheapest_adequate_tier(classified: QueryNeeds, expected: str) -> None:
+    reg = registry()
+    routing = plan(reg, classify(classified), "a query", {})
+    assert routing["chain"][0]["provider"] == expected
+    assert routing["reasons"][-1].startswith(f"primary {expected}")
+    assert "cheapest tier that serves it" in routing["reasons"][-1]
+
+
+def test_moderate_job_beyond_local_goes_to_the_cheaper_tier_that_can_do_it() -> None:
+    reg = registry()
+    c = classify(QueryNeeds.confident(0.02, "moderate", "messaging"))
+    cheaper = min(("gemini", "perplexity"), key=lambda n: estimate_call_cost(reg, n, c, "a query"))
+    assert plan(reg, c, "a query", {})["chain"][0]["provider"] == cheaper
+
+
+def test_uncertain_classification_decides_by_expected_cost_and_says_so() -> None:
+    reg = registry()
+    torn = make_needs(0.3, 0.05, 0.05, 0.9, task="scenario")
+    chain, reasons, options = intelligent_chain(reg, classify(torn), "a query", {})
+    assert options[0].expected_cost_usd == min(o.expected_cost_usd for o in options)
+    assert "uncertain classification" in reasons[-1] and "expected cost" in reasons[-1]
+    assert chain[0]["provider"] == "gemini"  # 63% complex without fresh facts outweighs 30% fresh at equal losses
+    # The wrong-answer costs drive the decision: make stale facts expensive and web search wins.
+    costly_stale = registry(wrong_answer_cost_usd={"fresh": 1.0, "complex": 0.02, "moderate": 0.02})
+    assert primary(costly_stale, torn) == "perplexity"
+
+
+def test_cost_sensitive_request_weighs_wrong_answers_down() -> None:
+    reg = registry()
+    borderline = make_needs(0.02, 0.7, 0.1, 0.2, task="summary")
+    assert primary(reg, borderline) == "gemini"
+    routing = plan(reg, classify(borderline), "a query", {"cost_sensitive": True})
+    assert routing["chain"][0]["provider"] == "local"
+    assert "cost-sensitive request: the cost of a wrong answer is weighted at 25%" in routing["reasons"]
+    assert "expected cost" in routing["reasons"][-1]
+
+
+def test_fallbacks_follow_adequacy_then_health_then_price() -> None:
+    reg = registry()
+    # Complex or moderate messaging: premium serves both, realtime the moderate part (and a quarter of the
+    # complex one), local neither.
+    chain = plan(reg, classify(make_needs(0.05, 0.0, 0.4, 0.6)), "a query", {})["chain"]
+    assert [s["provider"] for s in chain] == ["gemini", "perplexity", "local"]
+    # Surely complex: realtime is the better stand-in when premium fails.
+    assert [s["provider"] for s in plan(reg, classify(COMPLEX), "q", {})["chain"]] == ["gemini", "perplexity", "local"]
+    # Surely fresh facts: premium and local are equally inadequate, so the cheaper one comes first ...
+    surely_fresh = classify(make_needs(1.0, 1.0, 0.0, 0.0, task="fact_lookup"))
+    assert [s["provider"] for s in plan(reg, surely_fresh, "q", {})["chain"]] == ["perplexity", "local", "gemini"]
+    # ... unless it has been failing.
+    health = HealthBoard(clock=lambda: 1000.0)
+    for ok in (False, True, False, True, False):
+        health.record("local", ok=ok, latency_ms=50.0)
+    sick = registry(health=health)
+    assert sick.availability("local").available
+    assert [s["provider"] for s in plan(sick, surely_fresh, "q", {})["chain"]] == ["perplexity", "gemini", "local"]
+
+
+# --- request constraints and availability -----------------------------------------------------------------
+
+
+def test_require_citations_keeps_only_providers_that_cite() -> None:
+    routing = plan(registry(), classify(COMPLEX), "a query", {"require_citations": True})
+    assert [s["provider"] for s in routing["chain"]] == ["perplexity"]
+    assert any("citations required" in r for r in routing["reasons"])
+
+
+def test_max_cost_skips_providers_estimated_above_it() -> None:
+    routing = plan(registry(), classify(COMPLEX), "a query", {"max_cost_usd": 0.001})
+    assert [s["provider"] for s in routing["chain"]] == ["local"]
+    assert sum("exceeds max_cost_usd" in r for r in routing["reasons"]) == 2
+
+
+def test_deadline_skips_providers_observed_to_be_slower_than_the_time_left() -> None:
+    health = HealthBoard(clock=lambda: 1000.0)
+    for _ in range(3):
+        health.record("gemini", ok=True, latency_ms=40_000.0)
+    reg = registry(health=health)
+    assert primary(reg, COMPLEX) == "gemini"
+    routing = plan(reg, classify(COMPLEX), "a query", {"deadline_s": 20.0})
+    assert "gemini" not in [s["provider"] for s in routing["chain"]]
+    assert any("median latency 40.0 s exceeds the 20.0 s left" in r for r in routing["reasons"])
+    # The time actually left (the route node passes it) wins over the request's nominal deadline.
+    assert primary(reg, COMPLEX, {"deadline_s": 20.0}, remaining_s=60.0) == "gemini"
+    # Providers never observed keep their place: their configured timeout is a cap, not a latency.
+    assert {s["provider"] for s in routing["chain"]} == {"perplexity", "local"}
+
+
+def test_too_few_latency_samples_do_not_skip_a_provider() -> None:
+    health = HealthBoard(clock=lambda: 1000.0)
+    health.record("gemini", ok=True, latency_ms=40_000.0)
+    assert primary(registry(health=health), COMPLEX, {"deadline_s": 5.0}) == "gemini"
+
+
+def test_unavailable_providers_are_skipped_with_their_reason() -> None:
+    reg = registry({"local": [reply("Only the local model is here.")]})
+    routing = plan(reg, classify(COMPLEX), "a query", {})
+    assert [s["provider"] for s in routing["chain"]] == ["local"]
+    assert any(r.startswith("gemini (premium) skipped: no API key") for r in routing["reasons"])
+    assert "no usable provider serves complex analysis" in routing["reasons"][-1]
+
+    health = HealthBoard(clock=lambda: 1000.0)
+    for _ in range(health.policy.failure_threshold):
+        health.record("perplexity", ok=False, latency_ms=10.0)
+    routing = plan(registry(health=health), classify(FRESH), "a query", {})
+    assert "perplexity" not in [s["provider"] for s in routing["chain"]]
+    assert any("perplexity (realtime) skipped: circuit open" in r for r in routing["reasons"])
+
+
+def test_nothing_usable_gives_an_empty_chain_and_a_clear_error() -> None:
+    routing = plan(registry(), classify(COMPLEX), "a query", {"require_citations": True, "max_cost_usd": 0.0})
+    assert routing["chain"] == [] and routing["reasons"][-1] == "no provider can serve this request"
+
+
+def test_plan_keeps_its_output_contract() -> None:
+    routing = plan(registry(), classify(COMPLEX), "a query", {})
+    assert set(routing) == {
+        "chain",
+        "reasons",
+        "routing_mode",
+        "shadow",
+        "estimated_cost_usd",
+        "baseline_estimate_usd",
+        "cursor",
+    }
+    assert routing["routing_mode"] == "intelligent" and routing["shadow"] is None and routing["cursor"] == 0
+    assert set(routing["chain"][0]) == {"provider", "tier", "model", "reason"}
+    assert routing["estimated_cost_usd"] == routing["baseline_estimate_usd"] > 0  # premium is the primary
+
+
+# --- ROUTING_MODE ---------------------------------------------------------------------------------------------
+
+
+def test_routing_mode_comes_from_the_environment() -> None:
+    env = {"STRATEGIST_DATA_DIR": "/nonexistent", "ROUTING_MODE": "shadow", "ROUTING_ROLLOUT_PERCENT": "25"}
+    settings = load_settings(env)
+    assert (settings.routing.mode, settings.routing.rollout_percent) == ("shadow", 25.0)
+
+
+@pytest.mark.parametrize("classified", [SIMPLE, FRESH, COMPLEX], ids=["simple", "fresh", "complex"])
+def test_legacy_is_premium_first_then_realtime_never_local(classified: QueryNeeds) -> None:
+    routing = plan(registry(mode="legacy"), classify(classified), "a query", {"cost_sensitive": True})
+    assert [(s["provider"], s["tier"]) for s in routing["chain"]] == [("gemini", "premium"), ("perplexity", "realtime")]
+    assert routing["routing_mode"] == "legacy" and routing["shadow"] is None
+
+
+def test_legacy_serves_a_simple_query_from_premium_and_never_falls_to_local() -> None:
+    result = run(registry(mode="legacy"), SIMPLE)
+    assert (result.provider, result.routing.mode) == ("gemini", "legacy")
+    failing: dict[str, list[Any]] = {
+        "gemini": [ServerError("500")],
+        "perplexity": [ServerError("500")],
+        "local": [reply("Local, ok.")],
+    }
+    result = run(registry(failing, mode="legacy"), SIMPLE)
+    assert [a.provider for a in result.attempts] == ["gemini", "perplexity"]
+    assert result.answer is None and result.error
+
+
+def test_legacy_without_premium_uses_realtime_and_without_either_has_nothing() -> None:
+    routing = plan(registry({"perplexity": [CITED], "local": [reply("x y")]}, mode="legacy"), classify(SIMPLE), "q", {})
+    assert [s["provider"] for s in routing["chain"]] == ["perplexity"]
+    assert any("gemini (premium) skipped: no API key" in r for r in routing["reasons"])
+    only_local = plan(registry({"local": [reply("x y")]}, mode="legacy"), classify(SIMPLE), "q", {})
+    assert only_local["chain"] == []
+
+
+def test_shadow_serves_legacy_and_records_what_intelligent_routing_would_have_done() -> None:
+    result = run(registry(mode="shadow"), SIMPLE)
+    assert (result.provider, result.routing.mode) == ("gemini", "shadow")
+    assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity"]
+    shadow = result.routing.shadow
+    assert shadow is not None
+    assert (shadow["provider"], shadow["tier"], shadow["estimated_cost_usd"]) == ("local", "local", 0.0)
+    assert isinstance(shadow["served_estimate_usd"], float) and shadow["served_estimate_usd"] > 0
+    chain = shadow["chain"]
+    assert isinstance(chain, list) and chain[0]["provider"] == "local"
+    assert any(r.startswith("shadow: intelligent routing would have chosen local") for r in result.routing.reasons)
+    # Only the served chain answers: the intelligent choice is recorded, never called.
+    assert result.attempts[0].provider == "gemini" and "local" not in {a.provider for a in result.attempts}
+
+    entry = LedgerEntry.from_result(result, at=1_700_000_000.0)
+    assert (entry.shadow_intelligent_usd, entry.shadow_tier) == (0.0, "local")
+    section = report([entry])["shadow"]
+    assert section["analyses"] == 1 and section["intelligent_tiers"] == {"local": 1}
+    assert section["served_cost_usd"] == pytest.approx(result.cost_usd, abs=1e-6)
+    assert section["estimated_savings_pct"] == 100.0
+
+
+def test_shadow_is_not_limited_by_the_rollout_percentage() -> None:
+    reg = registry(mode="shadow", rollout_percent=0)
+    assert effective_mode(reg, None) == "shadow"
+    assert plan(reg, classify(SIMPLE), "q", {})["shadow"] is not None
+
+
+# --- percentage rollout -----------------------------------------------------------------------------------------
+
+
+def test_caller_bucket_is_stable_across_processes() -> None:
+    keys = ["user-1", "session-af31", "analyst@campaign.example", ""]
+    code = "import sys; from nodes.route import caller_bucket; print([caller_bucket(k) for k in sys.argv[1:]])"
+    # A different hash seed: Python's own hash() would give other buckets in the other process.
+    out = subprocess.run(
+        [sys.executable, "-c", code, *keys],
+        cwd=ROOT,
+        env={"PYTHONHASHSEED": "12345", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == str([caller_bucket(k) for k in keys])
+    assert all(0 <= caller_bucket(k) < 100 for k in keys)
+
+
+@pytest.mark.parametrize("percent", [1, 10, 25, 50, 90])
+def test_rollout_share_is_roughly_the_percentage(percent: int) -> None:
+    reg = registry(rollout_percent=percent)
+    keys = [f"user-{i}" for i in range(20_000)]
+    share = sum(effective_mode(reg, k) == "intelligent" for k in keys) / len(keys)
+    # 20,000 fixed keys: the binomial standard deviation is at most 0.35 points, so 1.5 is over 4 sigma.
+    assert abs(100 * share - percent) < 1.5
+
+
+def test_rollout_buckets_only_grow_as_the_percentage_rises() -> None:
+    keys = [f"session-{i}" for i in range(2_000)]
+    at_10 = {k for k in keys if effective_mode(registry(rollout_percent=10), k) == "intelligent"}
+    at_50 = {k for k in keys if effective_mode(registry(rollout_percent=50), k) == "intelligent"}
+    assert at_10 < at_50
+
+
+def test_callers_outside_the_rollout_and_anonymous_ones_keep_legacy() -> None:
+    reg = registry(rollout_percent=30)
+    inside = next(k for k in (f"u{i}" for i in range(1000)) if caller_bucket(k) < 30)
+    outside = next(k for k in (f"u{i}" for i in range(1000)) if caller_bucket(k) >= 30)
+    assert effective_mode(reg, inside) == "intelligent"
+    assert effective_mode(reg, outside) == "legacy" and effective_mode(reg, None) == "legacy"
+    routing = plan(reg, classify(SIMPLE), "q", {}, caller_key=outside)
+    assert routing["routing_mode"] == "legacy" and "caller outside the 30% intelligent rollout" in routing["reasons"]
+    # Through the graph: the caller key travels in the run-time context.
+    assert run(reg, SIMPLE, caller_key=inside).provider == "local"
+    assert run(reg, SIMPLE, caller_key=outside).provider == "gemini"
+    # At 100% everyone, anonymous callers included, gets intelligent routing.
+    assert effective_mode(registry(rollout_percent=100), None) == "intelligent"
