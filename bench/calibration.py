@@ -47,7 +47,7 @@ from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.state import AnalysisInput, Constraints
 from graphs.stores.feedback import SqliteFeedback
-from nodes.policy.calibration import auroc, brier, ece
+from nodes.policy.quality import auroc, brier, ece
 from nodes.policy.query_classifier import QueryNeeds
 from providers.base import ProviderAdapter
 from providers.config import Settings, load_settings
