@@ -12,6 +12,12 @@ item carries its grader (nodes of bench/confidence.py read them):
 Items are shuffled by a fixed seed and numbered in that order, which is the order ("time") in which the bench
 feeds their outcomes back. Deterministic: the same file every run.
 
+It also writes data/confidence_cloud_answers.jsonl: the answers the fake Gemini server replays in the bench.
+They are written here, not recorded from Google (no keys, no network): right for 85% of the questions (drawn by a
+fixed seed), a plausible wrong answer otherwise, each with a stated confidence drawn from 0.8-0.97 *independently*
+of being right - the near-constant over-confidence published studies find in verbalised confidence - so no link
+between certainty and truth is built in.
+
 Usage: PYTHONPATH=. python data/make_confidence_questions.py [--out data/confidence_questions.jsonl]
 """
 
@@ -26,6 +32,8 @@ from typing import Any
 
 SEED = 16
 OUT = Path(__file__).resolve().parent / "confidence_questions.jsonl"
+CLOUD = Path(__file__).resolve().parent / "confidence_cloud_answers.jsonl"
+CLOUD_ACCURACY = 0.85
 
 CAPITALS = {
     "India": "New Delhi", "France": "Paris", "Japan": "Tokyo", "Germany": "Berlin", "Italy": "Rome",
@@ -227,13 +235,35 @@ def build() -> list[dict[str, Any]]:
     return [{"id": i, **item} for i, item in enumerate(items)]
 
 
+def cloud_answer(item: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """Write the fake cloud model's answer to one item: right or plausibly wrong, with a stated confidence."""
+    right = rng.random() < CLOUD_ACCURACY
+    gold = str(item["gold"]).split("|")[0]
+    if item["grader"] == "number":
+        value = gold if right else str(int(gold) + rng.choice((-2, -1, 1, 2, 10)))
+        text = f"The answer is {value}."
+    elif item["grader"] == "label":
+        labels = [label for label in item["labels"] if label != gold]
+        text = (gold if right else labels[0]).capitalize() + "."
+    elif right and item["kind"] == "grammar":
+        text = f"The corrected sentence uses '{gold}'."
+    elif right:
+        text = f"{gold}." if item["grader"] == "short" else f"It is {gold}."
+    else:
+        text = "I am not certain; it may be Mumbai." if item["kind"] == "factual" else "The sentence is unclear."
+    confidence = round(rng.uniform(0.8, 0.97), 2)
+    return {"id": item["id"], "text": f"{text}\nConfidence: {confidence:.2f}", "right_by_construction": right}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     items = build()
     args.out.write_text("".join(json.dumps(item) + "\n" for item in items))
-    print(f"wrote {len(items)} questions to {args.out}")
+    rng = random.Random(SEED + 1)
+    CLOUD.write_text("".join(json.dumps(cloud_answer(item, rng)) + "\n" for item in items))
+    print(f"wrote {len(items)} questions to {args.out} and the fake cloud's answers to {CLOUD}")
     return 0
 
 

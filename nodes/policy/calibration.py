@@ -1,12 +1,12 @@
 """The calibration model: from an answer's factors to the probability that it is right, learned from outcomes.
 
-Pure numpy and scipy, no storage: ``graphs/stores/feedback.py`` stores outcomes, this module fits on them. The model
+Pure numpy, no storage: ``graphs/stores/feedback.py`` stores outcomes, this module fits on them. The model
 is a penalised logistic regression that cannot go the wrong way:
 
 - **intercepts** per provider and per provider and task type, as deviations from a global intercept that the
   ridge pulls toward it (a task with three outcomes moves its provider's rate a little, not to 0 or 1);
 - **slopes constrained to their sign**: each factor can only raise the probability of being right as it rises
-  (a bounded fit, L-BFGS-B), so a small or unlucky sample can flatten a factor but never invert it - the pooled
+  (a bounded fit), so a small or unlucky sample can flatten a factor but never invert it - the pooled
   Platt stage it replaces fitted a negative slope at 40 outcomes and turned a raw 0.13 into 0.65;
 - model certainty has a **slope per provider** (one vendor's stated 0.9 is another's 0.6, and the local model's
   token probability is another scale again);
@@ -24,6 +24,8 @@ pays for a version check, not a refit.
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 import weakref
 from collections import Counter
@@ -33,7 +35,6 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize  # type: ignore[import-untyped]  # scipy ships no type hints
 
 from nodes.policy.conformal import Gate, certify
 from nodes.policy.quality import log_loss
@@ -71,10 +72,10 @@ class OutcomeSource(Protocol):
     def outcomes(self) -> list[Outcome]: ...
 
 
-def _logit(p: FloatArray) -> FloatArray:
+def _scalar_logit(p: float) -> float:
     # Factors of exactly 0 or 1 (no sources; a perfect agreement) must not become infinite log-odds.
-    q = np.clip(p, 0.01, 0.99)
-    return np.asarray(np.log(q / (1 - q)), dtype=np.float64)
+    q = min(max(p, 0.01), 0.99)
+    return math.log(q / (1 - q))
 
 
 def _sigmoid(z: FloatArray) -> FloatArray:
@@ -118,6 +119,9 @@ class Design:
             cols += [Column(f"missing:{name}", "free", True) for name in FIT_FACTORS]
         return cols
 
+    def index(self) -> dict[str, int]:
+        return _column_index(self)
+
     def row(self, factors: Mapping[str, float], provider: str, task: str, weights: Mapping[str, float]) -> FloatArray:
         """Return one answer's inputs; a provider or task the fit never saw gets the pooled columns only."""
         values: dict[str, float] = {"intercept": 1.0, f"provider:{provider}": 1.0, f"task:{provider}:{task}": 1.0}
@@ -126,31 +130,65 @@ class Design:
             if raw is None:
                 values["missing:raw"] = 1.0
             else:
-                values["raw"] = float(_logit(np.array([raw]))[0])
+                values["raw"] = _scalar_logit(raw)
         if self.stage == "factors":
             for name in FIT_FACTORS:
                 if name not in factors:
                     values[f"missing:{name}"] = 1.0
                     continue
                 key = f"model_certainty:{provider}" if name == "model_certainty" else name
-                values[key] = float(_logit(np.array([factors[name]]))[0])
-        return np.array([values.get(c.name, 0.0) for c in self.columns()])
+                values[key] = _scalar_logit(factors[name])
+        index = self.index()
+        row = np.zeros(len(index))
+        for name, value in values.items():
+            position = index.get(name)
+            if position is not None:
+                row[position] = value
+        return row
+
+
+@functools.cache
+def _column_index(design: Design) -> dict[str, int]:
+    return {c.name: i for i, c in enumerate(design.columns())}
 
 
 def fit_logistic(x: FloatArray, y: FloatArray, columns: Sequence[Column], ridge: float) -> FloatArray:
-    """Minimise the log-loss plus ``ridge / 2`` times the squared penalised coefficients, each within its sign."""
+    """Minimise the log-loss plus ``ridge / 2`` times the squared penalised coefficients, each within its sign.
+
+    Projected Newton with an active set, by hand: the problem is convex with a few dozen variables, so Newton
+    converges in about ten steps with numpy alone, where scipy's L-BFGS-B took about 20 ms per iteration in
+    BLAS thread contention on a loaded two-core machine (12 s for one cross-validated fit of 200 outcomes).
+    """
     penalty = np.array([ridge if c.penalised else 0.0 for c in columns])
-    bounds = [(0.0, None) if c.sign == "positive" else (None, None) for c in columns]
+    positive = np.array([c.sign == "positive" for c in columns])
 
-    def objective(beta: FloatArray) -> tuple[float, FloatArray]:
+    def loss(beta: FloatArray) -> float:
         z = x @ beta
-        # log(1 + e^z) - y z, written to stay finite for large |z|.
-        loss = float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * float(np.sum(penalty * beta**2))
-        gradient = x.T @ (_sigmoid(z) - y) + penalty * beta
-        return loss, gradient
+        return float(np.sum(np.logaddexp(0.0, z) - y * z)) + 0.5 * float(np.sum(penalty * beta**2))
 
-    result = minimize(objective, np.zeros(x.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds)
-    return np.asarray(result.x, dtype=np.float64)
+    beta = np.zeros(x.shape[1])
+    current = loss(beta)
+    for _ in range(100):
+        p = _sigmoid(x @ beta)
+        gradient = x.T @ (p - y) + penalty * beta
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        # A coefficient at its bound whose gradient pushes it further out stays there this step.
+        free = ~(positive & (beta <= 0) & (gradient > 0))
+        step = np.zeros_like(beta)
+        step[free] = np.linalg.solve(hessian[np.ix_(free, free)], gradient[free])
+        t = 1.0
+        while True:
+            candidate = beta - t * step
+            candidate[positive] = np.maximum(candidate[positive], 0.0)
+            value = loss(candidate)
+            if value <= current - 1e-4 * float(gradient @ (beta - candidate)) or t < 1e-6:
+                break
+            t /= 2
+        moved = float(np.abs(candidate - beta).max())
+        beta, current = candidate, value
+        if moved < 1e-8:
+            break
+    return beta
 
 
 # --- the calibrator -----------------------------------------------------------------------------------------
