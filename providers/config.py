@@ -13,8 +13,11 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from providers import secrets
 
 Tier = Literal["premium", "realtime", "local"]
 Kind = Literal["gemini", "perplexity", "llamacpp"]
@@ -339,4 +342,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for configured in settings.providers.values():
         if configured.tier != "local":
             settings.price_for(configured.model, configured.tier)  # fail at start-up, not mid-analysis
+    secrets.register(_secrets_of(settings, env))
     return settings
+
+
+def _secrets_of(settings: Settings, env: Mapping[str, str]) -> list[str | None]:
+    """List every secret this configuration holds, for redaction (providers/secrets.py)."""
+    values: list[str | None] = [p.api_key.get_secret_value() for p in settings.providers.values() if p.api_key]
+    values.append(settings.admin_token.get_secret_value() if settings.admin_token else None)
+    values.append(env.get("STRATEGIST_API_TOKEN"))
+    if settings.redis_url:
+        values.append(urlsplit(settings.redis_url).password)
+    return values
