@@ -253,6 +253,18 @@ class Settings(_Strict):
         pool = current or entries
         return max(pool, key=lambda p: p.effective_from or dt.date.min)
 
+    def priced_model(self, reported: str) -> str | None:
+        """Return the price-table name of a model as a provider reports it, or None when the table lacks it.
+
+        Vendors report versioned or prefixed names ("models/gemini-2.5-pro", "gemini-2.5-pro-001"): the longest
+        table name that the reported one is, or starts with followed by "-", is its price.
+        """
+        name = reported.removeprefix("models/")
+        if name in self.prices:
+            return name
+        matches = [known for known in self.prices if name.startswith(known + "-")]
+        return max(matches, key=len, default=None)
+
     def provider_for_tier(self, tier: Tier) -> ProviderSettings | None:
         return next((p for p in self.providers.values() if p.tier == tier), None)
 
