@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.request import parse_request
@@ -18,7 +19,7 @@ CHECK = reply("Map the booths first; then recruit volunteers where water supply 
 QUERY = "Design a 12-week mobilisation plan for Jubilee Hills"
 
 
-def analyze(answer: object, depth: str, **options: object) -> AnalysisResult:
+def analyze(answer: AIMessage, depth: str, **options: object) -> AnalysisResult:
     registry = fake_registry({"gemini": [answer], "perplexity": [CHECK]})
     orchestrator = Orchestrator(registry, InMemorySaver())
     request = parse_request({"query": QUERY, "depth": depth, **options})
