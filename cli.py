@@ -32,8 +32,10 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def _orchestrator_for_cli(settings: Settings) -> Iterator[Orchestrator]:
+def _orchestrator_for_cli(settings: Settings, notice: bool = False) -> Iterator[Orchestrator]:
     with open_stores(settings) as stores:
+        if notice:
+            print(outcome_notice(len(stores.feedback.outcomes()), stores.location), file=sys.stderr)
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
 
 
@@ -82,6 +84,11 @@ def render(result: AnalysisResult) -> str:
     lines.append(f"confidence {confidence.value:.2f} ({confidence.method}{raw})")
     if confidence.calibration:
         lines.append(f"  calibration: {confidence.calibration}")
+    if confidence.degenerate:
+        lines.append(f"  degenerate output: {', '.join(confidence.degenerate)}")
+    if result.review is not None:
+        verdict = "NEEDS REVIEW" if result.needs_review else "no review needed"
+        lines.append(f"review: {verdict} ({result.review.reason})")
     for f in result.confidence.factors:
         lines.append(f"  {f.name:<20} {f.value:.2f} x weight {f.weight:.2f}  {f.detail}")
     if result.escalation and result.escalation["decision"] != "accept":
@@ -125,7 +132,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     thread_id = args.thread_id or str(uuid.uuid4())
     # First, in every mode: a run killed at any point can be resumed by this id.
     print(f"thread {thread_id}", file=sys.stderr, flush=True)
-    with _orchestrator_for_cli(settings) as orch:
+    with _orchestrator_for_cli(settings, notice=not args.json) as orch:
         result = orch.analyze(req, thread_id=thread_id, on_event=None if args.json else _progress)
     return _emit(result, args.json)
 
@@ -138,13 +145,53 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
-    """Record whether an analysis turned out right."""
+    """Record whether an analysis turned out right; or export or import the outcomes of the configured store."""
+    if args.thread_id in ("export", "import"):
+        return _move_feedback(args, settings)
+    if args.correct is None:
+        raise CliError("feedback THREAD_ID needs --correct or --incorrect")
     with _orchestrator_for_cli(settings) as orch:
         outcome = orch.record_feedback(args.thread_id, args.correct, note=args.note or "")
     verdict = "right" if outcome.correct else "wrong"
     said = f" (its confidence was {outcome.calibrated:.2f})" if outcome.calibrated is not None else ""
     print(f"recorded: analysis {outcome.thread_id} by {outcome.provider} ({outcome.task}) was {verdict}{said}")
     return 0
+
+
+def _move_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    """Export the store's outcomes as JSON lines, or import such a file (a correction replaces, never duplicates)."""
+    from graphs.stores.feedback import export_lines, import_lines
+
+    with open_stores(settings) as stores:
+        if args.thread_id == "export":
+            out = sys.stdout if args.path in (None, "-") else open(args.path, "w", encoding="utf-8")  # noqa: SIM115
+            with out if out is not sys.stdout else contextlib.nullcontext(out):
+                for line in export_lines(stores.feedback):
+                    print(line, file=out)
+            count = len(stores.feedback.outcomes())
+            print(f"exported {count} outcomes from {stores.location}", file=sys.stderr)
+            return 0
+        if args.path is None:
+            raise CliError("feedback import needs a file (or - for standard input)")
+        try:
+            source = sys.stdin if args.path == "-" else open(args.path, encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise CliError(f"cannot read {args.path}: {exc.strerror}") from None
+        with source if source is not sys.stdin else contextlib.nullcontext(source):
+            new, replaced = import_lines(stores.feedback, source)
+        total = len(stores.feedback.outcomes())
+        print(f"imported {new} new outcomes, replaced {replaced}; {stores.location} now has {total}")
+    return 0
+
+
+def outcome_notice(count: int, location: str) -> str:
+    """Say how many outcomes confidence learns from in this store (a new store has none: say how to bring them)."""
+    if count:
+        return f"confidence learns from {count} recorded outcomes in {location}"
+    return (
+        f"confidence learns from 0 recorded outcomes in {location} (uncalibrated); outcomes kept in another store "
+        "move with `strategist feedback export` there and `strategist feedback import FILE` here"
+    )
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
@@ -305,11 +352,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("feedback", help="record whether an analysis turned out right (confidence learns from it)")
-    p.add_argument("thread_id")
-    verdict = p.add_mutually_exclusive_group(required=True)
+    p = sub.add_parser(
+        "feedback",
+        help="record whether an analysis turned out right (confidence learns from it); "
+        "`feedback export [FILE]` / `feedback import FILE` move outcomes between stores",
+    )
+    p.add_argument("thread_id", help="the analysis judged, or export / import")
+    p.add_argument("path", nargs="?", help="export: the file to write (default: standard output); import: the file")
+    verdict = p.add_mutually_exclusive_group()
     verdict.add_argument("--correct", dest="correct", action="store_true", help="the answer turned out right")
     verdict.add_argument("--incorrect", dest="correct", action="store_false", help="the answer turned out wrong")
+    p.set_defaults(correct=None)
     p.add_argument("--note", help="why (kept with the outcome)")
     p.set_defaults(func=cmd_feedback)
 

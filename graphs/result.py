@@ -60,6 +60,28 @@ class Confidence(BaseModel):
     method: str = ""
     raw: float | None = Field(default=None, ge=0, le=1)  # the weighted combination before calibration
     calibration: str = ""  # the calibration model that turned the factors into value, and its data
+    # False until enough outcomes exist to fit a calibration model: value is then the raw combination.
+    calibrated: bool = False
+    degenerate: list[str] = Field(default_factory=list)  # echo, repetition, truncated, wrong_language, empty
+
+
+class Review(BaseModel):
+    """Whether a person should check the answer, by a threshold certified on recorded outcomes.
+
+    When ``certified``: among answers the gate accepts (``needs_review`` false), the error rate is at most
+    ``alpha`` with probability at least 1 - ``delta``; ``coverage`` is the share of the ``n`` outcomes it rests on
+    that the threshold accepts. Uncertified (too few outcomes, or none good enough), every answer needs review.
+    """
+
+    needs_review: bool = True
+    certified: bool = False
+    alpha: float | None = None
+    delta: float | None = None
+    threshold: float | None = None
+    coverage: float = 0.0
+    n: int = 0
+    score: float | None = None  # what the threshold is compared with (the gate's calibrated confidence)
+    reason: str = ""
 
 
 class Citation(BaseModel):
@@ -92,6 +114,8 @@ class AnalysisResult(BaseModel):
     cross_check: CrossCheck | None = None
     escalation: Escalation | None = None
     timings: Timings
+    needs_review: bool = True
+    review: Review | None = None
 
 
 class AnalysisOutput(TypedDict):

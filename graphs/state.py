@@ -95,12 +95,21 @@ class Classification(TypedDict):
     needs_fresh: bool
 
 
+class ClaimVerdictDict(TypedDict):
+    claim: str
+    verdict: Literal["supports", "contradicts", "not_addressed"]
+    reason: str
+
+
 class CrossCheck(TypedDict):
     provider: str
     model: str
     agreement: float
     method: str
     text: str
+    verdicts: NotRequired[list[ClaimVerdictDict]]  # the checker's verdict on each claim of the served answer
+    local_agreement: NotRequired[float]  # the local claim comparison of the two answers (the second opinion)
+    detail: NotRequired[str]
 
 
 class Superseded(TypedDict):
@@ -187,6 +196,7 @@ class ValidateUpdate(TypedDict, total=False):
 
 class CrossCheckUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    rejections: list[Rejection]  # a check whose verdict could not be read
     answer: Candidate
     cross_chain: list[ChainStep]
     cross_cursor: int

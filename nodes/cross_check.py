@@ -1,9 +1,12 @@
-"""cross_check: a provider of another vendor answers the same query independently; agreement is measured.
+"""cross_check: a provider of another vendor answers the same query and judges the served answer claim by claim.
 
-How agreement is measured: nodes/policy/agreement.py. One checker call per node execution, so a completed
-check is checkpointed and never paid for twice. When the answers disagree, the one the confidence score supports
-better (nodes/policy/confidence.py, without the cross-check itself) is served, and the other is kept in the
-escalation record.
+The checker replies with its own answer and a verdict per claim (nodes/policy/verdict.py: the prompt, the JSON
+schema, the parsing); agreement is counted on the verdicts, with the local claim comparison of the two answers
+(nodes/policy/agreement.py) as a second opinion that can only lower it. A reply that is not a readable verdict
+makes the check unusable: the attempt is recorded as invalid with the reason, and the next checker, if any, is
+asked. One checker call per node execution, so a completed check is checkpointed and never paid for twice.
+When the answers disagree, the one the confidence score supports better (nodes/policy/confidence.py, without
+the cross-check itself) is served, and the other is kept in the escalation record.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Candidate, CrossCheckUpdate, Escalation
-from nodes.policy.agreement import METHOD, compare
+from nodes.policy.agreement import compare
 from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import attempt_call
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
-from nodes.policy.prompt import build_prompt
+from nodes.policy.verdict import METHOD, UnusableVerdict, parse_verdicts, verdict_prompt
 
 
 def _adjudicate(answer: Candidate, theirs: Candidate, state: AnalysisState, judge: Judge) -> tuple[Candidate, str]:
@@ -53,30 +56,51 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     step = chain[cursor]
     runtime.stream_writer({"event": "cross_check_start", "provider": step["provider"]})
     timeout_s = deadline_at - ctx.clock()
-    attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, build_prompt(state), timeout_s, "cross_check")
+    prompt, claims = verdict_prompt(state, answer["text"])
+    attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
     update["attempts"] = [attempt]
     update["deadline_passed"] = ctx.clock() >= deadline_at
     if reply is None:
         return update
     registry = ctx.registry
-    theirs = candidate_from(reply, step, registry.vendor_of(step["provider"]))
     escalation: Escalation | None = state.get("escalation")
-    problem = problem_with(theirs, state, registry.provider_settings(step["provider"]).cites)
+    theirs = candidate_from(reply, step, registry.vendor_of(step["provider"]))
+    try:
+        verdicts = parse_verdicts(reply.text, claims)
+        theirs = theirs | {"text": verdicts.answer, "stated_confidence": verdicts.confidence}
+        problem = problem_with(theirs, state, registry.provider_settings(step["provider"]).cites)
+    except UnusableVerdict as exc:
+        problem = f"check unusable: {exc}"
     if problem is not None:
-        # An unusable check measures nothing: the next checker, if any, gets the query.
+        # An unusable check measures nothing: recorded as an invalid attempt, and the next checker gets the query.
+        update["rejections"] = [{"attempt_index": len(state.get("attempts", [])), "reason": problem}]
+        runtime.stream_writer({"event": "rejected", "provider": step["provider"], "reason": problem})
         if escalation is not None:
             update["escalation"] = escalation | {"outcome": f"{step['provider']}'s check unusable: {problem}"}
         return update
-    comparison = compare(answer["text"], theirs["text"])
+    local = compare(answer["text"], theirs["text"])
+    value = verdicts.agreement
+    detail = f"{verdicts.detail}; local comparison {local.agreement:.2f} ({local.detail})"
+    # Two kinds of evidence: the checker's verdicts, and what the two answers assert. A contradiction between the
+    # answers that the verdicts missed still counts: the lower value is kept.
+    if local.contradicted and local.agreement < value:
+        value = local.agreement
+        detail += "; the answers contradict each other, which the verdicts missed"
     update["cross_check"] = {
         "provider": step["provider"],
         "model": reply.model,
-        "agreement": comparison.agreement,
+        "agreement": value,
         "method": METHOD,
         "text": theirs["text"],
+        "verdicts": [
+            {"claim": c, "verdict": v, "reason": r}
+            for c, v, r in zip(verdicts.claims, verdicts.verdicts, verdicts.reasons, strict=True)
+        ],
+        "local_agreement": local.agreement,
+        "detail": detail,
     }
-    outcome = f"{step['provider']} agreement {comparison.agreement:.2f} ({comparison.detail})"
-    if comparison.agreement < registry.settings.confidence.disagree_below:
+    outcome = f"{step['provider']} agreement {value:.2f} ({detail})"
+    if value < registry.settings.confidence.disagree_below:
         served, why = _adjudicate(answer, theirs, state, ctx.judge())
         outcome += f"; {why}"
         if served is theirs:

@@ -8,7 +8,7 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.result import AnalysisResult
+from graphs.result import AnalysisResult, Review
 from graphs.state import AnalysisState, Attempt, ScoreUpdate
 from nodes.policy.costing import answered_baseline
 
@@ -50,9 +50,13 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
             "factors": assessed.factors,
             "method": assessed.method,
             "calibration": assessed.calibration,
+            "calibrated": assessed.calibrated,
+            "degenerate": list(assessed.degenerate),
         }
+        review: Review | None = assessed.review
     else:
         confidence = {"value": 0.0, "factors": [], "method": "no answer"}
+        review = None
     chain = state.get("chain", [])
     config = get_config()
     result = AnalysisResult.model_validate(
@@ -81,6 +85,8 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
             "error": None if answer else _error(state),
             "cross_check": state.get("cross_check"),
             "escalation": state.get("escalation"),
+            "needs_review": review.needs_review if review is not None else True,
+            "review": review,
             "timings": {
                 "total_ms": round((ctx.clock() - state.get("started_at", ctx.clock())) * 1000, 1),
                 "model_ms": round(sum(a["latency_ms"] for a in attempts), 1),

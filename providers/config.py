@@ -158,13 +158,17 @@ class ConfidenceSettings(_Strict):
     min_time_left_s: float = Field(default=5.0, ge=0)
     # Cross-check agreement below which the two answers disagree, and the better-supported one is served.
     disagree_below: float = Field(default=0.5, ge=0, le=1)
-    # Calibration (nodes/policy/calibration.py): the identity before min outcomes; Platt scaling of the raw combination
-    # until multifactor_min; then a logistic regression on the factors (ridge-regularised). The fitted model
-    # weighs n / (n + prior_outcomes) against the identity.
+    # Calibration (nodes/policy/calibration.py): uncalibrated (the raw combination, labelled so) before min
+    # outcomes of both kinds; then the stage with the lowest cross-validated log-loss, ridge-penalised.
     calibration_min_outcomes: int = Field(default=20, ge=2)
-    multifactor_min_outcomes: int = Field(default=200, ge=2)
-    calibration_prior_outcomes: int = Field(default=50, ge=0)
     calibration_ridge: float = Field(default=1.0, gt=0)
+    # The review gate (nodes/policy/conformal.py): error <= review_alpha among auto-accepted answers with
+    # probability >= 1 - review_delta, per provider, once enough outcomes exist.
+    review_alpha: float = Field(default=0.1, gt=0, lt=1)
+    review_delta: float = Field(default=0.1, gt=0, lt=1)
+    # Degenerate output (nodes/policy/degenerate.py: echo, loops, truncation, wrong language, no substance)
+    # caps model certainty and the confidence at this.
+    degenerate_cap: float = Field(default=0.3, ge=0, le=1)
     # Historical accuracy: how many outcomes the provider's all-task record counts as, for one task's prior.
     history_prior_strength: float = Field(default=4.0, ge=0)
 

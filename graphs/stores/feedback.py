@@ -4,7 +4,8 @@ One outcome per thread id: judging an analysis again replaces its earlier outcom
 counted twice. An outcome carries what was scored - provider, task type, the raw confidence and its factors - read
 from the analysis's final checkpoint, because that is what historical accuracy and the calibration model are
 learned from (nodes/policy/calibration.py). Each store has a ``version`` that changes with every write, so the learned
-state is rebuilt only when there is something new.
+state is rebuilt only when there is something new. Outcomes move between stores (SQLite and Redis) as JSON lines:
+``export_lines`` and ``import_lines`` (``strategist feedback export|import``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from dataclasses import asdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,3 +116,55 @@ def outcome_of(result: AnalysisResult, correct: bool, *, at: float, note: str = 
         calibrated=confidence.value,
         note=note,
     )
+
+
+EXPORT_FORMAT = "strategist-outcomes/1"
+
+
+def export_lines(store: FeedbackStore) -> Iterator[str]:
+    """Yield the store's outcomes as JSON lines, oldest first, after a header line naming the format."""
+    rows = store.outcomes()
+    yield json.dumps({"format": EXPORT_FORMAT, "outcomes": len(rows)})
+    for outcome in sorted(rows, key=lambda o: (o.at, o.thread_id)):
+        yield json.dumps(asdict(outcome))
+
+
+def import_lines(store: FeedbackStore, lines: Iterable[str]) -> tuple[int, int]:
+    """Record exported outcomes into ``store``; return (new, replaced). Raise FeedbackError on a bad line.
+
+    An outcome for a thread the store already judged replaces it (the same rule as a correction), so importing
+    the same file twice changes nothing.
+    """
+    known = {f.name for f in fields(Outcome)}
+    parsed: list[Outcome] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FeedbackError(f"line {number}: not JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise FeedbackError(f"line {number}: expected a JSON object")
+        if "format" in data:
+            if data["format"] != EXPORT_FORMAT:
+                raise FeedbackError(f"line {number}: unknown format {data['format']!r} (expected {EXPORT_FORMAT})")
+            continue
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FeedbackError(f"line {number}: unknown field(s) {', '.join(unknown)}")
+        try:
+            outcome = Outcome(**data)
+        except TypeError as exc:
+            raise FeedbackError(f"line {number}: {exc}") from None
+        if not isinstance(outcome.correct, bool) or not outcome.thread_id or not outcome.provider:
+            raise FeedbackError(f"line {number}: an outcome needs a thread_id, a provider and correct true or false")
+        parsed.append(outcome)
+    new = replaced = 0
+    for outcome in parsed:
+        if store.get(outcome.thread_id) is None:
+            new += 1
+        else:
+            replaced += 1
+        store.record(outcome)
+    return new, replaced

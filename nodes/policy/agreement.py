@@ -1,19 +1,28 @@
-"""Claim-level agreement between two answers to the same query.
+"""Claim-level comparison of two answers by what they assert: the local evidence of the cross-check.
 
-Agreement is computed claim by claim. Each answer is split into claims (sentences, clauses, bullets); each claim
-is matched to the other answer's closest claim by the overlap of their stemmed content words, weighted by how
-informative the words are (rare words count more than "campaign"). A matched pair then either corroborates or
-*contradicts*: it contradicts when the claims state different numbers (62% against 58%, with a 2% tolerance and
-number words and lakh/crore read as numbers), opposite polarity ("has not announced" against "announced"), or
-different names where the rest matches ("BJP leads in Malakpet" against "Congress leads in Malakpet"). A
-corroborated claim scores its match strength, an unaddressed claim 0, a contradicted claim -2; agreement is the
-mean over both answers' claims, floored at 0. So a paraphrase keeps most of its agreement and a single flipped
-number or negation pulls a near-identical answer below the disagreement line, which word overlap alone cannot do.
+The cross-check's main evidence is the checking provider's verdict on each claim (nodes/policy/verdict.py). This
+module is the local second opinion, and it reads meaning, not only shared words: each answer is split into claims
+(sentences, clauses, bullets); each claim is aligned with the other answer's closest claim by their weighted
+stemmed content words (alignment only decides *which* claims are about the same thing); an aligned pair then
+*contradicts* when it states
 
-Why lexical and not an embedding model: no network at run time, and the small sentence-embedding models on PyPI
-need torch; they also score "X won" and "X did not win" as near-identical, the error that matters most here.
-What this does not catch: antonyms without a negation word ("confirmed" / "denied"), synonyms that share no
-stem, and contradictions between claims that do not share enough words to be matched.
+- different numbers (62% against 58%, with a 2% tolerance; number words, "sixty-two", lakh and crore are read);
+- opposite polarity: negations and words that assert the opposite ("cancelled", "denied", "trails", "fell",
+  "lost", "cut", ...) are counted together, so "police cancelled the rally" contradicts "police confirmed the
+  rally" while "water will be cut" agrees with "there will be no water". An opposite word against a claim that
+  asserts nothing else ("turnout fell to 48%" against "turnout was 48%") is a direction, not a contradiction;
+- different names where the rest matches ("BJP leads in Malakpet" against "Congress leads in Malakpet").
+
+Agreement is on a scale whose midpoint is the decision: with no contradicted claim it is in [0.5, 1] (1 when
+every claim of both answers is corroborated, 0.5 when none is addressed by the other), with any contradicted
+claim it is below 0.5 (lower the more is contradicted). So a partial overlap stays consistent, and one flipped
+figure makes a near-identical answer disagree.
+
+Why rules and not an entailment model: no NLI or cross-encoder model on PyPI ships its weights (they download
+them from a hub at run time, which this system must not need), and the one sentence-embedding package that ships
+its weights needs torch and scores "X won" and "X lost" as near-identical. data/agreement_pairs.jsonl measures
+this module (bench/confidence.py). What it misses: opposites outside its lexicon, synonyms that share no stem,
+contradictions between claims too differently worded to be aligned.
 """
 
 from __future__ import annotations
@@ -29,6 +38,21 @@ _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _NEGATIONS = frozenset(
     ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot", "nowhere"]
+)
+# Words that assert the opposite of a plain positive statement, in the forms they are written in. Counted with
+# the negations: an even number of the two keeps a claim positive ("did not cancel").
+_OPPOSITES = frozenset(
+    (  # noqa: SIM905 - a word list reads better as text than as 100 quoted strings
+        "cancel cancels cancelled canceled cancelling canceling cancellation postpone postpones postponed "
+        "postponing scrap scraps scrapped suspend suspends suspended halt halts halted stop stops stopped cut "
+        "cuts cutting ban bans banned deny denies denied denying reject rejects rejected refuse refuses "
+        "refused oppose opposes opposed lose loses lost losing fall falls fell fallen falling drop drops "
+        "dropped decline declines declined decrease decreases decreased reduce reduces reduced trail trails "
+        "trailed trailing lag lags lagged fail fails failed withdraw withdraws withdrew withdrawn close "
+        "closes closed shut delay delays delayed absent behind down fewer less lower below worse false fake "
+        "unavailable off overturn overturns overturned quit quits resign resigns resigned lowest least worst "
+        "minimum"
+    ).split()
 )
 # fmt: off
 _SMALL_NUMBERS = (
@@ -53,14 +77,9 @@ _MULTIPLIERS = {
 _UNIT_WORDS = frozenset(["percent", "per", "cent", "pc", "pct"])
 # Two numbers within 2% of each other are the same figure rounded differently (61.8% and 62%).
 NUMBER_TOLERANCE = 0.02
-# A claim pair must share this much weighted vocabulary to be about the same thing; at FULL_MATCH it is a
-# complete corroboration (paraphrases rarely share more than about 60% of their content words).
+# A claim pair must share this much weighted vocabulary to be about the same thing.
 MATCH_THRESHOLD = 0.3
-FULL_MATCH = 0.6
-# A contradiction proves one of the two answers wrong; a corroboration only fails to disprove it. So one
-# contradicted claim outweighs two corroborated ones (shared boilerplate cannot drown a flipped figure).
-CONTRADICTION = -2.0
-METHOD = "claim by claim: stemmed content-word match, then numbers, negation and names compared"
+METHOD = "claim by claim: claims aligned, then numbers, polarity (negations and opposites) and names compared"
 
 _STOP = frozenset(
     [
@@ -190,23 +209,33 @@ def _stem(word: str) -> str:
 class Claim:
     words: frozenset[str]  # stemmed content words, and the numbers as "#62" (a shared figure ties claims too)
     numbers: tuple[float, ...]
-    negated: bool
+    negated: bool  # an odd number of negations and opposite words
     names: frozenset[str]  # proper names, lower-cased
+    negations: int  # explicit negation words ("not", "no", ...)
+    opposites: frozenset[str]  # the opposite words it uses
 
 
 def _numbers(tokens: list[str]) -> tuple[float, ...]:
     values: list[float] = []
-    for i, tok in enumerate(tokens):
-        low = tok.lower()
+    i = 0
+    while i < len(tokens):
+        tok, low = tokens[i], tokens[i].lower()
         if _NUMBER.fullmatch(tok):
             value = float(tok.replace(",", ""))
         elif low in _NUMBER_WORDS:
             value = _NUMBER_WORDS[low]
+            # "sixty two" (from "sixty-two"): tens and units are one number.
+            nxt = tokens[i + 1].lower() if i + 1 < len(tokens) else ""
+            if value >= 20 and value % 10 == 0 and nxt in _NUMBER_WORDS and _NUMBER_WORDS[nxt] < 10:
+                value += _NUMBER_WORDS[nxt]
+                i += 1
         else:
+            i += 1
             continue
         if i + 1 < len(tokens) and tokens[i + 1].lower() in _MULTIPLIERS:
             value *= _MULTIPLIERS[tokens[i + 1].lower()]
         values.append(value)
+        i += 1
     return tuple(values)
 
 
@@ -215,10 +244,12 @@ def _tokens(sentence: str) -> list[str]:
 
 
 def _claim(sentence: str, common: frozenset[str]) -> Claim | None:
-    """Read one claim; ``common`` holds the words seen in lower case, which a capitalised first word is not a name."""
+    """Read one claim; ``common`` holds the stems of words seen in lower case (a capitalised first word among them
+    is not a name)."""
     tokens = _tokens(sentence)
     words: set[str] = set()
     names: set[str] = set()
+    opposites: set[str] = set()
     negations = 0
     numbers = _numbers(tokens)
     for i, tok in enumerate(tokens):
@@ -226,26 +257,38 @@ def _claim(sentence: str, common: frozenset[str]) -> Claim | None:
         if low in _NEGATIONS:
             negations += 1
             continue
+        if low in _OPPOSITES:
+            opposites.add(low)
+            continue
         if _NUMBER.fullmatch(tok) or low in _NUMBER_WORDS or low in _MULTIPLIERS or low in _UNIT_WORDS:
             continue
         if low in _STOP or len(low) < 2:
             continue
         words.add(_stem(low))
         # A name is capitalised inside the sentence, or in capitals (BJP), or starts the sentence and is never
-        # written in lower case in either answer ("Secunderabad has ..." but not "Turnout was ...").
-        if tok[0].isupper() and (i > 0 or (len(tok) > 1 and tok.isupper()) or low not in common):
+        # written in lower case in either answer, in any inflection ("Secunderabad has ..." but not "Counting
+        # will ..." beside "counted").
+        if tok[0].isupper() and (i > 0 or (len(tok) > 1 and tok.isupper()) or _stem(low) not in common):
             names.add(low)
     words |= {f"#{n:g}" for n in numbers}
-    if len(words) < 2:
+    if len(words) < 2 and not (words and (negations or opposites)):
         return None
-    return Claim(frozenset(words), numbers, negations % 2 == 1, frozenset(names))
+    negated = (negations + sum(tok.lower() in _OPPOSITES for tok in tokens)) % 2 == 1
+    return Claim(frozenset(words), numbers, negated, frozenset(names), negations, frozenset(opposites))
+
+
+def claim_texts(text: str) -> list[str]:
+    """Split an answer into the texts of its claims (what a checker is asked to judge one by one)."""
+    common = frozenset(_stem(t) for t in _TOKEN.findall(text) if t.islower())
+    parts = [_BULLET.sub("", part).strip() for part in _CLAIM_SPLIT.split(text)]
+    return [part for part in parts if part and _claim(part, common) is not None]
 
 
 def claims(text: str, common: frozenset[str] | None = None) -> list[Claim]:
     """Split an answer into claims: sentences, clauses after semicolons, bullet points."""
     parts = _CLAIM_SPLIT.split(text)
     if common is None:
-        common = frozenset(t for part in parts for t in _tokens(part) if t.islower())
+        common = frozenset(_stem(t) for part in parts for t in _tokens(part) if t.islower())
     return [c for c in (_claim(part, common) for part in parts) if c is not None]
 
 
@@ -261,7 +304,11 @@ def conflict(a: Claim, b: Claim) -> str | None:
     if only_a and only_b:
         return "numbers"
     if a.negated != b.negated:
-        return "negation"
+        odd, other = (a, b) if a.negated else (b, a)
+        # An opposite word against a claim that asserts nothing more is a direction ("fell to 48%" against
+        # "was 48%"), not a contradiction; a negation always is one.
+        if odd.negations or (other.words - odd.words) or other.opposites:
+            return "polarity"
     # A name on one side only is extra detail too; a differing name on each side is a different actor or place.
     if a.names - b.names and b.names - a.names:
         return "names"
@@ -274,7 +321,7 @@ class Comparison:
     corroborated: int
     contradicted: int
     unaddressed: int
-    kinds: tuple[str, ...]  # what the contradictions were: numbers, negation, names
+    kinds: tuple[str, ...]  # what the contradictions were: numbers, polarity, names
 
     @property
     def detail(self) -> str:
@@ -285,12 +332,22 @@ class Comparison:
         return text
 
 
+def agreement_score(corroborated: int, contradicted: int, unaddressed: int) -> float:
+    """Return agreement on the scale whose midpoint 0.5 separates consistent answers from contradicting ones."""
+    total = corroborated + contradicted + unaddressed
+    if total == 0:
+        return 0.5
+    if contradicted:
+        return round(0.5 * corroborated / total, 4)
+    return round((corroborated + 0.5 * unaddressed) / total, 4)
+
+
 def compare(a: str, b: str) -> Comparison:
     """Compare two answers claim by claim; see the module docstring for the scoring."""
-    common = frozenset(t for text in (a, b) for t in _TOKEN.findall(text) if t.islower())
+    common = frozenset(_stem(t) for text in (a, b) for t in _TOKEN.findall(text) if t.islower())
     claims_a, claims_b = claims(a, common), claims(b, common)
     if not claims_a or not claims_b:
-        return Comparison(0.0, 0, 0, len(claims_a) + len(claims_b), ())
+        return Comparison(0.5, 0, 0, len(claims_a) + len(claims_b), ())
     docs = claims_a + claims_b
     df = Counter(w for claim in docs for w in claim.words)
     idf = {w: math.log((1 + len(docs)) / (1 + n)) + 1 for w, n in df.items()}
@@ -300,29 +357,22 @@ def compare(a: str, b: str) -> Comparison:
         shared = sum(idf[w] for w in x.words & y.words)
         return 2 * shared / (sum(idf[w] for w in x.words) + sum(idf[w] for w in y.words))
 
-    scores: list[float] = []
     kinds: list[str] = []
     counts = {"corroborated": 0, "contradicted": 0, "unaddressed": 0}
     for src, dst in ((claims_a, claims_b), (claims_b, claims_a)):
         for claim in src:
             best = max(dst, key=lambda other: similarity(claim, other))
-            sim = similarity(claim, best)
-            if sim < MATCH_THRESHOLD:
-                scores.append(0.0)
+            if similarity(claim, best) < MATCH_THRESHOLD:
                 counts["unaddressed"] += 1
                 continue
             kind = conflict(claim, best)
             if kind is not None:
-                scores.append(CONTRADICTION)
                 kinds.append(kind)
                 counts["contradicted"] += 1
             else:
-                scores.append(min(1.0, sim / FULL_MATCH))
                 counts["corroborated"] += 1
-    value = max(0.0, sum(scores) / len(scores))
-    return Comparison(
-        round(value, 4), counts["corroborated"], counts["contradicted"], counts["unaddressed"], tuple(kinds)
-    )
+    value = agreement_score(counts["corroborated"], counts["contradicted"], counts["unaddressed"])
+    return Comparison(value, counts["corroborated"], counts["contradicted"], counts["unaddressed"], tuple(kinds))
 
 
 def agreement(a: str, b: str) -> float:

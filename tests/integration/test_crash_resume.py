@@ -45,12 +45,18 @@ from graphs.service import Orchestrator
 from graphs.stores import open_stores
 from providers.config import load_settings
 from providers.testing import fake_registry, redis_servers, reply
+from providers.testing.checker import verdict_text
 from providers.testing.servers import Action, Fail, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
 PREMIUM = Reply(text="Week 1-2: map every booth and name a captain. Week 3-6: door-to-door on water.\nConfidence: 0.7")
-CHECK = Reply(text="Map the booths first and name captains, then canvass door to door on water supply.")
+# The checker answers in the verdict schema: its own answer, and a verdict on each claim of the served answer.
+CHECK = Reply(
+    text=verdict_text(
+        "Map the booths first and name captains, then canvass door to door on water supply.", ["supports"] * 2
+    )
+)
 # Generous: a loaded 2-core machine starts a CLI process in a few seconds; a healthy run never waits this long.
 WAIT_S = 90.0
 
@@ -373,7 +379,7 @@ def test_a_completed_call_is_checkpointed_before_the_next_call_starts() -> None:
         saved = saver.get_tuple({"configurable": {"thread_id": thread_id}})
         assert saved is not None
         seen_at_cross_check.append(attempt_keys(saved.checkpoint["channel_values"].get("attempts", [])))
-        return reply("Map the booths first and name captains, then canvass door to door.")
+        return reply(verdict_text("Map the booths first and name captains, then canvass door to door.", ["supports"]))
 
     registry = fake_registry(
         {

@@ -16,6 +16,7 @@ from graphs.service import Orchestrator
 from graphs.stores import open_stores
 from providers.config import load_settings
 from providers.registry import ProviderRegistry
+from providers.testing.checker import verdict_text
 from providers.testing.servers import Fail, FakeGemini, FakePerplexity, Hang, Reply, Source
 
 FRESH = "Who is leading in Serilingampally right now?"
@@ -104,7 +105,9 @@ def test_deep_analysis_is_cross_checked_by_another_vendor(
     servers: tuple[FakeGemini, FakePerplexity], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _gemini, perplexity = servers
-    perplexity.behaviour = Reply(text=PLAN, citations=[Source("https://ghmc.gov.in/wards", "GHMC")])
+    # The checker answers in the verdict schema: its own answer, and a verdict on each of the plan's two claims.
+    check = verdict_text(PLAN.split("\nConfidence")[0], ["supports", "supports"], 0.8)
+    perplexity.behaviour = Reply(text=check, citations=[Source("https://ghmc.gov.in/wards", "GHMC")])
     result = analyze_json(capsys, COMPLEX, "--depth", "deep")
     check = result["cross_check"]
     assert check["provider"] == "perplexity" and check["agreement"] > 0.9

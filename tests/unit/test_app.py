@@ -253,9 +253,8 @@ def test_cli_feedback_records_and_reports_unknown_threads(
     monkeypatch.setenv("LOCAL_MODEL_PATH", str(data_dir / "missing.gguf"))
     assert cli.main(["feedback", "no-such-thread", "--correct"]) == 2
     assert "no analysis with thread id" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["feedback", "some-thread"])  # a verdict is required
-    capsys.readouterr()
+    assert cli.main(["feedback", "some-thread"]) == 2  # a verdict is required
+    assert "needs --correct or --incorrect" in capsys.readouterr().err
     # The local model file is missing: the analysis has no answer, which cannot be judged.
     cli.main(["analyze", "Summarise: the rally went well.", "--thread-id", "t-cli"])
     capsys.readouterr()

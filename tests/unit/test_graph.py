@@ -15,6 +15,7 @@ from graphs.state import AnalysisInput
 from nodes.policy.query_classifier import QueryNeeds
 from providers.errors import AuthError, BadRequest, RateLimited, ServerError
 from providers.testing import fake_registry, reply
+from providers.testing.checker import verdict_text
 
 FRESH = QueryNeeds.confident(0.92, "moderate", "fact_lookup")
 COMPLEX = QueryNeeds.confident(0.04, "complex", "scenario")
@@ -113,7 +114,8 @@ def test_deep_depth_cross_checks_with_another_vendor_and_measures_agreement() ->
     registry = fake_registry(
         {
             "gemini": [reply(same)],
-            "perplexity": [reply(same, citations=["https://mobile.x.com/a"])],
+            # The checker answers in the verdict schema: its own answer and a verdict on each of the two claims.
+            "perplexity": [reply(verdict_text(same, ["supports", "supports"]), citations=["https://mobile.x.com/a"])],
             "local": [reply("Unrelated words about cricket scores entirely.")],
         }
     )

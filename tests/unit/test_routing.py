@@ -34,6 +34,7 @@ from providers.errors import ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.testing import fake_registry, reply
+from providers.testing.checker import verdict_text
 
 ROOT = Path(__file__).resolve().parents[2]
 CITED = reply("The rally is on at 5 pm, police confirmed.", citations=["https://epaper.thehindu.com/rally"])
@@ -279,7 +280,10 @@ def test_legacy_without_premium_uses_realtime_and_without_either_has_nothing() -
 
 
 def test_shadow_serves_legacy_and_records_what_intelligent_routing_would_have_done() -> None:
-    result = run(registry(mode="shadow"), SIMPLE)
+    # The cascade has perplexity check the served answer: it replies in the verdict schema, so the check is usable
+    # and no further checker is asked.
+    check = reply(verdict_text("Premium answer: map the booths first.", ["supports"], 0.8))
+    result = run(registry(ANSWERS | {"perplexity": [check]}, mode="shadow"), SIMPLE)
     assert (result.provider, result.routing.mode) == ("gemini", "shadow")
     assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity"]
     shadow = result.routing.shadow

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print their tables and exit 0 (PYTHONPATH=. python bench/NAME.py)."""
