@@ -213,7 +213,9 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
 
 def render_health(report: dict[str, Any]) -> str:
     """Render a health report as a table for `strategist health`."""
-    lines = [f"{report['system_status']} (score {report['overall_score']:.2f}, circuits in {report['circuit_store']})"]
+    lines = [
+        f"{report['system_status']} (score {report['overall_score']:.0f}/100, circuits in {report['circuit_store']})"
+    ]
     lines.append(
         f"{'provider':<12}{'tier':<10}{'circuit':<11}{'calls':>6}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'hedge ms':>10}  note"
@@ -255,11 +257,10 @@ def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP app."""
-    from app import API_PREFIX, create_app
+    from app import API_PREFIX, serve
 
-    app = create_app()
     print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    app.run(host=args.host, port=args.port, threaded=True)
+    serve(args.host, args.port)
     return 0
 
 

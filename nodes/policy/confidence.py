@@ -149,3 +149,8 @@ class Judge:
         else:
             method = "weighted mean of measured factors, weights renormalised"
         return Assessment(raw, value, factors, method, calibrator.describe())
+
+
+def recency_of(date: str, today: dt.date) -> float | None:
+    """Return a source's recency in [0, 1] from its ISO date (None when undated or unreadable)."""
+    return _recency(date, today)

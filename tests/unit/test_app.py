@@ -164,15 +164,20 @@ def test_graph_command_prints_mermaid(capsys: pytest.CaptureFixture[str], data_d
 
 
 @pytest.fixture()
-def feedback_client(tmp_path: Path) -> tuple[FlaskClient, Any]:
+def feedback_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FlaskClient, Any]:
     from graphs.stores.feedback import SqliteFeedback
+
+    # Feedback changes what confidence believes: it needs a configured token (tests/unit/test_http_edges.py).
+    monkeypatch.setenv("STRATEGIST_API_TOKEN", "feedback-token")
 
     store = SqliteFeedback(tmp_path / "feedback.sqlite")
     orchestrator = Orchestrator(
         fake_registry({"local": [reply("Sentiment is mixed; the key claim is X.\nConfidence: 0.7")]}), None, None, store
     )
     orchestrator.graph = orchestrator.graph.builder.compile(checkpointer=InMemorySaver())
-    return app_module.create_app(orchestrator).test_client(), store
+    client = app_module.create_app(orchestrator).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer feedback-token"
+    return client, store
 
 
 def test_feedback_route_records_the_outcome(feedback_client: tuple[FlaskClient, Any]) -> None:
