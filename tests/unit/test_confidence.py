@@ -118,9 +118,17 @@ def test_model_certainty_prefers_logprobs_then_stated_confidence_and_is_none_wit
 
 @pytest.mark.parametrize(
     "finish_reason, factor",
-    [("stop", 1.0), ("STOP", 1.0), ("completed", 1.0), ("length", 0.7), ("MAX_TOKENS", 0.7), ("incomplete", 0.7),
-     ("content_filter", 0.4), ("OTHER", 0.85)],
-)  # fmt: skip
+    [
+        ("stop", 1.0),
+        ("STOP", 1.0),
+        ("completed", 1.0),
+        ("length", 0.7),
+        ("MAX_TOKENS", 0.7),
+        ("incomplete", 0.7),
+        ("content_filter", 0.4),
+        ("OTHER", 0.85),
+    ],
+)
 def test_finish_reason_lowers_certainty(finish_reason: str, factor: float) -> None:
     value, detail = model_certainty(candidate(stated_confidence=0.8, finish_reason=finish_reason)) or (0, "")
     assert value == pytest.approx(0.8 * factor)
