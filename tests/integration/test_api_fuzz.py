@@ -48,8 +48,19 @@ CHECKS = [
     response_schema_conformance,
 ]
 cases_run: list[str] = []
-OTHER_ROUTES = {"analyze", "trigger", "feedback", "health", "ready", "alive", "status", "cache", "circuit-breaker",
-                "alerts", "openapi.json"}
+OTHER_ROUTES = {
+    "analyze",
+    "trigger",
+    "feedback",
+    "health",
+    "ready",
+    "alive",
+    "status",
+    "cache",
+    "circuit-breaker",
+    "alerts",
+    "openapi.json",
+}
 
 
 @pytest.fixture(scope="module")
