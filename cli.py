@@ -9,7 +9,10 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import logging
+import os
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +25,7 @@ from graphs.service import Orchestrator
 from graphs.stores import open_stores
 from providers.config import ConfigError, Settings, load_settings
 from providers.registry import ProviderRegistry
+from providers.secrets import RedactingFilter, redact
 
 
 class CliError(Exception):
@@ -36,9 +40,7 @@ def _orchestrator_for_cli(settings: Settings) -> Iterator[Orchestrator]:
 
 def _progress(event: dict[str, Any]) -> None:
     kind = event.get("event")
-    if kind == "thread":
-        print(f"thread {event['thread_id']}", file=sys.stderr)
-    elif kind == "attempt_start":
+    if kind == "attempt_start":
         print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
     elif kind == "attempt_end":
         if event["outcome"] == "ok":
@@ -121,8 +123,11 @@ def _emit(result: AnalysisResult, as_json: bool) -> int:
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
+    thread_id = args.thread_id or str(uuid.uuid4())
+    # First, in every mode: a run killed at any point can be resumed by this id.
+    print(f"thread {thread_id}", file=sys.stderr, flush=True)
     with _orchestrator_for_cli(settings) as orch:
-        result = orch.analyze(req, thread_id=args.thread_id, on_event=None if args.json else _progress)
+        result = orch.analyze(req, thread_id=thread_id, on_event=None if args.json else _progress)
     return _emit(result, args.json)
 
 
@@ -254,19 +259,22 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     """Show the routing decision for a query (or each line of stdin) without calling a model."""
     # A dry run: no checkpointer, no model call.
     orch = Orchestrator(ProviderRegistry(settings), None)
-    queries = [args.query] if args.query is not None else [line for line in sys.stdin if line.strip()]
+    # From stdin: one output per input line, blank lines included, each carrying its line number and query, so
+    # outputs can be matched to inputs.
+    queries = [args.query] if args.query is not None else [line.rstrip("\n") for line in sys.stdin]
     status = 0
-    for query in queries:
+    for line, query in enumerate(queries, start=1):
+        where: dict[str, Any] = {} if args.query is not None else {"line": line}
         try:
             plan = orch.plan(_request_from_args(args, query))
         except RequestError as exc:
             if args.query is not None:
                 raise
-            print(json.dumps({"query": query.strip()[:80], "error": str(exc)}), flush=True)
+            print(json.dumps({**where, "query": query.strip(), "error": str(exc)}), flush=True)
             status = 2
             continue
         if args.json:
-            print(json.dumps(plan), flush=True)
+            print(json.dumps({**where, "query": query.strip(), **plan}), flush=True)
         else:
             print(" -> ".join(f"{s['provider']} ({s['tier']})" for s in plan["chain"]) or "(no provider)")
             for reason in plan["reasons"]:
@@ -376,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strategist", description="Route campaign-analysis queries to the right model."
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def request_options(p: argparse.ArgumentParser) -> None:
@@ -444,16 +453,35 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the `strategist` command; return its exit status."""
     args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
     try:
         settings = load_settings()
         status: int = args.func(args, settings)
         return status
     except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
-        print(f"strategist: error: {exc}", file=sys.stderr)
+        print(f"strategist: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("strategist: interrupted; resume with `strategist resume THREAD_ID`", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`strategist health --json | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again, and exit as a pipe writer does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Send log records to stderr, redacted; warnings only with --verbose.
+
+    Without --verbose a failure is the one line `main` prints: a warning on the way there (the circuit-breaker
+    store falling back when Redis is gone) would be a second line saying part of the same thing.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("strategist: %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from providers.config import Depth, Tier
 
 class AttemptModel(BaseModel):
     provider: str
-    model: str
+    model: str  # the model that answered, as the provider reported it: what the cost is priced at
+    configured_model: str | None = None  # the model asked for
     tier: Tier
     role: Role = "answer"
     outcome: Outcome

@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import StateSnapshot
+from langgraph.types import Durability, StateSnapshot
 
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
@@ -97,10 +97,12 @@ class Orchestrator:
         # "sync" durability: each step's checkpoint is written before the next step starts (LangGraph waits
         # for the save after every step), so a process killed right after a provider call, or during the
         # next one, still has that call recorded and a resume does not pay for it again. With the default
-        # "async" the save races the next step. tests/test_crash_resume.py holds this.
+        # "async" the save races the next step. tests/integration/test_crash_resume.py holds this. Without a
+        # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
+        durability: Durability | None = "sync" if self.checkpointer is not None else None
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
-                graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
+                graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
             ):
                 # The stream's chunk type is a union over every mode; each branch knows its own shape.
                 if mode == "values":

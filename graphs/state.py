@@ -57,6 +57,8 @@ class Attempt(TypedDict):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    # The model asked for; ``model`` is the one that answered (as the provider reported it), and is what is priced.
+    configured_model: NotRequired[str]
     started_at: NotRequired[float]  # wall-clock epoch seconds (the context's clock) when the call went out
     hedge: NotRequired[bool]  # started in parallel with the previous chain step, which was slow to answer
 

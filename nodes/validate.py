@@ -28,9 +28,9 @@ def escalation_decision(
 ) -> tuple[Escalation, list[ChainStep] | None]:
     """Decide whether a usable first answer gets a second provider's answer; return the record and the chain.
 
-    Asked-for cross-checks (depth=deep, constraints.cross_check) always happen. Otherwise the answer escalates
-    when its calibrated preliminary confidence is below ``confidence.escalate_below`` and a checker of another
-    vendor fits in the remaining budget and time.
+    Asked-for cross-checks (depth=deep, constraints.cross_check) always happen; depth=quick never escalates by
+    itself. Otherwise the answer escalates when its calibrated preliminary confidence is below
+    ``confidence.escalate_below`` and a checker of another vendor fits in the remaining budget and time.
     """
     cfg = ctx.registry.settings.confidence
     prelim = ctx.judge().assess(answer, state)
@@ -43,6 +43,9 @@ def escalation_decision(
     }
     if wants_cross_check(state):
         return record | {"decision": "requested", "reason": "cross-check requested (depth=deep or cross_check)"}, None
+    if state.get("depth") == "quick":
+        # Quick means one paid answer: a second opinion only when the caller asks for it.
+        return record | {"decision": "off", "reason": "depth=quick: no cascade (ask for cross_check to check)"}, None
     if cfg.escalate_below <= 0:
         return record | {"decision": "off", "reason": "confidence-gated cascade is off (escalate_below=0)"}, None
     below = f"confidence {prelim.value:.2f} < threshold {cfg.escalate_below:.2f}"

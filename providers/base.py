@@ -24,6 +24,7 @@ from providers.errors import (
     ProviderUnavailable,
     map_common_error,
 )
+from providers.secrets import redact_known
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ class ProviderAdapter:
         details: dict[str, Any] = dict(usage.get("output_token_details") or {})
         meta = dict(message.response_metadata or {})
         return ModelReply(
-            text=message_text(message),
+            # An answer that quotes one of our keys back (a proxy's debug echo) must not carry it further.
+            text=redact_known(message_text(message)),
             model=str(meta.get("model_name") or meta.get("model") or self.model),
             input_tokens=int(usage.get("input_tokens", 0) or 0),
             output_tokens=int(usage.get("output_tokens", 0) or 0),

@@ -13,8 +13,11 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from providers import secrets
 
 Tier = Literal["premium", "realtime", "local"]
 Kind = Literal["gemini", "perplexity", "llamacpp"]
@@ -264,6 +267,18 @@ class Settings(_Strict):
         pool = current or entries
         return max(pool, key=lambda p: p.effective_from or dt.date.min)
 
+    def priced_model(self, reported: str) -> str | None:
+        """Return the price-table name of a model as a provider reports it, or None when the table lacks it.
+
+        Vendors report versioned or prefixed names ("models/gemini-2.5-pro", "gemini-2.5-pro-001"): the longest
+        table name that the reported one is, or starts with followed by "-", is its price.
+        """
+        name = reported.removeprefix("models/")
+        if name in self.prices:
+            return name
+        matches = [known for known in self.prices if name.startswith(known + "-")]
+        return max(matches, key=len, default=None)
+
     def provider_for_tier(self, tier: Tier) -> ProviderSettings | None:
         return next((p for p in self.providers.values() if p.tier == tier), None)
 
@@ -360,4 +375,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for configured in settings.providers.values():
         if configured.tier != "local":
             settings.price_for(configured.model, configured.tier)  # fail at start-up, not mid-analysis
+    secrets.register(_secrets_of(settings, env))
     return settings
+
+
+def _secrets_of(settings: Settings, env: Mapping[str, str]) -> list[str | None]:
+    """List every secret this configuration holds, for redaction (providers/secrets.py)."""
+    values: list[str | None] = [p.api_key.get_secret_value() for p in settings.providers.values() if p.api_key]
+    values.append(settings.admin_token.get_secret_value() if settings.admin_token else None)
+    values.append(env.get("STRATEGIST_API_TOKEN"))
+    if settings.redis_url:
+        values.append(urlsplit(settings.redis_url).password)
+    return values

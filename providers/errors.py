@@ -40,6 +40,8 @@ import time
 from collections.abc import Mapping
 from typing import Literal
 
+from providers.secrets import redact
+
 Disposition = Literal["retry", "next", "stop"]
 
 
@@ -51,6 +53,9 @@ class ProviderError(Exception):
     disposition: Disposition = "next"
 
     def __init__(self, message: str, *, provider: str = "", retry_after_s: float | None = None) -> None:
+        # Redacted here, where every provider failure is made: upstreams echo keys in their error bodies, and
+        # the message goes on to state, stores, logs and responses (providers/secrets.py).
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.provider = provider

@@ -109,8 +109,17 @@ class ProviderRegistry:
             return self._injected[name].vendor
         return self.provider_settings(name).kind
 
-    def price_of(self, name: str) -> Price:
-        return self.settings.price_for(self.model_of(name), self.tier_of(name))
+    def price_of(self, name: str, answered_by: str | None = None) -> Price:
+        """Return the price of a call to ``name``: of the model that answered (``answered_by``, as the provider
+        reported it) when the price table knows it, else of the configured model.
+
+        A provider may serve another model than the one asked for (an alias that moved, a fallback of its own);
+        it bills what answered.
+        """
+        model = self.model_of(name)
+        if answered_by and answered_by != model:
+            model = self.settings.priced_model(answered_by) or model
+        return self.settings.price_for(model, self.tier_of(name))
 
     def adapter(self, name: str) -> ProviderAdapter:
         if name in self._injected:

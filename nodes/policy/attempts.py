@@ -30,7 +30,7 @@ def make_attempt(
     note: str | None = None,
 ) -> Attempt:
     """Record one call: provider, model, outcome, error, latency, tokens and cost."""
-    price = registry.price_of(step["provider"])
+    price = registry.price_of(step["provider"], reply.model if reply else None)
     tokens_in = reply.input_tokens if reply else 0
     tokens_out = reply.output_tokens if reply else 0
     # A failed call that got no usage back is recorded at zero cost: the vendors do not bill errors, and a
@@ -39,6 +39,7 @@ def make_attempt(
     attempt: Attempt = {
         "provider": step["provider"],
         "model": reply.model if reply else step["model"],
+        "configured_model": step["model"],
         "tier": step["tier"],
         "role": role,
         "outcome": outcome or ("ok" if reply else "error"),

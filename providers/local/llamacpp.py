@@ -106,11 +106,14 @@ _REGISTRY_LOCK = threading.Lock()
 
 _LLAMA_LOG = logging.getLogger("strategist.llama_cpp")
 _LLAMA_LOG.addHandler(logging.NullHandler())  # silent unless the application configures logging
+# One level down from llama.cpp's own: it logs model quirks it works around (a token type it overrides, a cache
+# size it picks, every metadata key it loads) as errors and warnings, while real failures reach us as
+# exceptions. GGML levels: 0 none, 1 info, 2 warn, 3 error, 4 debug, 5 continuation.
 _GGML_LEVELS = {
     0: logging.DEBUG,
-    1: logging.INFO,
-    2: logging.WARNING,
-    3: logging.ERROR,
+    1: logging.DEBUG,
+    2: logging.INFO,
+    3: logging.WARNING,
     4: logging.DEBUG,
     5: logging.DEBUG,
 }

@@ -316,6 +316,9 @@ def test_redis_lost_mid_run_stops_cleanly_and_resumes_when_back(
         stderr = (tmp_path / "logs" / "analyze.err").read_text()
         print(f"\n[redis lost mid-run] exit 2, stderr: {stderr.strip()}")
         assert f"analysis {thread_id} stopped" in stderr
+        # The thread's id first (so a killed run can be resumed), then one line for the failure: no warning from
+        # the circuit-breaker store's fallback on the way.
+        assert stderr.splitlines()[0] == f"thread {thread_id}" and len(stderr.splitlines()) == 2, stderr
         assert f"Redis at redis://:***@127.0.0.1:{server.port}/0" in stderr
         assert f"resume thread {thread_id}" in stderr
         assert "Traceback" not in stderr and password not in stderr
@@ -332,7 +335,7 @@ def test_redis_lost_mid_run_stops_cleanly_and_resumes_when_back(
         result = json.loads(resumed.stdout)
         # The premium answer was checkpointed before Redis went: not asked again. The cross-check answered
         # while Redis was gone, so its step could not be saved and is asked again.
-        assert counts(servers) == (1, 2), (result["attempts"], [r.path for r in perplexity.requests])
+        assert counts(servers) == (1, 2)
         assert attempt_keys(result["attempts"]) == [OK_ANSWER, ("perplexity", "cross_check", "ok")]
 
         # The acknowledged result and its ledger row survive a Redis crash (AOF, appendfsync always).
@@ -341,7 +344,7 @@ def test_redis_lost_mid_run_stops_cleanly_and_resumes_when_back(
         again = run_cli(env, "resume", thread_id, "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout) == result
-        assert counts(servers) == (1, 2), (result["attempts"], [r.path for r in perplexity.requests])
+        assert counts(servers) == (1, 2)
         costs = run_cli(env, "costs", "--json")
         assert costs.returncode == 0, costs.stderr
         report = json.loads(costs.stdout)

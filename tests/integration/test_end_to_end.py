@@ -145,3 +145,18 @@ def test_service_checkpoints_every_step_and_records_the_ledger(servers: tuple[Fa
     steps = [h.metadata.get("step") for h in history if h.metadata]
     assert len(history) >= 6 and max(s for s in steps if s is not None) >= 5
     assert [e.thread_id for e in entries] == ["t-2"] and entries[0].cost_usd == result.cost_usd
+
+
+def test_cost_is_priced_at_the_model_that_answered(
+    servers: tuple[FakeGemini, FakePerplexity], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gemini, _ = servers
+    # Asked for gemini-3.8-flash; the provider answered with (and bills) gemini-2.5-pro.
+    gemini.behaviour = Reply(
+        text=PLAN, input_tokens=1500, output_tokens=800, thinking_tokens=1000, model="gemini-2.5-pro-001"
+    )
+    result = analyze_json(capsys, COMPLEX)
+    answer = next(a for a in result["attempts"] if a["provider"] == "gemini")
+    assert (answer["model"], answer["configured_model"]) == ("gemini-2.5-pro-001", "gemini-3.8-flash")
+    # gemini-2.5-pro: 1500 x $1.25 + (800 + 1000 thinking) x $10.00 per 1M tokens; at 3.8-flash it would be $0.007875.
+    assert answer["cost_usd"] == pytest.approx(0.019875)

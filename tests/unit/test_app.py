@@ -17,6 +17,8 @@ from graphs.service import Orchestrator
 from providers.config import load_settings
 from providers.testing import fake_registry, reply
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture()
 def client() -> FlaskClient:
@@ -148,10 +150,48 @@ def test_route_json_contract_and_stdin(
 
     import io
 
+    # One output line per input line, blank lines included, each naming its line and query.
     monkeypatch.setattr("sys.stdin", io.StringIO("Is the rally still on?\n\nTranslate this leaflet into Telugu\n"))
-    assert cli.main(["route", "--json"]) == 0
+    assert cli.main(["route", "--json"]) == 2  # the blank line is an error
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 2 and all("chain" in line for line in lines)
+    assert [(line["line"], line["query"]) for line in lines] == [
+        (1, "Is the rally still on?"),
+        (2, ""),
+        (3, "Translate this leaflet into Telugu"),
+    ]
+    assert "chain" in lines[0] and "chain" in lines[2]
+    assert lines[1]["error"] == "query: query is empty" and "chain" not in lines[1]
+
+
+def test_analyze_names_the_thread_on_stderr_first_even_with_json(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCAL_MODEL_PATH", str(tmp_path / "none.gguf"))  # no provider: a quick, failed analysis
+    assert cli.main(["analyze", "Summarise: the rally went well.", "--json", "--thread-id", "t-first"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "thread t-first"
+
+
+def test_a_closed_pipe_ends_the_command_quietly(data_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # `strategist health --json | head -1`: the reader leaves after one line.
+    env = {**os.environ, "STRATEGIST_DATA_DIR": str(data_dir), "LOCAL_MODEL_PATH": str(tmp_path / "none.gguf")}
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "cli", "health", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert writer.stdout is not None and writer.stderr is not None
+    writer.stdout.readline()
+    writer.stdout.close()
+    stderr = writer.stderr.read().decode()
+    writer.stderr.close()
+    writer.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
 
 
 def test_graph_command_prints_mermaid(capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:

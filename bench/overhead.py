@@ -1,0 +1,296 @@
+"""What the orchestrator costs on top of a provider call: the project against a bare LangGraph graph of the same
+shape and against the direct call, with and without a checkpointer, on a local fake with zero latency.
+
+Every variant calls the same FakeGemini server through the real ``ChatGoogleGenerativeAI`` client, so what is
+left after subtracting the direct call is orchestration: classification, routing, the attempt machinery, the
+checkpoint writes, confidence and the result models. Variants run interleaved in rounds (these machines are
+noisy: a ratio from one run is worth more than two absolute numbers from two runs).
+
+- ``direct``: ``chat.invoke(messages)``; the floor.
+- ``bare/<saver>``: a LangGraph graph with the analysis graph's six nodes and conditional edges, where only the
+  call node does anything (the same direct call), compiled with the same saver and durability.
+- ``project/<saver>``: ``Orchestrator.analyze`` of a quick request (one call, no cross-check).
+- ``litellm``: with ``--litellm PYTHON`` (a Python with litellm installed, in a separate environment: it is not a
+  dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call.
+
+Then a profile of the project's own code (cProfile over every thread, top functions by own time).
+
+    PYTHONPATH=. .venv/bin/python bench/overhead.py [--rounds 6] [--calls 100] [--litellm /tmp/litellm-venv/bin/python]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import operator
+import pstats
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graphs.request import parse_request
+from graphs.service import Orchestrator
+from nodes.policy.query_classifier import default_classifier
+from providers.config import load_settings
+from providers.registry import ProviderRegistry
+from providers.testing.servers import FakeGemini, Reply
+
+QUERY = "Design a 12-week mobilisation plan for Jubilee Hills"
+ANSWER = "Weeks 1-2: map every booth and name a captain. Weeks 3-6: door-to-door on water supply.\nConfidence: 0.9"
+MESSAGES = [SystemMessage(content="Answer as a campaign strategy analyst."), HumanMessage(content=QUERY)]
+SaverFactory = Callable[[], BaseCheckpointSaver[str] | None]
+
+
+class BareState(TypedDict, total=False):
+    query: str
+    answer: str
+    steps: Annotated[list[str], operator.add]
+
+
+def bare_graph(chat: BaseChatModel) -> StateGraph[BareState, None, BareState, BareState]:
+    """The analysis graph's shape with nothing in it but the provider call."""
+
+    def step(name: str) -> Any:  # a node function (LangGraph's node protocol names its parameter "state")
+        def node(state: BareState) -> BareState:
+            return {"steps": [name]}
+
+        return node
+
+    def call_model(state: BareState) -> BareState:
+        return {"answer": str(chat.invoke(MESSAGES).content), "steps": ["call_model"]}
+
+    def after_call(state: BareState) -> Literal["validate", "call_model", "score"]:
+        return "validate" if state.get("answer") else "score"
+
+    def after_validate(state: BareState) -> Literal["cross_check", "call_model", "score"]:
+        return "score"
+
+    def after_cross_check(state: BareState) -> Literal["cross_check", "score"]:
+        return "score"
+
+    builder = StateGraph(BareState)
+    for name in ("classify", "route", "validate", "cross_check", "score"):
+        builder.add_node(name, step(name))
+    builder.add_node("call_model", call_model)
+    builder.add_edge(START, "classify")
+    builder.add_edge("classify", "route")
+    builder.add_edge("route", "call_model")
+    builder.add_conditional_edges("call_model", after_call)
+    builder.add_conditional_edges("validate", after_validate)
+    builder.add_conditional_edges("cross_check", after_cross_check)
+    builder.add_edge("score", END)
+    return builder
+
+
+@contextlib.contextmanager
+def savers(directory: Path) -> Iterator[dict[str, SaverFactory]]:
+    """The savers each variant is compiled with: none, in memory, SQLite on disk (WAL, as the stores open it)."""
+    conns: list[sqlite3.Connection] = []
+
+    def sqlite_saver() -> BaseCheckpointSaver[str]:
+        conn = sqlite3.connect(directory / f"{uuid.uuid4().hex}.sqlite", check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conns.append(conn)
+        return SqliteSaver(conn)
+
+    try:
+        yield {"none": lambda: None, "memory": InMemorySaver, "sqlite": sqlite_saver}
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def registry_for(gemini: FakeGemini) -> ProviderRegistry:
+    settings = load_settings(
+        {
+            "GEMINI_API_KEY": "bench-key",
+            "GEMINI_BASE_URL": gemini.base_url,
+            "LOCAL_MODEL_PATH": "/nonexistent/model.gguf",
+            "STRATEGIST_DATA_DIR": "/nonexistent",
+        }
+    )
+    return ProviderRegistry(settings)
+
+
+def timed(fn: Callable[[], object], calls: int) -> list[float]:
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def litellm_samples(python: str, base_url: str, rounds: int, calls: int) -> dict[str, list[float]]:
+    """Time LiteLLM's Router and its direct completion in another interpreter, against the same fake server."""
+    script = textwrap.dedent(
+        f"""
+        import json, time, litellm
+        from litellm import Router
+        litellm.suppress_debug_info = True
+        kwargs = dict(api_key="bench-key", api_base={base_url!r}, num_retries=0)
+        router = Router(model_list=[{{"model_name": "premium", "litellm_params": {{"model": "gemini/gemini-3.8-flash",
+                                      **kwargs}}}}], num_retries=0)
+        messages = [{{"role": "system", "content": "Answer as a campaign strategy analyst."}},
+                    {{"role": "user", "content": {QUERY!r}}}]
+        def direct(): litellm.completion(model="gemini/gemini-3.8-flash", messages=messages, **kwargs)
+        def routed(): router.completion(model="premium", messages=messages)
+        for _ in range(20): direct(); routed()
+        out = {{"litellm direct": [], "litellm router": []}}
+        for _ in range({rounds}):
+            for name, fn in (("litellm direct", direct), ("litellm router", routed)):
+                for _ in range({calls}):
+                    t = time.perf_counter(); fn(); out[name].append((time.perf_counter() - t) * 1000)
+        print(json.dumps(out))
+        """
+    )
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"litellm run failed: {done.stderr.strip().splitlines()[-1:]}")
+    result: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+class ThreadProfiles:
+    """cProfile in every thread the graph and the attempts run in (LangGraph's executor, our call threads)."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _hook(self, frame: Any, event: str, arg: Any) -> None:
+        if getattr(self._local, "profile", None) is None:
+            profile = cProfile.Profile()
+            self._local.profile = profile
+            with self._lock:
+                self.profiles.append(profile)
+            profile.enable()
+
+    def __enter__(self) -> ThreadProfiles:
+        threading.setprofile(self._hook)
+        main = cProfile.Profile()
+        self._local.profile = main
+        self.profiles.append(main)
+        main.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.setprofile(None)
+        for profile in self.profiles:
+            profile.disable()
+
+    def top(self, n: int, per: int) -> str:
+        stats = pstats.Stats(self.profiles[0], stream=io.StringIO())
+        for profile in self.profiles[1:]:
+            with contextlib.suppress(TypeError):  # a thread whose profile never collected anything
+                stats.add(profile)
+        ours = ("/graphs/", "/nodes/", "/providers/", "/strategist/")
+        rows = [
+            (tottime, calls, f"{Path(file).parent.name}/{Path(file).name}:{line}({name})")
+            for (file, line, name), (_, calls, tottime, _, _) in stats.stats.items()  # type: ignore[attr-defined]
+            if any(part in file for part in ours) and "/site-packages/" not in file
+        ]
+        rows.sort(reverse=True)
+        lines = [f"{'own ms/analysis':>16} {'calls/analysis':>15}  function"]
+        lines += [f"{t * 1000 / per:16.3f} {c / per:15.1f}  {where}" for t, c, where in rows[:n]]
+        return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--litellm", help="a Python interpreter with litellm installed (a separate environment)")
+    parser.add_argument("--profile", type=int, default=200, help="analyses to profile (0: no profile)")
+    args = parser.parse_args()
+
+    default_classifier()  # loaded once, as in a running service
+    with FakeGemini() as gemini, tempfile.TemporaryDirectory() as tmp, savers(Path(tmp)) as saver_of:
+        gemini.behaviour = Reply(text=ANSWER, input_tokens=120, output_tokens=40)
+        registry = registry_for(gemini)
+        chat = registry.adapter("gemini").chat_model()
+        request = parse_request({"query": QUERY, "depth": "quick"})
+        variants: dict[str, Callable[[], object]] = {"direct": lambda: chat.invoke(MESSAGES)}
+        for name, make in saver_of.items():
+            saver = make()
+            graph = bare_graph(chat).compile(checkpointer=saver)
+            durability: Literal["sync"] | None = "sync" if saver is not None else None
+
+            def bare(graph: Any = graph, durability: Any = durability) -> object:
+                config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+                return graph.invoke({"query": QUERY}, config, durability=durability)
+
+            orchestrator = Orchestrator(registry, make())
+            variants[f"bare/{name}"] = bare
+
+            def project(o: Orchestrator = orchestrator) -> object:
+                return o.analyze(request)
+
+            variants[f"project/{name}"] = project
+        for fn in variants.values():  # warm up: imports, connection pools, first checkpoints
+            timed(fn, 20)
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, fn in variants.items():
+                samples[name] += timed(fn, args.calls)
+        if args.litellm:
+            samples |= litellm_samples(args.litellm, gemini.base_url, args.rounds, args.calls)
+
+        p50 = {name: statistics.median(values) for name, values in samples.items()}
+        p95 = {name: statistics.quantiles(values, n=20)[18] for name, values in samples.items()}
+        direct = p50["direct"]
+        print(
+            f"overhead per analysis, zero-latency fake Gemini, {args.rounds} rounds x {args.calls} calls, interleaved"
+        )
+        print(f"{'variant':<18}{'p50 ms':>9}{'p95 ms':>9}{'over direct ms':>16}{'x bare, same saver':>20}")
+        for name in samples:
+            floor = p50["litellm direct"] if name.startswith("litellm") else direct
+            saver_name = name.partition("/")[2]
+            versus = f"{p50[name] / p50[f'bare/{saver_name}']:.2f}" if name.startswith("project/") else "-"
+            print(f"{name:<18}{p50[name]:>9.2f}{p95[name]:>9.2f}{p50[name] - floor:>16.2f}{versus:>20}")
+        if args.litellm:
+            router_over = p50["litellm router"] - p50["litellm direct"]
+            for saver_name in saver_of:
+                ours = p50[f"project/{saver_name}"] - direct
+                print(
+                    f"per-call overhead, project/{saver_name} against LiteLLM's Router: {ours:.2f} ms / "
+                    f"{router_over:.2f} ms = {ours / router_over:.2f}"
+                )
+        else:
+            print("LiteLLM not measured (pass --litellm PYTHON with litellm installed in a separate environment)")
+
+        if args.profile:
+            orchestrator = Orchestrator(registry, InMemorySaver())
+            with ThreadProfiles() as profiles:
+                for _ in range(args.profile):
+                    orchestrator.analyze(request)
+            print(f"\nprofile: project/memory, {args.profile} analyses, the project's own code by own time (cProfile)")
+            print(profiles.top(25, args.profile))
+
+
+if __name__ == "__main__":
+    main()
