@@ -1,9 +1,11 @@
 """The strategist HTTP app: the Flask factory that mounts the /api/v1/strategist blueprint (api/).
 
-The app owns the stores' lifecycle for the life of the process: ``create_app()`` without arguments serves the
-process-wide services that ``graphs.ward_reports.get_ward_report`` uses too (same checkpoints, same cache).
+The app owns the stores' lifecycle for the life of the process: ``create_app()`` without arguments opens the
+configured stores, the same ones ``graphs.ward_reports.get_ward_report`` uses (same checkpoints, same briefing
+cache and leases, so single flight holds between the two).
 Every error the app answers is JSON: the blueprint's errors, Flask's own (404, 405, 413), unhandled exceptions
-(the contract's 500 body) and, through ``serve``, the server's own refusals (431 oversized headers).
+(the contract's 500 body) and, with ``JsonErrorRequestHandler`` (`strategist serve`), the server's own refusals
+(431 oversized headers).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from api.common import (
 )
 from graphs.errors import CheckpointStoreError
 from graphs.service import Orchestrator
-from graphs.ward_reports import WardReports, default_reports
+from graphs.ward_reports import WardReports, open_reports
+from providers.config import load_settings
 
-__all__ = ["API_PREFIX", "admin_token_ok", "create_app", "serve"]
+__all__ = ["API_PREFIX", "JsonErrorRequestHandler", "admin_token_ok", "create_app"]
 log = logging.getLogger("strategist.http")
 
 
@@ -80,7 +83,7 @@ def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes()
     if orchestrator is None:
-        reports = reports or default_reports()
+        reports = reports or open_reports(load_settings())
         orchestrator = Orchestrator(reports.registry, reports.checkpointer, reports.ledger, reports.feedback)
     app.extensions["strategist"] = orchestrator
     # None: opened on first use from the orchestrator's settings (api/common.py reports()).
@@ -98,8 +101,3 @@ def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | 
 
     _register_errors(app)
     return app
-
-
-def serve(host: str, port: int) -> None:
-    """Serve the app on the development server, whose own errors are JSON too (`strategist serve`)."""
-    create_app().run(host=host, port=port, threaded=True, request_handler=JsonErrorRequestHandler)

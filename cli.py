@@ -373,10 +373,12 @@ def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP app."""
-    from app import API_PREFIX, serve
+    from app import API_PREFIX, JsonErrorRequestHandler, create_app
 
+    app = create_app()
     print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    serve(args.host, args.port)
+    # The server's own refusals (oversized headers, a malformed request line) are JSON too.
+    app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
     return 0
 
 

@@ -45,7 +45,7 @@ from graphs.stores.briefing_cache import (
 )
 from graphs.stores.feedback import FeedbackStore
 from graphs.stores.ledger import Ledger, LedgerEntry
-from providers.config import Depth, load_settings
+from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.ward_data import WardDataSource, open_ward_data
 
@@ -355,10 +355,8 @@ class WardReports:
         }
 
 
-@functools.cache
-def default_reports() -> WardReports:
-    """Open the process-wide briefing service from the environment (stores closed at exit)."""
-    settings = load_settings()
+def open_reports(settings: Settings) -> WardReports:
+    """Open a briefing service on the configured stores for the life of the process (closed at exit)."""
     stack = contextlib.ExitStack()
     stores = stack.enter_context(open_stores(settings))
     cache = open_briefing_cache(settings)
@@ -373,6 +371,12 @@ def default_reports() -> WardReports:
         feedback=stores.feedback,
         ward_data=ward_data,
     )
+
+
+@functools.cache
+def default_reports() -> WardReports:
+    """Return the process-wide briefing service, opened from the environment on first use."""
+    return open_reports(load_settings())
 
 
 def get_ward_report(ward: str, depth: str = "standard", *, context: str = "neutral") -> tuple[dict[str, Any], str, int]:
