@@ -1,4 +1,4 @@
-"""The `strategist` command: analyze, route, resume, feedback, costs, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, health, graph, serve.
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from graphs.briefing_result import BriefingResult
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
 from graphs.ops import health_report
 from graphs.request import AnalysisRequest, parse_request
@@ -135,6 +136,113 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     with _orchestrator_for_cli(settings, notice=not args.json) as orch:
         result = orch.analyze(req, thread_id=thread_id, on_event=None if args.json else _progress)
     return _emit(result, args.json)
+
+
+def _brief_progress(event: dict[str, Any]) -> None:
+    kind = event.get("event")
+    if kind == "thread":
+        print(f"thread {event['thread_id']}", file=sys.stderr)
+    elif kind == "stage" and event["stage"] == "plan":
+        print(f"plan: {len(event['questions'])} research questions", file=sys.stderr)
+        for question in event["questions"]:
+            print(f"  ? {question}", file=sys.stderr)
+    elif kind == "gather_start":
+        print(f"gather {event['question']}: researching ...", file=sys.stderr, flush=True)
+    elif kind == "gather_end":
+        found = f"{event['sources']} sources from {event['provider']}" if event["provider"] else event["error"]
+        print(f"gather {event['question']}: {found}", file=sys.stderr)
+    elif kind == "ward_data":
+        print(
+            f"ward data: {event['items']} items" + (f" ({event['error']})" if event["error"] else ""), file=sys.stderr
+        )
+    elif kind == "stage" and event["stage"] == "credibility":
+        print(f"credibility: {event['sources']} sources scored, {event['weak']} weak", file=sys.stderr)
+    elif kind == "attempt_start" and event.get("stage") == "write":
+        print(f"write: asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
+    elif kind == "attempt_end" and event.get("role") in ("write", "cross_check"):
+        outcome = "ok" if event["outcome"] == "ok" else f"{event['outcome']}: {event['error'] or event['error_class']}"
+        print(f"  {event['role']} by {event['provider']}: {outcome} ({event['latency_ms']:.0f} ms)", file=sys.stderr)
+    elif kind == "cross_check_start":
+        print(f"cross-check: asking {event['provider']} ...", file=sys.stderr, flush=True)
+    elif kind == "stage" and event["stage"] == "sanitise":
+        print(f"sanitise: {event['redactions']} redactions, {event['filtered']} filtered", file=sys.stderr)
+    elif kind == "stage" and event["stage"] == "score":
+        print(f"score: confidence {event['confidence']:.2f}", file=sys.stderr)
+
+
+def render_briefing(result: BriefingResult) -> str:
+    """Render a ward briefing for a person: sections, key intelligence with confidence and sources."""
+    b = result.briefing
+    if b is None:
+        return f"NO BRIEFING for {result.ward}: {result.error}\nthread {result.thread_id}"
+    lines = [f"WARD BRIEFING: {b.ward} ({result.depth}, {result.context})  generated {b.generated_at}"]
+    if b.fallback_mode:
+        lines.append("FALLBACK MODE: provisional, partly unverified")
+    lines += ["", "Strategic overview", f"  {b.strategic_overview}", "", "Key intelligence"]
+    for item in b.key_intelligence:
+        plural = "s" if item.source_count != 1 else ""
+        actionable = ", actionable" if item.actionable else ""
+        lines.append(
+            f"  [{item.impact_level:<8}] {item.category:<16} confidence {item.confidence:.2f}, "
+            f"{item.source_count} source{plural}{actionable}"
+        )
+        lines.append(f"    {item.content}")
+    sections: list[tuple[str, list[str]]] = [
+        ("Insights", list(b.insights)),
+        ("Opportunities", [f"P{o.priority} {o.description} ({o.timeline})" for o in b.opportunities]),
+        ("Risks", [f"{r.severity}: {r.description} ({r.timeline}); mitigation: {r.mitigation}" for r in b.risks]),
+        ("Threats", [f"{t.severity}: {t.description} ({t.timeline})" for t in b.threats]),
+        (
+            "Recommended actions",
+            [f"P{a.priority} [{a.category}] {a.description} ({a.timeline})" for a in b.recommended_actions],
+        ),
+    ]
+    for title, rows in sections:
+        if rows:
+            lines += ["", title, *(f"  - {row}" for row in rows)]
+    lines += ["", "Sources"]
+    lines += [f"  {c.credibility or 0:.2f}  {c.title} <{c.url}>" for c in b.source_citations] or ["  (none)"]
+    lines += [
+        "",
+        f"confidence {b.confidence_score:.2f} ({result.confidence.method}); "
+        f"cost ${result.cost_usd:.4f} (all-premium ${result.baseline_cost_usd:.4f}); "
+        f"{result.total_ms / 1000:.1f} s; thread {result.thread_id}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a ward briefing, showing its stages as they run (or resume an interrupted one)."""
+    from graphs.stores.briefing_cache import open_briefing_cache
+    from graphs.ward_reports import WardReports, normalise_ward
+    from providers.ward_data import open_ward_data
+
+    if args.resume is None and args.ward is None:
+        raise CliError("brief: give a WARD, or --resume THREAD_ID")
+    with open_stores(settings) as stores:
+        reports = WardReports(
+            ProviderRegistry(settings),
+            stores.checkpointer,
+            open_briefing_cache(settings),
+            ledger=stores.ledger,
+            feedback=stores.feedback,
+            ward_data=open_ward_data(settings.briefing.ward_data_url, settings.briefing.ward_data_table),
+        )
+        progress = None if args.json else _brief_progress
+        if args.resume is not None:
+            result = reports.resume(args.resume, on_event=progress)
+        else:
+            ward = normalise_ward(args.ward)
+            result = reports.run(ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress)
+    if args.json:
+        print(
+            json.dumps(
+                result.briefing.model_dump(mode="json") if result.briefing else result.model_dump(mode="json"), indent=2
+            )
+        )
+    else:
+        print(render_briefing(result))
+    return 0 if result.briefing is not None else 1
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
@@ -268,7 +376,9 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
 
 def render_health(report: dict[str, Any]) -> str:
     """Render a health report as a table for `strategist health`."""
-    lines = [f"{report['system_status']} (score {report['overall_score']:.2f}, circuits in {report['circuit_store']})"]
+    lines = [
+        f"{report['system_status']} (score {report['overall_score']:.0f}/100, circuits in {report['circuit_store']})"
+    ]
     lines.append(
         f"{'provider':<12}{'tier':<10}{'circuit':<11}{'calls':>6}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'hedge ms':>10}  note"
@@ -310,11 +420,12 @@ def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP app."""
-    from app import API_PREFIX, create_app
+    from app import API_PREFIX, JsonErrorRequestHandler, create_app
 
     app = create_app()
     print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    app.run(host=args.host, port=args.port, threaded=True)
+    # The server's own refusals (oversized headers, a malformed request line) are JSON too.
+    app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
     return 0
 
 
@@ -346,6 +457,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="?", help="a query; without it, one query per line from standard input")
     request_options(p)
     p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("brief", help="write a ward briefing (plan, research, credibility, write, check, sanitise)")
+    p.add_argument("ward", nargs="?")
+    p.add_argument("--depth", choices=["quick", "standard", "deep"], default="standard")
+    p.add_argument("--context", choices=["defensive", "neutral", "offensive"], default="neutral")
+    p.add_argument("--json", action="store_true", help="print the contract's JSON body")
+    p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
+    p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
+    p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")

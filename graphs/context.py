@@ -26,6 +26,7 @@ from nodes.policy.confidence import Judge
 from nodes.policy.query_classifier import QueryNeeds
 from providers.config import load_settings
 from providers.registry import ProviderRegistry
+from providers.ward_data import WardDataSource
 
 
 @functools.cache
@@ -56,6 +57,8 @@ class Context:
     # Recorded outcomes (graphs/stores/feedback.py): historical accuracy and the calibration map are learned
     # from them. None: no track record, identity calibration.
     feedback: SkipJsonSchema[OutcomeSource | None] = None
+    # The ward's own posts and news (providers/ward_data.py), merged into briefings; None: web research only.
+    ward_data: SkipJsonSchema[WardDataSource | None] = None
 
     def judge(self) -> Judge:
         """Return the judge of answers: the settings, what was learned from outcomes so far, and today."""

@@ -13,6 +13,14 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+def component_score(available: bool, circuit: str, error_rate: float) -> float:
+    """Score one provider in [0, 1]: 0 when it cannot be used, else its recent success rate, halved while its
+    circuit is half-open (one probe call decides)."""
+    if not available:
+        return 0.0
+    return round(max(0.0, 1.0 - error_rate) * (0.5 if circuit == "half_open" else 1.0), 4)
+
+
 def health_report(registry: ProviderRegistry) -> dict[str, Any]:
     """Describe every provider: availability, circuit, recent error rate, latency percentiles, hedge budget.
 
@@ -41,11 +49,14 @@ def health_report(registry: ProviderRegistry) -> dict[str, Any]:
             "hedge_after_ms": round(breaker.hedge_timing(registry.settings).hedge_after_s * 1000, 1),
         }
     usable = [c for c in components.values() if c["available"]]
-    score = len(usable) / len(components) if components else 0.0
+    for c in components.values():
+        c["score"] = component_score(c["available"], c["circuit"], c["error_rate"])
+    # 0-100, the contract's scale: 100 when every provider is available, closed and error-free.
+    score = 100 * sum(c["score"] for c in components.values()) / len(components) if components else 0.0
     return {
-        "system_status": "healthy" if score == 1 else ("degraded" if usable else "unhealthy"),
+        "system_status": "healthy" if score >= 99.95 else ("degraded" if usable else "unhealthy"),
         "components": components,
-        "overall_score": round(score, 3),
+        "overall_score": round(score, 1),
         "circuit_store": registry.health.store.name,
         "hedging": {"enabled": hedge.enabled, **registry.hedge_budget.totals()},
         "window_s": registry.health.policy.window_s,

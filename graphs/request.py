@@ -17,6 +17,9 @@ class AnalysisRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str
+    # What to do with the query when it is content to analyse (HTTP /analyze): kept apart from the query so the
+    # user's text is never cut to make room for our instructions.
+    instructions: str | None = Field(default=None, max_length=2000)
     depth: Depth = "standard"
     ward: str | None = Field(default=None, max_length=64)
     context: StrategicContext = "neutral"

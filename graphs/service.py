@@ -126,6 +126,7 @@ class Orchestrator:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         graph_input = {
             "query": request.query,
+            "instructions": request.instructions,
             "depth": request.depth,
             "ward": request.ward,
             "context": request.context,

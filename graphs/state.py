@@ -16,7 +16,8 @@ from providers.config import Depth, Tier
 
 # "cancelled": the loser of a hedged pair, abandoned when the other answered first (its cost is estimated).
 Outcome = Literal["ok", "error", "invalid", "skipped", "cancelled"]
-Role = Literal["answer", "cross_check"]
+# "gather" and "write": the ward briefing's research calls and its writer (graphs/briefing.py).
+Role = Literal["answer", "cross_check", "gather", "write"]
 StrategicContext = Literal["defensive", "neutral", "offensive"]
 
 
@@ -30,6 +31,7 @@ class Constraints(TypedDict, total=False):
 
 class AnalysisInput(TypedDict):
     query: str
+    instructions: NotRequired[str | None]  # set when the query is content to analyse (graphs/request.py)
     depth: NotRequired[Depth]
     ward: NotRequired[str | None]
     context: NotRequired[StrategicContext]

@@ -28,7 +28,11 @@ def classify(state: AnalysisState, runtime: Runtime[Context]) -> ClassifyUpdate:
     # a classifier never pay for it.
     predict = ctx.classifier if ctx.classifier is not None else default_classifier().predict
     settings = ctx.registry.settings
-    classification = classification_of(predict(state["query"]), settings.routing.fresh_threshold)
+    # Content to analyse is classified with what is to be done with it: "analyse this post" needs no fresh facts
+    # even when the post is about the news.
+    instructions = state.get("instructions")
+    text = f"{instructions}\n\nContent:\n{state['query']}" if instructions else state["query"]
+    classification = classification_of(predict(text), settings.routing.fresh_threshold)
     now = ctx.clock()
     update: ClassifyUpdate = {"classification": classification}
     if "started_at" not in state:

@@ -231,6 +231,19 @@ class ResilienceSettings(_Strict):
     hedge: HedgeSettings = Field(default_factory=HedgeSettings)
 
 
+class BriefingSettings(_Strict):
+    """Ward briefings (graphs/briefing.py, graphs/ward_reports.py)."""
+
+    # How long a cached briefing (and its ETag) lives: the contract's ETAG_TTL.
+    etag_ttl_s: int = Field(default=60, ge=1)
+    # Share of the briefing's deadline the parallel research may use; the rest is the writer's.
+    gather_share: float = Field(default=0.5, gt=0, lt=1)
+    # The ward's own posts and news (providers/ward_data.py): a SQLAlchemy URL or a JSONL path; "" for none.
+    ward_data_url: str = ""
+    ward_data_table: str = "ward_posts"
+    ward_data_limit: int = Field(default=10, ge=1, le=100)
+
+
 class Settings(_Strict):
     providers: dict[str, ProviderSettings]
     prices: dict[str, list[Price]]
@@ -244,6 +257,7 @@ class Settings(_Strict):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     # Token for operator routes (circuit-breaker reset); None: those routes refuse everyone.
     admin_token: SecretStr | None = None
+    briefing: BriefingSettings = Field(default_factory=BriefingSettings)
 
     def price_for(self, model: str, tier: Tier, on: dt.date | None = None) -> Price:
         """Return the price in force for a model on a day; local models without an entry cost nothing."""
@@ -347,6 +361,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     raw["redis_url"] = env.get("REDIS_URL") or raw.get("redis_url") or None
     raw["admin_token"] = env.get("STRATEGIST_ADMIN_TOKEN") or raw.get("admin_token") or None
     raw["config_file"] = config_file
+    for var, field in (
+        ("ETAG_TTL", "etag_ttl_s"),
+        ("WARD_DATA_URL", "ward_data_url"),
+        ("WARD_DATA_TABLE", "ward_data_table"),
+    ):
+        if env.get(var, "").strip():
+            raw.setdefault("briefing", {})[field] = env[var].strip()
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:

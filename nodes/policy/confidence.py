@@ -59,7 +59,8 @@ def model_certainty(
     return min(1.0, max(0.0, value)), detail
 
 
-def _recency(date: str, today: dt.date) -> float | None:
+def recency_of(date: str, today: dt.date) -> float | None:
+    """Return a source's recency in [0, 1] from its ISO date (None when undated or unreadable)."""
     try:
         when = dt.date.fromisoformat(date[:10])
     except ValueError:
@@ -77,7 +78,7 @@ def source_quality(citations: list[CitationDict], table: SourceTable, today: dt.
     reputation = sum(sorted(reputations, reverse=True)[:5]) / min(5, len(reputations))
     # Three independent sources are where corroboration stops adding much.
     count = min(1.0, len({urlsplit(c["url"]).hostname for c in citations}) / 3)
-    recencies = [r for r in (_recency(c["date"], today) for c in citations if c["date"]) if r is not None]
+    recencies = [r for r in (recency_of(c["date"], today) for c in citations if c["date"]) if r is not None]
     recency = sum(recencies) / len(recencies) if recencies else None
     parts = [reputation, 0.5 + 0.5 * count] + ([recency] if recency is not None else [])
     value = math.prod(parts) ** (1 / len(parts))

@@ -43,7 +43,11 @@ def build_prompt(state: AnalysisState) -> Prompt:
         parts.append(f"Ward: {state['ward']}.")
     parts.append("Finish with a line 'Confidence: <0 to 1>'.")
     brief = f"Answer as a campaign strategy analyst, {_DEPTH_BRIEF[depth]}."
-    return Prompt(system=" ".join(parts), user=state["query"], brief=brief)
+    user = state["query"]
+    if state.get("instructions"):
+        # Content to analyse: the instructions, then the content whole (never cut to fit them).
+        user = f"{state['instructions']}\n\nContent:\n{user}"
+    return Prompt(system=" ".join(parts), user=user, brief=brief)
 
 
 def split_stated_confidence(text: str) -> tuple[str, float | None]:

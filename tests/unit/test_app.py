@@ -204,15 +204,20 @@ def test_graph_command_prints_mermaid(capsys: pytest.CaptureFixture[str], data_d
 
 
 @pytest.fixture()
-def feedback_client(tmp_path: Path) -> tuple[FlaskClient, Any]:
+def feedback_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[FlaskClient, Any]:
     from graphs.stores.feedback import SqliteFeedback
+
+    # Feedback changes what confidence believes: it needs a configured token (tests/unit/test_http_edges.py).
+    monkeypatch.setenv("STRATEGIST_API_TOKEN", "feedback-token")
 
     store = SqliteFeedback(tmp_path / "feedback.sqlite")
     orchestrator = Orchestrator(
         fake_registry({"local": [reply("Sentiment is mixed; the key claim is X.\nConfidence: 0.7")]}), None, None, store
     )
     orchestrator.graph = orchestrator.graph.builder.compile(checkpointer=InMemorySaver())
-    return app_module.create_app(orchestrator).test_client(), store
+    client = app_module.create_app(orchestrator).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer feedback-token"
+    return client, store
 
 
 def test_feedback_route_records_the_outcome(feedback_client: tuple[FlaskClient, Any]) -> None:
@@ -285,3 +290,38 @@ def test_cli_health_lists_every_provider(data_dir: Path, capsys: pytest.CaptureF
     report = json.loads(capsys.readouterr().out)
     assert set(report["components"]) == {"gemini", "perplexity", "local"}
     assert report["components"]["gemini"]["available"] is False
+
+
+# --- ward briefings: `strategist brief` ----------------------------------------------------------------------------
+
+
+def test_cli_brief_shows_the_stages_and_the_briefing(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from providers.testing.briefings import briefing_registry
+
+    monkeypatch.setattr(cli, "ProviderRegistry", lambda _settings: briefing_registry())
+    assert cli.main(["brief", "Jubilee Hills", "--depth", "quick", "--context", "defensive"]) == 0
+    captured = capsys.readouterr()
+    for stage in (
+        "plan: 2 research questions",
+        "gather q1",
+        "credibility: 3 sources",
+        "write: asking gemini",
+        "score:",
+    ):
+        assert stage in captured.err
+    for section in ("WARD BRIEFING: Jubilee Hills (quick, defensive)", "Key intelligence", "confidence", "Sources"):
+        assert section in captured.out
+    assert cli.main(["brief", "Jubilee Hills", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["ward"] == "Jubilee Hills" and "compliance" in body
+
+
+def test_cli_brief_bad_input(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["brief", "   "]) == 2
+    assert "Ward parameter is required" in capsys.readouterr().err
+    assert cli.main(["brief"]) == 2
+    assert "give a WARD" in capsys.readouterr().err
+    assert cli.main(["brief", "--resume", "no-such-thread"]) == 2
+    assert "no briefing with thread id" in capsys.readouterr().err

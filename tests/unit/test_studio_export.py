@@ -26,15 +26,27 @@ def load(spec: str) -> CompiledStateGraph[Any, Any, Any, Any]:
     return graph
 
 
+# What each export takes (its one required input) and the result model its output carries, with keys it must have.
+EXPECTED: dict[str, tuple[str, str, set[str]]] = {
+    "strategist": ("query", "AnalysisResult", {"answer", "provider", "attempts", "confidence", "fallback_mode"}),
+    "ward_briefing": ("ward", "BriefingResult", {"briefing", "attempts", "confidence", "cost_usd", "error"}),
+}
+
+
+def test_every_export_is_checked() -> None:
+    assert set(EXPORTS) == set(EXPECTED)
+
+
 @pytest.mark.parametrize("name", sorted(EXPORTS))
 def test_exported_graph_has_input_output_and_context_schemas(name: str) -> None:
     graph = load(EXPORTS[name])
     assert graph.checkpointer is None, "exported graphs carry no checkpointer: the server brings its own"
+    required, model, keys = EXPECTED[name]
     inputs = graph.get_input_jsonschema()
-    assert "query" in inputs["properties"] and inputs["required"] == ["query"]
+    assert required in inputs["properties"] and inputs["required"] == [required]
     output = graph.get_output_jsonschema()
-    result = output["$defs"]["AnalysisResult"]["properties"]
-    assert {"answer", "provider", "attempts", "confidence", "cost_usd", "fallback_mode"} <= result.keys()
+    result = output["$defs"][model]["properties"]
+    assert keys <= result.keys()
     context = graph.get_context_jsonschema()
     assert context is not None, "the graph has a context schema"
     # What a caller can set from outside; the injected dependencies are not data and are left out.
