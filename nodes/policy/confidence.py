@@ -104,7 +104,10 @@ def combine(
 
 
 def prompt_text(state: AnalysisState) -> str:
-    """Return all the text a model was given for this state's query (what an echo would copy)."""
+    """Return all the text a model was given for this state's query (what an echo would copy); empty for a state
+    that carries no query of its own (a briefing judges its written overview, whose prompts are its own)."""
+    if "query" not in state:
+        return ""
     prompt = build_prompt(state)
     return "\n".join((prompt.system, prompt.user, prompt.brief))
 
