@@ -145,6 +145,7 @@ class AnalysisState(AnalysisInput):
     estimated_cost_usd: NotRequired[float]
     baseline_estimate_usd: NotRequired[float]
     cursor: NotRequired[int]  # index of the next chain step to try
+    research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
     attempts: Annotated[list[Attempt], operator.add]
     candidate: NotRequired[Candidate | None]
     answer: NotRequired[Candidate | None]  # the validated answer
@@ -176,6 +177,8 @@ class RouteUpdate(TypedDict, total=False):
     estimated_cost_usd: float
     baseline_estimate_usd: float
     cursor: int
+    # Research, then reason: the realtime step whose cited facts the chain's premium answer reasons over.
+    research_step: ChainStep | None
 
 
 class CallUpdate(TypedDict, total=False):
