@@ -63,7 +63,9 @@ def render(result: AnalysisResult) -> str:
         lines.append(f"answered by {result.provider} ({result.model}, {result.tier} tier)")
     else:
         lines.append(f"NO ANSWER: {result.error}")
-    if result.fallback_mode:
+    if result.fallback_reason:
+        lines.append(f"fallback mode, degraded: {result.fallback_reason}")
+    elif result.fallback_mode:
         lines.append("fallback mode: the primary provider did not answer")
     c = result.routing.classification
     lines += [

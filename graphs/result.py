@@ -110,6 +110,8 @@ class AnalysisResult(BaseModel):
     cost_usd: float
     baseline_cost_usd: float
     fallback_mode: bool
+    # Why the answer is degraded: served by a tier that cannot serve the need (nodes/policy/degraded.py).
+    fallback_reason: str | None = None
     error: str | None = None
     cross_check: CrossCheck | None = None
     escalation: Escalation | None = None

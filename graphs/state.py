@@ -17,7 +17,7 @@ from providers.config import Depth, Tier
 # "cancelled": the loser of a hedged pair, abandoned when the other answered first (its cost is estimated).
 Outcome = Literal["ok", "error", "invalid", "skipped", "cancelled"]
 # "gather" and "write": the ward briefing's research calls and its writer (graphs/briefing.py).
-Role = Literal["answer", "cross_check", "gather", "write"]
+Role = Literal["answer", "cross_check", "gather", "write", "research"]
 StrategicContext = Literal["defensive", "neutral", "offensive"]
 
 
@@ -146,6 +146,7 @@ class AnalysisState(AnalysisInput):
     baseline_estimate_usd: NotRequired[float]
     cursor: NotRequired[int]  # index of the next chain step to try
     research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
+    research: NotRequired[ResearchNote | None]  # what the research step found (None: it failed)
     attempts: Annotated[list[Attempt], operator.add]
     candidate: NotRequired[Candidate | None]
     answer: NotRequired[Candidate | None]  # the validated answer
@@ -196,6 +197,20 @@ class ValidateUpdate(TypedDict, total=False):
     rejections: list[Rejection]
     escalation: Escalation
     cross_chain: list[ChainStep]
+    deadline_passed: bool
+
+
+class ResearchNote(TypedDict):
+    """The research step's findings: fresh facts with their sources, for the reasoning step to cite."""
+
+    provider: str
+    text: str
+    citations: list[CitationDict]
+
+
+class ResearchUpdate(TypedDict, total=False):
+    attempts: list[Attempt]
+    research: ResearchNote | None
     deadline_passed: bool
 
 

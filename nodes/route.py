@@ -71,6 +71,10 @@ _NEED_WORDS: dict[Need, str] = {
     "moderate": "a moderate job beyond the local model",
     "light": "a light text job",
 }
+# A provider (or plan) serving less than this share of the query's likely needs is not planned as a fallback
+# while one that serves at least this much is usable: its answer would be degraded (nodes/policy/degraded.py).
+# A fifth: realtime's credited share of complex analyses stays a fallback for premium, local for fresh facts does not.
+ADEQUATE_FROM = 0.2
 # Successful calls a provider needs in its health window before its median latency is trusted.
 MIN_LATENCY_SAMPLES = 3
 
@@ -311,13 +315,18 @@ def intelligent_chain(
         return [], reasons, []
 
     best = min(options, key=lambda o: (o.expected_cost_usd, o.price_usd))
-    reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
     # Adequacy to the nearest 5 points and error rate to the nearest 10, so that a negligible difference in
     # one does not outrank a real difference in the next.
     rest = sorted(
         (o for o in options if o is not best and o.research is None),
         key=lambda o: (-round(o.p_adequate * 20), round(o.error_rate * 10), o.price_usd),
     )
+    rest, dropped = adequate_fallbacks(best, rest)
+    reasons += [
+        f"{_label(o)} not planned as a fallback: P(adequate)={o.p_adequate:.2f} while an adequate provider is usable"
+        for o in dropped
+    ]
+    reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
     ordered = [best, *rest]
     chain: list[ChainStep] = [
         {
@@ -333,6 +342,17 @@ def intelligent_chain(
         # The premium step's fallbacks must not repeat it: a failed reasoning call falls back to the others.
         chain = [chain[0], *(step for step in chain[1:] if step["provider"] != best.provider)]
     return chain, reasons, ordered
+
+
+def adequate_fallbacks(best: Option, rest: list[Option]) -> tuple[list[Option], list[Option]]:
+    """Split the fallbacks into those to plan and those left out: inadequate ones, while an adequate one is usable.
+
+    When nothing usable is adequate (premium down for a complex analysis), every fallback stays: a degraded
+    answer that says so beats none.
+    """
+    if not any(o.p_adequate >= ADEQUATE_FROM for o in [best, *rest]):
+        return rest, []
+    return [o for o in rest if o.p_adequate >= ADEQUATE_FROM], [o for o in rest if o.p_adequate < ADEQUATE_FROM]
 
 
 def research_step_of(registry: ProviderRegistry, best: Option) -> ChainStep | None:

@@ -58,16 +58,6 @@ COMPLEX = sure(0.02, "complex", "scenario")
 SIMPLE = sure(0.02, "simple", "translation")
 
 
-# A local model measured capable of every light job: these tests are about the decision rule, not about what
-# the shipped measurement of the embedded model says (tests below use that one explicitly).
-CAPABLE_LOCAL = LocalAdequacy(model="capable", by_task={t: Counts(98, 98) for t in TASK_LABELS})
-
-
-@pytest.fixture(autouse=True)
-def _capable_local(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nodes.route.default_local_adequacy", lambda: CAPABLE_LOCAL)
-
-
 def make_needs(fresh: float, simple: float, moderate: float, complex_: float, task: str = "messaging") -> QueryNeeds:
     """Build classifier output with exact probabilities (the `needs` fake only makes confident ones)."""
     task_p = {t: (0.91 if t == task else 0.01) for t in TASK_LABELS}
@@ -176,21 +166,31 @@ def test_cost_sensitive_request_weighs_wrong_answers_down() -> None:
 def test_fallbacks_follow_adequacy_then_health_then_price() -> None:
     reg = registry()
     # Complex or moderate messaging: premium serves both, realtime the moderate part (and a quarter of the
-    # complex one), local neither.
-    chain = plan(reg, classify(make_needs(0.05, 0.0, 0.4, 0.6)), "a query", {})["chain"]
-    assert [s["provider"] for s in chain] == ["gemini", "perplexity", "local"]
+    # complex one), local neither: it is not planned while an adequate provider is usable (its answer would be
+    # degraded).
+    routing = plan(reg, classify(make_needs(0.05, 0.0, 0.4, 0.6)), "a query", {})
+    assert [s["provider"] for s in routing["chain"]] == ["gemini", "perplexity"]
+    assert any(r.startswith("local (local) not planned as a fallback") for r in routing["reasons"])
     # Surely complex: realtime is the better stand-in when premium fails.
-    assert [s["provider"] for s in plan(reg, classify(COMPLEX), "q", {})["chain"]] == ["gemini", "perplexity", "local"]
-    # Surely fresh facts: premium and local are equally inadequate, so the cheaper one comes first ...
+    assert [s["provider"] for s in plan(reg, classify(COMPLEX), "q", {})["chain"]] == ["gemini", "perplexity"]
+    # Surely fresh facts: only realtime serves them; premium and local answer from memory, so they are left out.
     surely_fresh = classify(make_needs(1.0, 1.0, 0.0, 0.0, task="fact_lookup"))
-    assert [s["provider"] for s in plan(reg, surely_fresh, "q", {})["chain"]] == ["perplexity", "local", "gemini"]
-    # ... unless it has been failing.
+    assert [s["provider"] for s in plan(reg, surely_fresh, "q", {})["chain"]] == ["perplexity"]
+    # With realtime's circuit open nothing adequate is usable: both stay, the cheaper inadequate one first.
     health = HealthBoard(clock=lambda: 1000.0)
+    for _ in range(health.policy.failure_threshold):
+        health.record("perplexity", ok=False, latency_ms=10.0)
+    no_search = registry(health=health)
+    assert [s["provider"] for s in plan(no_search, surely_fresh, "q", {})["chain"]] == ["local", "gemini"]
+    # Among equally adequate fallbacks, a failing one goes last: moderate messaging, perplexity failing.
+    sick = HealthBoard(clock=lambda: 1000.0)
     for ok in (False, True, False, True, False):
-        health.record("local", ok=ok, latency_ms=50.0)
-    sick = registry(health=health)
-    assert sick.availability("local").available
-    assert [s["provider"] for s in plan(sick, surely_fresh, "q", {})["chain"]] == ["perplexity", "gemini", "local"]
+        sick.record("perplexity", ok=ok, latency_ms=50.0)
+    moderate = classify(make_needs(0.0, 0.0, 1.0, 0.0, task="messaging"))
+    healthy_order = [s["provider"] for s in plan(reg, moderate, "q", {})["chain"]]
+    sick_order = [s["provider"] for s in plan(registry(health=sick), moderate, "q", {})["chain"]]
+    assert set(healthy_order) == set(sick_order) == {"gemini", "perplexity"}
+    assert sick_order[-1] == "perplexity"
 
 
 # --- request constraints and availability -----------------------------------------------------------------
@@ -220,7 +220,7 @@ def test_deadline_skips_providers_observed_to_be_slower_than_the_time_left() -> 
     # The time actually left (the route node passes it) wins over the request's nominal deadline.
     assert primary(reg, COMPLEX, {"deadline_s": 20.0}, remaining_s=60.0) == "gemini"
     # Providers never observed keep their place: their configured timeout is a cap, not a latency.
-    assert {s["provider"] for s in routing["chain"]} == {"perplexity", "local"}
+    assert [s["provider"] for s in routing["chain"]] == ["perplexity"]
 
 
 def test_too_few_latency_samples_do_not_skip_a_provider() -> None:
