@@ -345,6 +345,29 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def budget_lines(settings: Settings) -> list[str]:
+    """Today's use of the spend caps (STRATEGIST_DAILY_BUDGET_USD ...), one line per cap; none without caps."""
+    import os
+    import time
+
+    from graphs.stores.budget import open_budget
+
+    try:
+        budget = open_budget(settings.redis_url, settings.data_dir, os.environ)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if budget is None:
+        return []
+    lines = []
+    for u in budget.usage(time.time()):
+        cap = f"${u.cap_usd:.2f}" if u.cap_usd is not None else "no cap"
+        lines.append(f"budget today ({u.scope}): ${u.spent_usd:.4f} spent + ${u.reserved_usd:.4f} reserved of {cap}")
+    per_caller = budget.caps.per_caller_daily_usd
+    if per_caller is not None:
+        lines.append(f"budget per caller: ${per_caller:.2f} a day")
+    return lines
+
+
 def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     """Print the cost ledger: totals, by provider, tier and day, and the savings."""
     from graphs.stores.ledger import report
@@ -352,9 +375,12 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     since = parse_since(args.since) if args.since else None
     with open_stores(settings) as stores:
         summary = report(stores.ledger.entries(since))
+    budget = budget_lines(settings)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary | ({"budget": budget} if budget else {}), indent=2))
         return 0
+    for line in budget:
+        print(line)
     print(
         f"{summary['analyses']} analyses: ${summary['cost_usd']:.4f} spent, all-premium baseline "
         f"${summary['baseline_cost_usd']:.4f}, saved ${summary['savings_usd']:.4f} ({summary['savings_pct']:.1f}%)"

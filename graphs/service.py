@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,8 +20,10 @@ from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
 from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
+from graphs.stores.budget import open_budget
 from graphs.stores.feedback import FeedbackStore, outcome_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import Outcome
 from providers.config import Depth
 from providers.registry import ProviderRegistry
@@ -37,8 +40,12 @@ class Orchestrator:
         checkpointer: BaseCheckpointSaver[str] | None,
         ledger: Ledger | None = None,
         feedback: FeedbackStore | None = None,
+        budget: BudgetStore | None = None,
     ) -> None:
         self.registry = registry
+        settings = registry.settings
+        # Spend caps from the environment (STRATEGIST_DAILY_BUDGET_USD ...); None without caps.
+        self.budget = budget if budget is not None else open_budget(settings.redis_url, settings.data_dir, os.environ)
         self.checkpointer = checkpointer
         self.ledger = ledger
         self.feedback = feedback
@@ -64,7 +71,7 @@ class Orchestrator:
         return outcome
 
     def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
-        ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback)
+        ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback, budget=self.budget)
         if deadline_s is not None:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx

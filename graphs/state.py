@@ -147,6 +147,7 @@ class AnalysisState(AnalysisInput):
     cursor: NotRequired[int]  # index of the next chain step to try
     research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
     research: NotRequired[ResearchNote | None]  # what the research step found (None: it failed)
+    budget_reservation: NotRequired[dict[str, object]]  # spend reserved by route, settled by score
     attempts: Annotated[list[Attempt], operator.add]
     candidate: NotRequired[Candidate | None]
     answer: NotRequired[Candidate | None]  # the validated answer
@@ -180,6 +181,8 @@ class RouteUpdate(TypedDict, total=False):
     cursor: int
     # Research, then reason: the realtime step whose cited facts the chain's premium answer reasons over.
     research_step: ChainStep | None
+    # The spend reserved against the caps for this analysis (graphs/stores/budget.py), settled by score.
+    budget_reservation: dict[str, object]
 
 
 class CallUpdate(TypedDict, total=False):

@@ -40,7 +40,9 @@ Every choice carries its reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -48,6 +50,7 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
+from nodes.policy.budget import BudgetStore, Reservation
 from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
 from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
 from providers.config import RoutingMode, RoutingSettings, Tier
@@ -455,10 +458,57 @@ def plan(
     }
 
 
+def within_budget(
+    plan_once: Callable[[Constraints], RouteUpdate], constraints: Constraints, reserve: Reserve
+) -> RouteUpdate:
+    """Plan, then reserve the plan's estimate against the spend caps; over a cap, plan again within what is left.
+
+    Pure apart from ``reserve`` (the budget store's atomic reserve, injected): over budget the router falls back
+    to cheaper tiers (the local model costs nothing) and, when nothing fits, plans an empty chain whose reasons
+    say which cap refused it.
+    """
+    update = plan_once(constraints)
+    if not update["chain"]:
+        return update
+    granted, refusal = reserve(update["estimated_cost_usd"])
+    if granted is not None:
+        return update | {"budget_reservation": granted}
+    cap = constraints.get("max_cost_usd")
+    cheaper: Constraints = {**constraints, "max_cost_usd": min(refusal, cap) if cap is not None else refusal}
+    retry = plan_once(cheaper)
+    note = [f"{reserve.why}: only plans within ${refusal:.4f} considered"]
+    if retry["chain"]:
+        granted, _ = reserve(retry["estimated_cost_usd"])
+        if granted is not None:
+            return retry | {"reasons": note + retry["reasons"], "budget_reservation": granted}
+    return retry | {"chain": [], "research_step": None, "reasons": [*note, *retry["reasons"], reserve.why]}
+
+
+class Reserve:
+    """Reserve an amount against the context's budget store; remembers why the last refusal happened."""
+
+    def __init__(self, budget: BudgetStore, caller: str, at: float) -> None:
+        self._budget, self._caller, self._at = budget, caller, at
+        self.why = ""
+
+    def __call__(self, amount_usd: float) -> tuple[dict[str, object] | None, float]:
+        outcome = self._budget.reserve(self._caller, amount_usd, self._at)
+        if isinstance(outcome, Reservation):
+            return dataclasses.asdict(outcome), 0.0
+        self.why = outcome.message
+        return None, outcome.left_usd
+
+
 def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
     """Build the ordered chain of providers for this query, with a reason for every choice."""
     ctx = context_of(runtime)
     deadline_at = ctx.deadline_at or state.get("deadline_at")
     remaining = deadline_at - ctx.clock() if deadline_at is not None else None
     constraints = state.get("constraints", {})
-    return plan(ctx.registry, state["classification"], state["query"], constraints, ctx.caller_key, remaining)
+
+    def plan_once(with_constraints: Constraints) -> RouteUpdate:
+        return plan(ctx.registry, state["classification"], state["query"], with_constraints, ctx.caller_key, remaining)
+
+    if ctx.budget is None:
+        return plan_once(constraints)
+    return within_budget(plan_once, constraints, Reserve(ctx.budget, ctx.caller_key or "anonymous", ctx.clock()))

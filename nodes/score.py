@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.result import AnalysisResult, Review
 from graphs.state import AnalysisState, Attempt, ScoreUpdate
+from nodes.policy.budget import settle_budget
 from nodes.policy.costing import answered_baseline
 from nodes.policy.degraded import degraded_reason, with_notice
 
@@ -100,4 +101,5 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
             },
         }
     )
+    settle_budget(ctx.budget, state.get("budget_reservation"), result.cost_usd)
     return {"result": result.model_dump(mode="json")}

@@ -17,106 +17,30 @@ the cap, which is the point of a cap.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-# Counters are kept in micro-dollars (integers), so concurrent increments add exactly in Redis and SQLite.
-MICRO = 1_000_000
-GLOBAL = "*"
-
-
-def day_of(at: float) -> str:
-    """Return the UTC day a timestamp falls in (the caps reset at midnight UTC)."""
-    return dt.datetime.fromtimestamp(at, dt.UTC).date().isoformat()
-
-
-@dataclass(frozen=True)
-class BudgetCaps:
-    """The caps in USD per UTC day; None means no cap."""
-
-    daily_usd: float | None = None
-    per_caller_daily_usd: float | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> BudgetCaps:
-        """Read STRATEGIST_DAILY_BUDGET_USD and STRATEGIST_CALLER_DAILY_BUDGET_USD; a bad value is a clear error."""
-
-        def cap(name: str) -> float | None:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return None
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r}: expected a number of USD") from None
-            if value < 0:
-                raise ValueError(f"{name}={raw!r}: a budget cannot be negative")
-            return value
-
-        return cls(cap("STRATEGIST_DAILY_BUDGET_USD"), cap("STRATEGIST_CALLER_DAILY_BUDGET_USD"))
-
-    @property
-    def any(self) -> bool:
-        return self.daily_usd is not None or self.per_caller_daily_usd is not None
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """An amount held against the caps until settled."""
-
-    id: str
-    day: str
-    caller: str
-    micros: int
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a reservation was refused: which cap, its size, and what is left of it."""
-
-    scope: str  # "daily" or "caller"
-    cap_usd: float
-    left_usd: float
-
-    @property
-    def message(self) -> str:
-        which = "the daily spend cap" if self.scope == "daily" else "this caller's daily spend cap"
-        return f"over budget: {which} of ${self.cap_usd:.2f} has ${self.left_usd:.4f} left (resets at 00:00 UTC)"
-
-
-@dataclass(frozen=True)
-class Usage:
-    """One scope's use of its cap today."""
-
-    scope: str
-    spent_usd: float
-    reserved_usd: float
-    cap_usd: float | None
-
-
-class BudgetStore(Protocol):
-    def reserve(self, caller: str, amount_usd: float, at: float) -> Reservation | Refusal: ...
-
-    def settle(self, reservation: Reservation, actual_usd: float) -> None: ...
-
-    def usage(self, at: float, caller: str | None = None) -> list[Usage]: ...
-
-
-def _micros(usd: float) -> int:
-    # Rounded up: a reservation never holds less than the estimate.
-    return max(0, -(-int(round(usd * MICRO * 1000)) // 1000))
+from nodes.policy.budget import (
+    GLOBAL,
+    MICRO,
+    BudgetCaps,
+    BudgetStore,
+    Refusal,
+    Reservation,
+    Usage,
+    day_of,
+    to_micros,
+)
 
 
 def _caps_micros(caps: BudgetCaps) -> tuple[int, int]:
     # -1: no cap (the Lua script and the SQL check skip it).
-    daily = -1 if caps.daily_usd is None else _micros(caps.daily_usd)
-    caller = -1 if caps.per_caller_daily_usd is None else _micros(caps.per_caller_daily_usd)
+    daily = -1 if caps.daily_usd is None else to_micros(caps.daily_usd)
+    caller = -1 if caps.per_caller_daily_usd is None else to_micros(caps.per_caller_daily_usd)
     return daily, caller
 
 
@@ -154,7 +78,7 @@ class SqliteBudget:
         )
 
     def reserve(self, caller: str, amount_usd: float, at: float) -> Reservation | Refusal:
-        day, micros = day_of(at), _micros(amount_usd)
+        day, micros = day_of(at), to_micros(amount_usd)
         daily_cap, caller_cap = _caps_micros(self.caps)
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
@@ -175,7 +99,7 @@ class SqliteBudget:
         return Reservation(uuid.uuid4().hex, day, caller, micros)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        actual = _micros(actual_usd)
+        actual = to_micros(actual_usd)
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -248,10 +172,15 @@ class RedisBudget:
 
     def _keys(self, day: str, caller: str) -> list[str]:
         base = f"{self._prefix}:{{{day}}}"
-        return [f"{base}:spent", f"{base}:reserved", f"{base}:caller:{caller}:spent", f"{base}:caller:{caller}:reserved"]
+        return [
+            f"{base}:spent",
+            f"{base}:reserved",
+            f"{base}:caller:{caller}:spent",
+            f"{base}:caller:{caller}:reserved",
+        ]
 
     def reserve(self, caller: str, amount_usd: float, at: float) -> Reservation | Refusal:
-        day, micros = day_of(at), _micros(amount_usd)
+        day, micros = day_of(at), to_micros(amount_usd)
         daily_cap, caller_cap = _caps_micros(self.caps)
         result = self._reserve(keys=self._keys(day, caller), args=[micros, daily_cap, caller_cap, TTL_S])
         if int(result[0]) == 1:
@@ -262,7 +191,7 @@ class RedisBudget:
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         keys = self._keys(reservation.day, reservation.caller)
-        self._settle(keys=keys, args=[reservation.micros, _micros(actual_usd), TTL_S])
+        self._settle(keys=keys, args=[reservation.micros, to_micros(actual_usd), TTL_S])
 
     def usage(self, at: float, caller: str | None = None) -> list[Usage]:
         day = day_of(at)
@@ -272,3 +201,16 @@ class RedisBudget:
         if caller is not None:
             out.append(Usage(f"caller {caller}", values[2] / MICRO, values[3] / MICRO, self.caps.per_caller_daily_usd))
         return out
+
+
+def open_budget(redis_url: str | None, data_dir: Path, env: Mapping[str, str]) -> BudgetStore | None:
+    """Open the budget store the environment asks for: None without caps; Redis when REDIS_URL is set."""
+    caps = BudgetCaps.from_env(env)
+    if not caps.any:
+        return None
+    if redis_url:
+        import redis
+
+        return RedisBudget(redis.Redis.from_url(redis_url), caps)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteBudget(data_dir / "budget.sqlite", caps)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
 
-from graphs.stores.budget import BudgetCaps, BudgetStore, Refusal, RedisBudget, Reservation, SqliteBudget
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
+from graphs.result import AnalysisResult
+from graphs.stores.budget import RedisBudget, SqliteBudget
+from nodes.policy.budget import BudgetCaps, BudgetStore, Refusal, Reservation
+from nodes.policy.query_classifier import QueryNeeds
+from providers.testing import fake_registry, reply
 from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
 
 AT = 1_764_633_600.0  # 2025-12-02 00:00 UTC: a fixed day, no wall clock
@@ -100,3 +109,34 @@ def test_caps_from_the_environment_are_validated() -> None:
         BudgetCaps.from_env({"STRATEGIST_DAILY_BUDGET_USD": "lots"})
     with pytest.raises(ValueError, match="negative"):
         BudgetCaps.from_env({"STRATEGIST_DAILY_BUDGET_USD": "-1"})
+
+
+def run_graph(store: BudgetStore, needs: QueryNeeds, caller: str = "alice", local: bool = True) -> AnalysisResult:
+    scripts = {
+        "gemini": [reply("Premium plan: map the booths first.")],
+        "perplexity": [reply("Cited.", citations=["https://example.org/a"])],
+    }
+    if local:
+        scripts["local"] = [reply("Local answer: a short summary.")]
+    graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
+    ctx = Context(registry=fake_registry(scripts), classifier=lambda _q: needs, caller_key=caller, budget=store)
+    ctx.clock = lambda: AT
+    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    out = graph.invoke({"query": "Plan our week", "depth": "standard"}, config, context=ctx)
+    return AnalysisResult.model_validate(out["result"])
+
+
+def test_over_budget_the_router_falls_back_to_a_cheaper_tier_then_refuses(tmp_path: Path) -> None:
+    complex_ = QueryNeeds.confident(0.02, "complex", "scenario")
+    store = SqliteBudget(tmp_path / "budget.sqlite", BudgetCaps(per_caller_daily_usd=0.0001))
+    result = run_graph(store, complex_)
+    # Premium's estimate does not fit what is left; the local model (free) does, and says it is degraded.
+    assert result.provider == "local"
+    assert any(r.startswith("over budget: this caller's daily spend cap") for r in result.routing.reasons)
+    assert result.fallback_reason is not None
+    # Settled at the actual cost (zero): nothing stays reserved.
+    assert store.usage(AT, caller="alice")[1].reserved_usd == 0.0
+    # Another caller's cap is untouched, and with no free tier left the analysis is refused with the reason.
+    no_local = SqliteBudget(tmp_path / "b2.sqlite", BudgetCaps(daily_usd=0.0))
+    refused = run_graph(no_local, QueryNeeds.confident(0.95, "simple", "fact_lookup"), caller="bob", local=False)
+    assert refused.answer is None and refused.error and "over budget" in refused.error
