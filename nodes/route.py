@@ -52,6 +52,7 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
 from nodes.policy.budget import BudgetStore, Reservation
 from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
+from nodes.policy.learned_adequacy import Learned
 from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
 from providers.config import RoutingMode, RoutingSettings, Tier
 from providers.registry import ProviderRegistry
@@ -190,6 +191,30 @@ def evaluate(
     )
 
 
+def learn(
+    options: list[Option], learned: Learned, task: str, needs: dict[Need, float], loss_usd: dict[str, float]
+) -> tuple[list[Option], list[str]]:
+    """Replace a provider's adequacy on this task by what outcomes taught, once there is enough evidence.
+
+    The expected cost of being wrong becomes (1 - learned adequacy) x this query's mean cost of a wrong answer.
+    """
+    wrong_cost = sum(p * loss_usd.get(k, 0.0) for k, p in needs.items())
+    out: list[Option] = []
+    notes: list[str] = []
+    for o in options:
+        found = learned.adequacy(o.provider, task, o.p_adequate) if o.research is None else None
+        if found is None:
+            out.append(o)
+            continue
+        value, record = found
+        notes.append(
+            f"{o.provider} on {task}: {record.right}/{record.n} outcomes right, adequacy {o.p_adequate:.2f} -> "
+            f"{value:.2f}"
+        )
+        out.append(dataclasses.replace(o, p_adequate=value, expected_loss_usd=(1 - value) * wrong_cost))
+    return out, notes
+
+
 def research_pairs(
     registry: ProviderRegistry, usable: list[Usable], c: Classification, query: str, constraints: Constraints
 ) -> tuple[list[Usable], list[str]]:
@@ -294,6 +319,7 @@ def intelligent_chain(
     constraints: Constraints,
     budget_s: float | None = None,
     local_adequacy: LocalAdequacy | None = None,
+    learned: Learned | None = None,
 ) -> tuple[list[ChainStep], list[str], list[Option]]:
     """Order the usable providers: least expected cost first, then by adequacy, health and price.
 
@@ -313,6 +339,9 @@ def intelligent_chain(
     loss = {str(k): v * factor for k, v in routing.wrong_answer_cost_usd.items()}
     needs = need_probabilities(c, routing)
     options = [evaluate(candidate, needs, loss, routing, local_light) for candidate in [*usable, *pairs]]
+    if learned is not None:
+        options, notes = learn(options, learned, c["task"], needs, loss)
+        reasons += notes
     if not options:
         reasons.append("no provider can serve this request")
         return [], reasons, []
@@ -408,6 +437,7 @@ def plan(
     constraints: Constraints,
     caller_key: str | None = None,
     remaining_s: float | None = None,
+    learned: Learned | None = None,
 ) -> RouteUpdate:
     """Build the routing update (also used by the `route` dry run, which makes no model call).
 
@@ -420,7 +450,7 @@ def plan(
     research: ChainStep | None = None
     estimated: float | None = None
     if mode == "intelligent":
-        chain, reasons, options = intelligent_chain(registry, c, query, constraints, budget_s)
+        chain, reasons, options = intelligent_chain(registry, c, query, constraints, budget_s, learned=learned)
         if options and options[0].research is not None:
             research = research_step_of(registry, options[0])
             estimated = options[0].price_usd

@@ -18,7 +18,9 @@ from graphs.result import AnalysisResult
 from graphs.state import Classification, Constraints
 from graphs.stores.ledger import LedgerEntry, report
 from nodes.classify import classification_of
+from nodes.policy.calibration import Outcome
 from nodes.policy.costing import estimate_call_cost
+from nodes.policy.learned_adequacy import MIN_EVIDENCE, Learned
 from nodes.policy.local_adequacy import Counts, LocalAdequacy, default_local_adequacy
 from nodes.policy.query_classifier import TASK_LABELS, QueryNeeds
 from nodes.route import (
@@ -433,3 +435,23 @@ def test_shipped_local_measurement_is_well_formed() -> None:
     assert measured.model and set(measured.by_task) <= set(TASK_LABELS)
     assert all(0 <= c.correct <= c.n for c in measured.by_task.values())
     assert all(0.0 < measured.adequacy(t) < 1.0 for t in TASK_LABELS)
+
+
+def test_outcomes_shift_a_route_only_after_enough_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The local model measured poor at summaries: premium gets a light summary job ...
+    poor = LocalAdequacy(model="poor", by_task={t: Counts(10, 3) for t in TASK_LABELS})
+    monkeypatch.setattr("nodes.route.default_local_adequacy", lambda: poor)
+    reg = registry()
+    c = classify(sure(0.02, "simple", "summary"))
+
+    def primary_after(n: int) -> str:
+        outcomes = [Outcome(f"t{i}", float(i), "local", "summary", 0.5, correct=i % 10 != 0) for i in range(n)]
+        return plan(reg, c, "q", {}, learned=Learned.from_outcomes(outcomes))["chain"][0]["provider"]
+
+    assert primary_after(0) == "gemini"
+    # ... a few good outcomes do not move it; enough of them do, and the reasons say what was learned.
+    assert primary_after(MIN_EVIDENCE - 1) == "gemini"
+    assert primary_after(MIN_EVIDENCE) == "local"
+    outcomes = [Outcome(f"t{i}", float(i), "local", "summary", 0.5, correct=True) for i in range(MIN_EVIDENCE)]
+    reasons = plan(reg, c, "q", {}, learned=Learned.from_outcomes(outcomes))["reasons"]
+    assert any(r.startswith(f"local on summary: {MIN_EVIDENCE}/{MIN_EVIDENCE} outcomes right") for r in reasons)
