@@ -53,7 +53,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     cursor = state.get("cross_cursor", 0)
     failed = failed_providers(state.get("attempts", []))
     # A checker that failed since the chain was made (an earlier check timed out) is not asked again.
-    while cursor < len(chain) and chain[cursor]["provider"] in failed and cursor + 1 < len(chain):
+    while cursor < len(chain) and chain[cursor]["provider"] in failed:
         cursor += 1
     update: CrossCheckUpdate = {"cross_chain": chain, "cross_cursor": cursor + 1}
     if cursor >= len(chain):

@@ -18,10 +18,10 @@ def checker_chain(
     """Order the usable providers of another vendor, within the budget, by health and latency.
 
     Returns the chain and the reasons providers were left out. The budget is the request's max_cost_usd less
-    what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out
-    unless no other checker is left. The order: providers whose last call succeeded before suspect ones (a failure
-    since, or a half-open circuit), those expected to answer within the cross-check's bound (``remaining_s``)
-    before those that are not, then premium, realtime, local, then the faster median.
+    what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out.
+    The order: providers whose last call succeeded before suspect ones (a failure since, or a half-open
+    circuit), those expected to answer within the cross-check's bound (``remaining_s``) before those that are
+    not, then premium, realtime, local, then the faster median.
     """
     max_cost = state.get("constraints", {}).get("max_cost_usd")
     spent = sum(a["cost_usd"] for a in state.get("attempts", []))
@@ -51,9 +51,10 @@ def checker_chain(
         key = (name in failed, unhealthy, too_slow, _TIER_ORDER.index(tier), typical_s)
         ranked.append((key, {"provider": name, "tier": tier, "model": registry.model_of(name), "reason": "checker"}))
     ranked.sort(key=lambda item: item[0])
-    if any(step["provider"] not in failed for _, step in ranked):
-        for _, step in ranked:
-            if step["provider"] in failed:
-                notes.append(f"{step['provider']} not asked: it failed earlier in this analysis")
-        ranked = [(key, step) for key, step in ranked if step["provider"] not in failed]
+    # A check is a second opinion on an answer we already have: a provider that just failed or hung is never
+    # asked for one, even when it is the only checker (the answer is served unchecked, and says so).
+    for _, step in ranked:
+        if step["provider"] in failed:
+            notes.append(f"{step['provider']} not asked: it failed earlier in this analysis")
+    ranked = [(key, step) for key, step in ranked if step["provider"] not in failed]
     return [step for _, step in ranked], notes
