@@ -3,7 +3,8 @@
 Without them a hung provider took the request's whole share (54 s of a 90 s deadline) and the cross-check
 waited out its adapter's 30 s timeout. A call gets ``p95_multiple`` x its provider's robust p95 (median +
 k x MAD of successful calls, so a hang cannot inflate it), at least ``min_s``, ``cold_s`` while there are too
-few samples, and never more than the time left allows.
+few samples, only its usual latency while it is suspect (its last call failed), and never more than the time
+left allows.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ def own_limit_s(latency: LatencyView, settings: ResilienceSettings, *, cold_floo
     ``cold_floor_s`` raises the cold limit for a provider known to be slow (the local model's ``hedge_after_s``).
     """
     d = settings.deadlines
-    if latency.robust_p95_s is None or latency.samples < d.min_samples:
+    warm = latency.robust_p95_s is not None and latency.samples >= d.min_samples
+    if latency.suspect:
+        # Its last call failed: a short leash (its usual latency, at least min_s), so that when hedging is out of
+        # budget a provider that has started hanging costs each request seconds, not cold_s or a p95 multiple.
+        return max(d.min_s, latency.robust_p95_s or 0.0) if warm else max(d.min_s, cold_floor_s)
+    if not warm:
         return max(d.cold_s, cold_floor_s)
+    assert latency.robust_p95_s is not None
     return max(d.min_s, d.p95_multiple * latency.robust_p95_s)
 
 

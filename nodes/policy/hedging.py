@@ -24,7 +24,7 @@ from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import call_provider, make_attempt
 from nodes.policy.costing import estimate_call_cost
-from nodes.policy.deadlines import call_deadline_s
+from nodes.policy.deadlines import call_deadline_s, own_limit_s
 from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError
 from providers.registry import ProviderRegistry
@@ -135,7 +135,13 @@ def race(
                     if not refused:
                         emit({"event": "hedge_refused", "provider": hedge_step["provider"]})
                     refused = True
-                    hedge_at = time.monotonic() + max(timing.hedge_after_s, _HEDGE_RECHECK_S)
+                    hedge_at = time.monotonic() + _HEDGE_RECHECK_S
+                    if _gave_up(registry, calls[0]):
+                        # Its provider started failing while we waited (other requests' calls to it failed) and
+                        # the call is past its provider's short leash: a failover, not a duplicate.
+                        calls[0].abort.set()
+                        emit({"event": "attempt_abandoned", "provider": calls[0].step["provider"]})
+                        break
                 continue
             break  # past the deadline and the grace: whatever still runs is abandoned
         finished.append(call)
@@ -150,6 +156,22 @@ def race(
             break  # the attempt ended before any hedge started: the router decides what comes next
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen), reservation
+
+
+def _gave_up(registry: ProviderRegistry, call: Call) -> bool:
+    """Say whether a call whose hedge was refused should be given up now: its provider is suspect (its latest
+    call failed) and the call has run past the sub-deadline a suspect provider gets (nodes/policy/deadlines.py).
+
+    The call's own timeout was fixed when it started, from what was known then (a cold process knows nothing);
+    the failures of other requests' calls since then are evidence too.
+    """
+    name = call.step["provider"]
+    resilience = registry.settings.resilience
+    latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+    if not latency.suspect:
+        return False
+    cold_floor = (registry.provider_settings(name).hedge_after_s or 0.0) if name in registry.names() else 0.0
+    return time.monotonic() - call.started >= own_limit_s(latency, resilience, cold_floor_s=cold_floor)
 
 
 def _reserve_hedge(
@@ -219,7 +241,13 @@ def record_group(
                 latency_ms=latency_ms,
                 started_at=call.started_at,
                 outcome="cancelled",
-                note=(f"abandoned after {latency_ms:.0f} ms: {other} answered first" if other else "past the deadline")
+                note=(
+                    f"abandoned after {latency_ms:.0f} ms: {other} answered first"
+                    if other
+                    else "past the deadline"
+                    if not call.abort.is_set()
+                    else f"abandoned after {latency_ms:.0f} ms: its provider is failing and the hedge was refused"
+                )
                 + "; the call may still be billed, so its cost is the estimate",
             )
             attempt["error_class"] = "cancelled"
@@ -233,8 +261,13 @@ def record_group(
         registry.hedge_budget.settle(reservation, hedge_usd)
     # After the reservation's first settlement, so a loser's real cost replaces the estimate and not the reverse.
     grace_s = registry.settings.resilience.deadlines.loser_grace_s
+    hedge_won = group.chosen is not None and group.chosen.hedge
     for call, cost in abandoned:
-        settle_abandoned(registry, call, cost, reservation if call.hedge else None, grace_s=grace_s, wait=wait)
+        if call.hedge:
+            settle_abandoned(registry, call, cost, reservation, grace_s=grace_s, wait=wait)
+        else:
+            won = (reservation, hedge_usd) if hedge_won and reservation is not None else None
+            settle_abandoned(registry, call, cost, None, grace_s=grace_s, wait=wait, hedge_won=won)
     return attempts
 
 
@@ -251,6 +284,7 @@ def settle_abandoned(
     grace_s: float,
     wait: Callable[[threading.Event, float], bool] | None = None,
     background: bool = True,
+    hedge_won: tuple[list[float], float] | None = None,
 ) -> None:
     """Give an abandoned call until its provider's usual latency plus ``grace_s`` to finish, then abort it.
 
@@ -259,6 +293,11 @@ def settle_abandoned(
     that ran past its provider's usual latency and the grace was too slow, so a hung provider's circuit opens
     after a few of them) and its cost is the full estimate, since the provider may bill it anyway. ``wait`` is
     injected by tests (it stands in for ``Event.wait``); ``background=False`` settles in the caller's thread.
+
+    ``hedge_won`` (the hedge's reservation and cost) is given for a primary overtaken by its hedge. When that
+    primary never answers, the hedge duplicated nothing: it was a failover from a hung call, so its cost moves
+    from the hedge budget's extra to ordinary spend. Without this a cold process that meets a hung provider spends
+    its whole hedge budget on the first few hangs and waits out every later one.
     """
     waiter = wait or _event_wait
     budget_s = max(0.0, call.started + call.slow_after_s + grace_s - time.monotonic())
@@ -281,6 +320,10 @@ def settle_abandoned(
             usd = estimated_usd
             latency_ms = (time.monotonic() - call.started) * 1000
             registry.health.record(name, ok=False, latency_ms=latency_ms, error_class="timeout")
+            if hedge_won is not None:
+                won_reservation, won_usd = hedge_won
+                registry.hedge_budget.settle(won_reservation, 0.0)
+                registry.hedge_budget.record_spend(won_usd)
         if reservation is not None:
             registry.hedge_budget.settle(reservation, usd)
         else:
