@@ -22,7 +22,7 @@ from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import attempt_call
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
-from nodes.policy.deadlines import cross_check_deadline_s
+from nodes.policy.deadlines import cold_floor_of, cross_check_deadline_s
 from nodes.policy.exclusion import failed_providers
 from nodes.policy.verdict import METHOD, UnusableVerdict, parse_verdicts, verdict_prompt
 
@@ -64,7 +64,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     # Bounded: the answer is ready, and the check may hold it back by its share of the time left at most.
     resilience = ctx.registry.settings.resilience
     latency = ctx.registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
-    cold_floor = ctx.registry.provider_settings(step["provider"]).hedge_after_s or 0.0
+    cold_floor = cold_floor_of(ctx.registry, step["provider"])
     timeout_s = cross_check_deadline_s(deadline_at - ctx.clock(), latency, resilience, cold_floor_s=cold_floor)
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")

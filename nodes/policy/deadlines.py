@@ -10,7 +10,17 @@ left allows.
 from __future__ import annotations
 
 from providers.config import ResilienceSettings
+from providers.registry import ProviderRegistry
 from providers.resilience.breaker import LatencyView
+
+
+def cold_floor_of(registry: ProviderRegistry, name: str) -> float:
+    """Return the cold limit a provider known to be slow gets: ``p95_multiple`` x its own ``hedge_after_s``
+    (the local model's 15 s gives 45 s), so a CPU model is not cut off at a cloud provider's ``cold_s``."""
+    if name not in registry.names():
+        return 0.0
+    hedge_after = registry.provider_settings(name).hedge_after_s
+    return 0.0 if hedge_after is None else hedge_after * registry.settings.resilience.deadlines.p95_multiple
 
 
 def own_limit_s(latency: LatencyView, settings: ResilienceSettings, *, cold_floor_s: float = 0.0) -> float:

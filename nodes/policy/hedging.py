@@ -24,7 +24,7 @@ from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import call_provider, make_attempt
 from nodes.policy.costing import estimate_call_cost
-from nodes.policy.deadlines import call_deadline_s, own_limit_s
+from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError
 from providers.registry import ProviderRegistry
@@ -89,7 +89,7 @@ def race(
         now = clock()
         name = step["provider"]
         latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
-        cold_floor = (registry.provider_settings(name).hedge_after_s or 0.0) if name in registry.names() else 0.0
+        cold_floor = cold_floor_of(registry, name)
         timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
         calls.append(call)
@@ -170,7 +170,7 @@ def _gave_up(registry: ProviderRegistry, call: Call) -> bool:
     latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
     if not latency.suspect:
         return False
-    cold_floor = (registry.provider_settings(name).hedge_after_s or 0.0) if name in registry.names() else 0.0
+    cold_floor = cold_floor_of(registry, name)
     return time.monotonic() - call.started >= own_limit_s(latency, resilience, cold_floor_s=cold_floor)
 
 

@@ -231,7 +231,13 @@ def real_registry(gemini: FakeGemini, perplexity: FakePerplexity, settings: Sett
         "PERPLEXITY_BASE_URL": perplexity.base_url,
     }
     loaded = load_settings(env)
-    return ProviderRegistry(loaded.model_copy(update={"resilience": settings.resilience}))
+    # A client timeout far beyond the tests' waits: a connection closed in time was closed by the abort.
+    providers = {name: ps.model_copy(update={"timeout_s": CLIENT_TIMEOUT_S}) for name, ps in loaded.providers.items()}
+    return ProviderRegistry(loaded.model_copy(update={"resilience": settings.resilience, "providers": providers}))
+
+
+CLIENT_TIMEOUT_S = 600.0
+CLOSED_WITHIN_S = 60.0  # generous, and still a tenth of the client's own timeout
 
 
 def test_an_aborted_call_closes_its_connection(servers: tuple[FakeGemini, FakePerplexity]) -> None:
@@ -255,7 +261,7 @@ def test_an_aborted_call_closes_its_connection(servers: tuple[FakeGemini, FakePe
     abort.set()
     thread.join(30)
     assert outcome and isinstance(outcome[0], CallAborted)
-    assert gemini.requests[0].client_gone.wait(30)
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)
 
 
 def test_a_call_past_its_sub_deadline_closes_its_connection(servers: tuple[FakeGemini, FakePerplexity]) -> None:
@@ -264,7 +270,7 @@ def test_a_call_past_its_sub_deadline_closes_its_connection(servers: tuple[FakeG
     registry = real_registry(gemini, perplexity, settings_with())
     with pytest.raises(ProviderTimeout):
         registry.adapter("gemini").invoke(PROMPT, timeout_s=0.2)
-    assert gemini.requests[0].client_gone.wait(30)
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)
 
 
 def test_hung_primary_is_aborted_and_the_cross_check_does_not_ask_it_again(
@@ -278,7 +284,7 @@ def test_hung_primary_is_aborted_and_the_cross_check_does_not_ask_it_again(
     result = run(registry, COMPLEX, cross_check=True)
     assert result.provider == "perplexity"
     assert gemini.request_count == 1  # not asked again by the cross-check
-    assert gemini.requests[0].client_gone.wait(30)  # and the hung call was closed, not left to its timeout
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)  # and the hung call was closed, not left to its timeout
 
 
 def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:
