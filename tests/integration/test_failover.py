@@ -466,3 +466,54 @@ def local_chat_deadline() -> float:
     import time
 
     return time.monotonic() + 1.0
+
+
+# --- a refused hedge does not mean waiting out a failing provider ---------------------------------------------------
+
+
+def test_a_call_to_a_failing_provider_is_given_up_when_its_hedge_is_refused() -> None:
+    """No hedge budget at all; while this call to Gemini hangs, another request's call to Gemini fails. Before,
+    the analysis waited for the hung call (its timeout, fixed when it started); now it fails over at the short
+    leash a failing provider gets."""
+    release = threading.Event()
+    registries: list[ProviderRegistry] = []
+
+    def hung(_messages: Any) -> Any:
+        registries[0].health.record("gemini", ok=False, latency_ms=5.0, error_class="server_error")
+        release.wait(60)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(deadlines={"min_s": 0.01, "cold_s": 60.0}),
+    )
+    registries.append(registry)
+    registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    try:
+        result = run(registry, COMPLEX)
+    finally:
+        release.set()
+    assert result.provider == "perplexity"
+    first = result.attempts[0]
+    assert (first.provider, first.outcome) == ("gemini", "cancelled")
+    assert first.error and "its provider is failing" in first.error
+
+
+def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend() -> None:
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})
+    reservation = registry.hedge_budget.try_reserve(0.01)
+    assert reservation is not None
+    registry.hedge_budget.settle(reservation, 0.007)  # what record_group does when the hedge wins
+    primary = loser(registry, hedge=False)
+    settle_abandoned(
+        registry,
+        primary,
+        0.02,
+        None,
+        grace_s=1.0,
+        wait=lambda _e, _t: False,
+        background=False,
+        hedge_won=(reservation, 0.007),
+    )
+    totals = registry.hedge_budget.totals()
+    assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
