@@ -579,6 +579,7 @@ def skip_rows(store_name: str, make_store: Callable[[BreakerPolicy], Any] | None
         if make_store is not None:
             registry.health = HealthBoard(policy, time.time, make_store(policy))
         registry.health.reset(registry.names())
+
         def trip() -> None:
             # The bench's circuits half-open after open_s (5 s): a long run re-opens it before each analysis.
             registry.health.reset(["gemini"])
