@@ -517,3 +517,26 @@ def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend
     )
     totals = registry.hedge_budget.totals()
     assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
+
+
+# --- the CLI leaves once it has printed --------------------------------------------------------------------------
+
+
+def test_the_cli_exits_after_printing_even_with_a_thread_left_waiting(tmp_path: Any) -> None:
+    """A thread that never ends (an abandoned call's, in the worst case) used to be joined at exit: before, the CLI
+    printed its answer and then waited for it (33 s for a hung Gemini); now the entry point leaves at once."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import threading, cli\nthreading.Thread(target=threading.Event().wait, daemon=False).start()\ncli.run()\n"
+    env = {**os.environ, "STRATEGIST_DATA_DIR": str(tmp_path), "LOCAL_MODEL_PATH": str(tmp_path / "none.gguf")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, "health", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,  # generous: without the fix the process never exits at all
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert done.stdout.strip().startswith("{")
