@@ -6,6 +6,7 @@ Each command opens the configured stores for its own lifetime; bad input is one 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime as dt
 import json
@@ -543,5 +544,20 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
 
 
+def run() -> None:
+    """Run the command (the console entry point), then leave at once.
+
+    Returning from main() would make the interpreter join the threads of calls abandoned during the analysis and
+    tear every loaded module down, which kept the process alive for seconds after the answer was printed (issue
+    11). The exit handlers still run (stores closed, traces flushed); only that waiting is skipped.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) has nothing left to flush
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
