@@ -1,4 +1,4 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -357,6 +359,26 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the retention policy to finished threads ([retention]; graphs/stores/retention.py)."""
+    from graphs.stores.retention import prune
+
+    if args.keep_days is not None and args.keep_days < 0:
+        raise CliError(f"prune: --keep-days must be 0 or more, not {args.keep_days:g}")
+    with open_stores(settings) as stores:
+        report = prune(
+            stores.checkpointer,
+            stores.ledger,
+            settings.retention,
+            now=time.time(),
+            dry_run=args.dry_run,
+            keep_days=args.keep_days,
+            keep=args.keep,
+        )
+    print(json.dumps(dataclasses.asdict(report)) if args.json else report.render())
+    return 0
+
+
 def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     """Print the cost ledger: totals, by provider, tier and day, and the savings."""
     from graphs.stores.ledger import report
@@ -518,6 +540,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser(
+        "prune", help="delete finished threads older than [retention] keep_days, or trim them to their final checkpoint"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--keep-days", type=float, help="override [retention] keep_days (0: delete no thread)")
+    p.add_argument("--keep", choices=["all", "final"], help="override [retention] keep for younger finished threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
     p.add_argument("--json", action="store_true")

@@ -46,6 +46,7 @@ from graphs.stores.briefing_cache import (
 from graphs.stores.feedback import FeedbackStore
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.ward_data import WardDataSource, open_ward_data
@@ -206,6 +207,7 @@ class WardReports:
                         ],
                     )
                 )
+                expire_finished(self.checkpointer, result.thread_id)  # finished: its TTL may start (retention.py)
         return result
 
     def run(
