@@ -13,6 +13,9 @@ from typing import Protocol
 # Counters are kept in micro-dollars (integers), so concurrent increments add exactly in Redis and SQLite.
 MICRO = 1_000_000
 GLOBAL = "*"
+# How a refusal starts: the HTTP layer answers 402 for the daily cap and 429 for a caller's (api/budget.py).
+OVER_DAILY = "over budget: the daily spend cap"
+OVER_CALLER = "over budget: this caller's daily spend cap"
 
 
 def day_of(at: float) -> str:
@@ -70,8 +73,8 @@ class Refusal:
 
     @property
     def message(self) -> str:
-        which = "the daily spend cap" if self.scope == "daily" else "this caller's daily spend cap"
-        return f"over budget: {which} of ${self.cap_usd:.2f} has ${self.left_usd:.4f} left (resets at 00:00 UTC)"
+        which = OVER_DAILY if self.scope == "daily" else OVER_CALLER
+        return f"{which} of ${self.cap_usd:.2f} has ${self.left_usd:.4f} left (resets at 00:00 UTC)"
 
 
 @dataclass(frozen=True)
