@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Counters are kept in micro-dollars (integers), so concurrent increments add exactly in Redis and SQLite.
 MICRO = 1_000_000
@@ -87,6 +87,7 @@ class Usage:
     cap_usd: float | None
 
 
+@runtime_checkable  # so pydantic can describe a Context that holds one (graphs/context.py)
 class BudgetStore(Protocol):
     caps: BudgetCaps
 
