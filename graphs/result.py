@@ -112,6 +112,8 @@ class AnalysisResult(BaseModel):
     fallback_mode: bool
     # Why the answer is degraded: served by a tier that cannot serve the need (nodes/policy/degraded.py).
     fallback_reason: str | None = None
+    # Served from the response cache (graphs/stores/response_cache.py): no provider was called, nothing was paid.
+    cached: bool = False
     error: str | None = None
     cross_check: CrossCheck | None = None
     escalation: Escalation | None = None

@@ -24,9 +24,11 @@ from graphs.stores.budget import open_budget
 from graphs.stores.feedback import FeedbackStore, outcome_of
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.response_cache import ResponseCache, open_response_cache
 from graphs.stores.retention import expire_finished
 from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import Outcome
+from nodes.policy.response_cache import cache_key
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -43,11 +45,17 @@ class Orchestrator:
         ledger: Ledger | None = None,
         feedback: FeedbackStore | None = None,
         budget: BudgetStore | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.registry = registry
         settings = registry.settings
         # Spend caps from the environment (STRATEGIST_DAILY_BUDGET_USD ...); None without caps.
         self.budget = budget if budget is not None else open_budget(settings.redis_url, settings.data_dir, os.environ)
+        self.response_cache = (
+            response_cache
+            if response_cache is not None
+            else open_response_cache(settings.redis_url, settings.data_dir, os.environ)
+        )
         self.checkpointer = checkpointer
         self.ledger = ledger
         self.feedback = feedback
@@ -163,9 +171,33 @@ class Orchestrator:
         }
         if on_event:
             on_event({"event": "thread", "thread_id": thread_id})
+        key = cache_key(request.query, {k: v for k, v in graph_input.items() if k != "query"})
+        hit = self._cached(key, thread_id)
+        if hit is not None:
+            return hit
         with self._store_guard(thread_id), self._lease(thread_id, wait_s, on_event) as lease:
             final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event, lease)
-            return self._finish(final)
+            result = self._finish(final)
+        self._cache(key, result)
+        return result
+
+    def _cached(self, key: str, thread_id: str) -> AnalysisResult | None:
+        """Serve an identical request's answer from the response cache: marked cached, at zero cost."""
+        if self.response_cache is None:
+            return None
+        text = self.response_cache.get(key, time.time())
+        if text is None:
+            return None
+        result = AnalysisResult.model_validate_json(text)
+        return result.model_copy(update={"thread_id": thread_id, "cached": True, "cost_usd": 0.0, "attempts": []})
+
+    def _cache(self, key: str, result: AnalysisResult) -> None:
+        # Degraded or failed answers are not kept: the next request may find the adequate provider back.
+        if self.response_cache is None or result.answer is None or result.fallback_mode:
+            return
+        fresh = bool(result.routing.classification.get("needs_fresh"))
+        ttl = self.response_cache.policy.ttl_for(fresh)
+        self.response_cache.put(key, result.model_dump_json(), time.time(), ttl)
 
     def _finish(self, final: dict[str, Any], at: float | None = None) -> AnalysisResult:
         result = AnalysisResult.model_validate(final["result"])
