@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 Kind = Literal["analysis", "briefing"]
-BriefingStage = Literal["plan", "gather", "ward_data", "credibility", "write", "cross_check", "sanitise", "score"]
 
 
 class _Event(BaseModel):
