@@ -65,7 +65,9 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
     }
     cursor = 0
     while cursor < len(chain) and ctx.clock() < deadline_at:
-        group, reservation = race(registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer)
+        group, reservation = race(
+            registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer, "gather"
+        )
         recorded: list[Attempt] = [a | {"role": "gather"} for a in record_group(registry, view, group, reservation)]
         attempts += recorded
         chosen = group.chosen

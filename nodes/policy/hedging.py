@@ -69,9 +69,11 @@ def race(
     prompt: Prompt,
     deadline_at: float,
     emit: Emit,
+    stage: str | None = None,
 ) -> tuple[Group, list[float] | None]:
     """Call the chain's step at ``cursor``; hedge with the next step if it is slow. Return the calls and the
-    hedge's budget reservation (None when no hedge started)."""
+    hedge's budget reservation (None when no hedge started). ``stage`` names the briefing stage in the progress
+    events (None for an analysis)."""
     resilience = registry.settings.resilience
     chain = state["chain"]
     results: queue.Queue[Call] = queue.Queue()
@@ -82,7 +84,7 @@ def race(
         timeout_s = attempt_timeout_s(deadline_at - now, fallbacks_left, resilience.retry)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
         calls.append(call)
-        emit(AttemptStarted(provider=step["provider"], model=step["model"], hedge=hedge).wire())
+        emit(AttemptStarted(provider=step["provider"], model=step["model"], hedge=hedge, stage=stage).wire())
 
         def run() -> None:
             call.reply, call.error = call_provider(registry, step, prompt, timeout_s)
