@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nodes.policy.events import (
+    AttemptAbandoned,
     AttemptEnded,
     AttemptStarted,
     Classified,
@@ -45,12 +46,14 @@ from nodes.policy.events import (
     ThreadStarted,
     UnknownEvent,
     Validated,
+    Waiting,
     WardDataRead,
     event_schema,
     parse_event,
 )
 
 __all__ = [
+    "AttemptAbandoned",
     "AttemptEnded",
     "AttemptStarted",
     "Classified",
@@ -74,6 +77,7 @@ __all__ = [
     "ThreadStarted",
     "UnknownEvent",
     "Validated",
+    "Waiting",
     "WardDataRead",
     "event_schema",
     "events_of",

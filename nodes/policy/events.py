@@ -108,6 +108,21 @@ class HedgeRefused(_Event):
     provider: str
 
 
+class AttemptAbandoned(_Event):
+    """A call past its provider's short leash was given up (its provider started failing): the next one goes."""
+
+    event: Literal["attempt_abandoned"] = "attempt_abandoned"
+    provider: str
+
+
+class Waiting(_Event):
+    """Another process runs this thread: this one waits up to ``wait_s`` for its lease."""
+
+    event: Literal["waiting"] = "waiting"
+    thread_id: str
+    wait_s: float
+
+
 class RetryScheduled(_Event):
     """The same provider will be asked again after ``wait_s`` (a transient error)."""
 
@@ -232,6 +247,8 @@ Event = Annotated[
     | AttemptStarted
     | AttemptEnded
     | HedgeRefused
+    | AttemptAbandoned
+    | Waiting
     | RetryScheduled
     | Validated
     | CrossCheckStarted
