@@ -3,7 +3,7 @@
 Importing the package registers every route on ``bp`` (api/common.py).
 """
 
-from api import alerts, analysis, briefing, openapi, ops
+from api import alerts, analysis, briefing, feed, openapi, ops
 from api.common import API_PREFIX, bp
 
-__all__ = ["API_PREFIX", "alerts", "analysis", "bp", "briefing", "openapi", "ops"]
+__all__ = ["API_PREFIX", "alerts", "analysis", "bp", "briefing", "feed", "openapi", "ops"]
