@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import secrets
 import time
 import uuid
@@ -39,6 +40,7 @@ from nodes.policy.conversation_prompts import DEFAULT_HISTORY_TOKENS, normalise_
 from providers.registry import ProviderRegistry
 
 KIND = "conversation"
+_CONFIDENCE_TAIL = re.compile(r"\n\s*confidence\s*[:=]", re.IGNORECASE)
 DEFAULT_TTL_S = 7200.0
 Event = dict[str, Any]
 
@@ -245,7 +247,7 @@ class Conversations:
         """Run the graph, yielding content chunks as tokens arrive and, last, ``{"type": "final", "state"}``."""
         durability: Durability = "sync"
         current: str | None = None
-        accumulated, tokens = "", 0
+        raw, accumulated, tokens = "", "", 0
         final: dict[str, Any] = {}
         for namespace, mode, chunk in self.graph.stream(
             graph_input,
@@ -268,12 +270,17 @@ class Conversations:
                 continue
             if message.id != current:
                 # Another call's tokens (a failover or a hedge): the answer being written starts again.
-                current, accumulated = message.id, ""
-            accumulated += piece
+                current, raw, accumulated = message.id, "", ""
+            raw += piece
             tokens += 1
+            # The model's trailing "Confidence: x" line is read by the graph, not shown: stop the text before it.
+            visible = _CONFIDENCE_TAIL.split(raw, maxsplit=1)[0]
+            if len(visible) <= len(accumulated):
+                continue
+            new, accumulated = visible[len(accumulated) :], visible
             yield {
                 "type": "content_chunk",
-                "content": piece,
+                "content": new,
                 "accumulated_content": accumulated,
                 "progress": progress_of(tokens),
             }

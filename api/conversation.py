@@ -1,0 +1,194 @@
+"""Conversations: ``POST /conversation``, ``GET|DELETE /conversation/<id>``, ``POST /conversation/message``,
+``GET /conversation/stream`` (Server-Sent Events, token by token), ``GET /conversations`` and the older
+``POST /chat``. The sessions and replies are graphs/conversation_service.py's; this module is only HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, jsonify, request, stream_with_context
+from pydantic import ConfigDict
+
+from api.common import ApiError, BodyModel, bp, now_iso, orchestrator, parse_body, protected
+from graphs.conversation_service import ConversationNotFound, Conversations
+from graphs.errors import RequestError
+from graphs.stores.records import open_records
+from graphs.ward_reports import normalise_ward
+
+MAX_MESSAGE_CHARS = 10_000
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class NewConversationBody(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    ward: str | None = None
+    chatType: str | None = None  # noqa: N815  # the contract's key
+    language: str | None = None
+    title: str | None = None
+
+
+class MessagePart(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str = "user"
+    content: str = ""
+
+
+class MessageBody(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    sessionId: str | None = None  # noqa: N815
+    message: MessagePart | None = None
+    chatType: str | None = None  # noqa: N815
+    ward: str | None = None
+    language: str | None = None
+
+
+class ChatTurn(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str = "user"
+    content: str = ""
+
+
+class ChatContext(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    chatType: str | None = None  # noqa: N815
+
+
+class ChatBody(BodyModel):
+    model_config = ConfigDict(extra="ignore")
+    message: str | None = None
+    ward: str | None = None
+    context: ChatContext | None = None
+    history: list[ChatTurn] = []
+
+
+def conversations() -> Conversations:
+    """Return the app's Conversations, opened on first use over the orchestrator's checkpointer and ledger."""
+    found = current_app.extensions.get("strategist_conversations")
+    if found is None:
+        orch = orchestrator()
+        found = Conversations(
+            orch.registry, orch.checkpointer, open_records(orch.registry.settings), ledger=orch.ledger
+        )
+        current_app.extensions["strategist_conversations"] = found
+    return found
+
+
+def sse(payload: dict[str, Any]) -> str:
+    """One unnamed Server-Sent Event whose data is the payload's JSON (one line: JSON escapes newlines)."""
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _ward(value: str | None) -> str:
+    try:
+        return normalise_ward(value or "")
+    except RequestError:
+        raise ApiError(400, "Ward is required") from None
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "Conversation not found")
+
+
+@bp.post("/conversation")
+@protected
+def create_conversation() -> Any:
+    """Open a conversation for a ward."""
+    body = parse_body(NewConversationBody)
+    session = conversations().create(_ward(body.ward), body.chatType, body.language, body.title or "")
+    keys = ("session_id", "ward", "chat_type", "language", "created_at")
+    return jsonify({k: session[k] for k in keys}), 200
+
+
+@bp.get("/conversation/<session_id>")
+@protected
+def get_conversation(session_id: str) -> Any:
+    """Return the session and its messages."""
+    try:
+        return jsonify(conversations().get(session_id)), 200
+    except ConversationNotFound:
+        raise _not_found() from None
+
+
+@bp.delete("/conversation/<session_id>")
+@protected
+def delete_conversation(session_id: str) -> Any:
+    """Delete the session and its thread."""
+    try:
+        conversations().delete(session_id)
+    except ConversationNotFound:
+        raise _not_found() from None
+    return jsonify({"status": "conversation_deleted", "session_id": session_id, "timestamp": now_iso()}), 200
+
+
+@bp.post("/conversation/message")
+@protected
+def add_message() -> Any:
+    """Add the user's message to the session; ``GET /conversation/stream`` answers it."""
+    body = parse_body(MessageBody)
+    content = (body.message.content if body.message else "").strip()
+    if not body.sessionId or not content:
+        raise ApiError(400, "Session ID and message are required")
+    if len(content) > MAX_MESSAGE_CHARS:
+        raise ApiError(400, f"Message too long - maximum {MAX_MESSAGE_CHARS:,} characters")
+    assert body.message is not None
+    try:
+        stamp = conversations().add_message(body.sessionId, content, body.message.type or "user")
+    except ConversationNotFound:
+        raise _not_found() from None
+    return jsonify({"status": "message_added", "session_id": body.sessionId, "timestamp": stamp}), 200
+
+
+@bp.get("/conversation/stream")
+@protected
+def stream_conversation() -> Any:
+    """Answer the session's latest message as Server-Sent Events, token by token."""
+    session_id = (request.args.get("sessionId") or "").strip()
+    if not session_id:
+        raise ApiError(400, "Session ID is required")
+    service = conversations()
+    try:
+        service.get(session_id)
+    except ConversationNotFound:
+        raise _not_found() from None
+    chat_type, language = request.args.get("chatType"), request.args.get("language")
+
+    def events() -> Iterator[str]:
+        try:
+            for event in service.stream_reply(session_id, chat_type=chat_type, language=language):
+                yield sse(event)
+        except ConversationNotFound:
+            yield "retry: 5000\n" + sse({"type": "error", "message": "Conversation not found"})
+
+    return Response(stream_with_context(events()), mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+@bp.get("/conversations")
+@protected
+def list_conversations() -> Any:
+    """List live conversations, newest activity first (``ward``, ``limit`` <= 200)."""
+    ward = (request.args.get("ward") or "").strip() or None
+    try:
+        limit = min(200, max(1, int(request.args.get("limit", "50"))))
+    except ValueError:
+        raise ApiError(400, "limit must be an integer") from None
+    found = conversations().newest(ward, limit)
+    return jsonify({"conversations": found, "total": len(found), "ward_filter": ward, "status": "success"}), 200
+
+
+@bp.post("/chat")
+@protected
+def chat() -> Any:
+    """The older chat: one message with the history the client keeps, answered at once."""
+    body = parse_body(ChatBody)
+    message = (body.message or "").strip()
+    if not message:
+        raise ApiError(400, "Message is required")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ApiError(400, f"Message too long - maximum {MAX_MESSAGE_CHARS:,} characters")
+    ward = _ward(body.ward) if (body.ward or "").strip() else "Unknown"
+    history = [(t.role, t.content) for t in body.history if t.content.strip()]
+    answer = conversations().chat(message, ward, body.context.chatType if body.context else None, history)
+    return jsonify(answer), 200
