@@ -3,8 +3,14 @@
 Importing the package registers every route on ``bp`` (api/common.py).
 """
 
-from api import alerts, analysis, briefing, openapi, ops
-from api import conversation  # noqa: F401  # registers the conversation routes
+from api import (
+    alerts,
+    analysis,
+    briefing,
+    conversation,  # noqa: F401  # registers the conversation routes
+    openapi,
+    ops,
+)
 from api.common import API_PREFIX, bp
 
 __all__ = ["API_PREFIX", "alerts", "analysis", "bp", "briefing", "openapi", "ops"]

@@ -6,26 +6,28 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, stream_with_context
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from api.common import ApiError, BodyModel, bp, now_iso, orchestrator, parse_body, protected
 from graphs.conversation_service import ConversationNotFound, Conversations
-from graphs.errors import RequestError
+from graphs.errors import CheckpointStoreError, RequestError
 from graphs.stores.records import open_records
 from graphs.ward_reports import normalise_ward
 
 MAX_MESSAGE_CHARS = 10_000
+log = logging.getLogger("strategist.http")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class NewConversationBody(BodyModel):
     model_config = ConfigDict(extra="ignore")
     ward: str | None = None
-    chatType: str | None = None  # noqa: N815  # the contract's key
+    chatType: str | None = None  # the contract's key
     language: str | None = None
     title: str | None = None
 
@@ -38,9 +40,9 @@ class MessagePart(BodyModel):
 
 class MessageBody(BodyModel):
     model_config = ConfigDict(extra="ignore")
-    sessionId: str | None = None  # noqa: N815
+    sessionId: str | None = None
     message: MessagePart | None = None
-    chatType: str | None = None  # noqa: N815
+    chatType: str | None = None
     ward: str | None = None
     language: str | None = None
 
@@ -53,7 +55,7 @@ class ChatTurn(BodyModel):
 
 class ChatContext(BodyModel):
     model_config = ConfigDict(extra="ignore")
-    chatType: str | None = None  # noqa: N815
+    chatType: str | None = None
 
 
 class ChatBody(BodyModel):
@@ -61,7 +63,7 @@ class ChatBody(BodyModel):
     message: str | None = None
     ward: str | None = None
     context: ChatContext | None = None
-    history: list[ChatTurn] = []
+    history: list[ChatTurn] = Field(default_factory=list)
 
 
 def conversations() -> Conversations:
@@ -161,6 +163,11 @@ def stream_conversation() -> Any:
                 yield sse(event)
         except ConversationNotFound:
             yield "retry: 5000\n" + sse({"type": "error", "message": "Conversation not found"})
+        except CheckpointStoreError as exc:
+            yield "retry: 5000\n" + sse({"type": "error", "message": str(exc)})
+        except Exception:  # the status line is sent: a failure can only be told as the stream's last event
+            log.exception("conversation stream %s failed", session_id)
+            yield "retry: 5000\n" + sse({"type": "error", "message": "Internal strategist system error"})
 
     return Response(stream_with_context(events()), mimetype="text/event-stream", headers=SSE_HEADERS)
 
@@ -181,7 +188,7 @@ def list_conversations() -> Any:
 @bp.post("/chat")
 @protected
 def chat() -> Any:
-    """The older chat: one message with the history the client keeps, answered at once."""
+    """Answer the older chat: one message with the history the client keeps, answered at once."""
     body = parse_body(ChatBody)
     message = (body.message or "").strip()
     if not message:

@@ -46,7 +46,7 @@ def prepare(state: ConversationState) -> PrepareUpdate:
 
 
 def reply_metadata(result: dict[str, Any]) -> dict[str, Any]:
-    """What a reply message carries besides its text (read back by GET /conversation/<id>)."""
+    """Return what a reply message carries besides its text (read back by GET /conversation/<id>)."""
     confidence = result.get("confidence") or {}
     providers = sorted({a["provider"] for a in result.get("attempts", []) if a.get("outcome") == "ok"})
     return {

@@ -776,7 +776,5 @@ def responses_sse(response: dict[str, Any]) -> _Response:
         )
     events.append({"type": "response.output_text.done", "item_id": message["id"], "output_index": 0, "text": text})
     events.append({"type": "response.completed", "response": response})
-    body = "".join(
-        f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events
-    ).encode()
+    body = "".join(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events).encode()
     return _Response(200, body, content_type="text/event-stream")
