@@ -33,6 +33,7 @@ from graphs.briefing import build_briefing_graph
 from graphs.briefing_result import BriefingResult
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, RequestError, UnknownThread
+from graphs.events import EventDeriver, ThreadStarted
 from graphs.state import StrategicContext
 from graphs.stores import describe_store, is_store_failure, open_stores, store_failure_text
 from graphs.stores.briefing_cache import (
@@ -167,6 +168,7 @@ class WardReports:
     def _stream(self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None) -> BriefingResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         final: dict[str, Any] = {}
+        deriver = EventDeriver("briefing", thread_id)
         with self._store_guard(thread_id):
             # "sync" durability, as for analyses: a step's checkpoint (and each finished gather branch's writes)
             # is saved before the next step calls a provider.
@@ -175,11 +177,9 @@ class WardReports:
             ):
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in cast(dict[str, Any], chunk):
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
         return self._finish(final["result"])
 
     def _finish(self, raw: dict[str, Any]) -> BriefingResult:
@@ -216,7 +216,7 @@ class WardReports:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
         if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+            on_event(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
