@@ -7,7 +7,8 @@ seconds (default 7200) after their last activity, measured with the injected clo
 ``stream_reply`` answers the latest user message: it runs the graph with LangGraph's ``messages`` stream mode,
 whose callback handler sees each token the provider sends (Gemini's streamGenerateContent, the Responses API's
 SSE deltas, the local model's generated tokens), and turns them into the contract's events: ``analysis_start``,
-``content_chunk`` (with ``accumulated_content`` and ``progress``), then ``analysis_complete`` or ``error``.
+``content_chunk`` (with ``accumulated_content`` and ``progress``), then ``analysis_complete`` or ``error``;
+between them ``analysis_progress`` events carry the analysis's stages in the one event model (graphs/events.py).
 A run cut short (the client went away) stays checkpointed; the next request for the session resumes it, so a
 provider call that completed is not paid for again.
 """
@@ -31,6 +32,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Durability
 
 from graphs.context import Context
+from graphs.events import EventDeriver
 from graphs.conversation import ANALYSIS_NODE, build_conversation_graph
 from graphs.result import AnalysisResult
 from graphs.stores.ledger import Ledger, LedgerEntry
@@ -43,6 +45,13 @@ KIND = "conversation"
 _CONFIDENCE_TAIL = re.compile(r"\n\s*confidence\s*[:=]", re.IGNORECASE)
 DEFAULT_TTL_S = 7200.0
 Event = dict[str, Any]
+
+
+def _as_update(mode: str, chunk: Any) -> tuple[str, Any]:
+    """Turn a finished task of the "tasks" stream into the ``updates`` chunk the event deriver reads."""
+    if mode == "tasks" and isinstance(chunk, dict) and isinstance(chunk.get("result"), dict):
+        return "updates", {chunk["name"]: chunk["result"]}
+    return ("custom", chunk) if mode == "custom" else ("tasks", chunk)
 
 
 class ConversationNotFound(LookupError):
@@ -248,19 +257,31 @@ class Conversations:
         durability: Durability = "sync"
         current: str | None = None
         raw, accumulated, tokens = "", "", 0
+        deriver = EventDeriver("analysis", str(config["configurable"]["thread_id"]))
         final: dict[str, Any] = {}
         for namespace, mode, chunk in self.graph.stream(
             graph_input,
             config,
             context=self._context(),
-            stream_mode=["messages", "values"],
+            # "tasks", not "updates": a subgraph's updates are cut to its output schema (the result alone),
+            # a task's result is the node's whole update.
+            stream_mode=["messages", "custom", "tasks", "values"],
             subgraphs=True,
             durability=durability,
         ):
             if mode == "values" and not namespace:
                 final = cast(dict[str, Any], chunk)
                 continue
-            if mode != "messages" or not namespace or not namespace[0].startswith(ANALYSIS_NODE + ":"):
+            if not namespace or not namespace[0].startswith(ANALYSIS_NODE + ":"):
+                continue
+            if mode in ("custom", "tasks"):
+                # The analysis's stages in the one event model (graphs/events.py): classification, route,
+                # attempts, validation, confidence, cost so far.
+                for progress in deriver.feed(*_as_update(mode, chunk)):
+                    if progress.event != "node":
+                        yield {"type": "analysis_progress", "progress": progress_of(tokens), **progress.wire()}
+                continue
+            if mode != "messages":
                 continue
             message, meta = cast(tuple[BaseMessage, dict[str, Any]], chunk)
             if not isinstance(message, AIMessageChunk) or meta.get("langgraph_node") != "call_model":

@@ -24,6 +24,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.utils import LC_ID_PREFIX
 
 from providers.local.model_file import model_file_problem
 from providers.local.templates import (
@@ -388,9 +389,12 @@ def _token_sink(run_manager: CallbackManagerForLLMRun | None) -> Callable[[str],
     if run_manager is None:
         return None
     manager = run_manager
+    # The id LangChain gives a streamed call's chunks: a listener tells one call's tokens from another's by it.
+    message_id = f"{LC_ID_PREFIX}-{manager.run_id}"
 
     def sink(piece: str) -> None:
-        manager.on_llm_new_token(piece, chunk=ChatGenerationChunk(message=AIMessageChunk(content=piece)))
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
+        manager.on_llm_new_token(piece, chunk=chunk)
 
     return sink
 

@@ -102,7 +102,13 @@ def test_a_conversation_streams_its_reply_token_by_token_then_completes(chat: Ch
     kinds = [e["type"] for e in events]
     assert kinds[0] == "analysis_start" and kinds[-1] == "analysis_complete"
     chunks = [e for e in events if e["type"] == "content_chunk"]
-    assert len(chunks) >= 5 and kinds[1 : 1 + len(chunks)] == ["content_chunk"] * len(chunks)
+    assert len(chunks) >= 5
+    # The analysis's stages (the one event model) around the tokens, in the order they happen.
+    stages = [e["event"] if e["type"] == "analysis_progress" else e["type"] for e in events[1:-1]]
+    first_token = stages.index("content_chunk")
+    assert stages[:first_token] == ["classified", "routed", "attempt_start"]
+    assert stages.index("attempt_end") > len(stages) - 1 - stages[::-1].index("content_chunk")
+    assert stages[-3:] == ["validated", "confidence", "complete"]
     assert "".join(c["content"] for c in chunks) == chunks[-1]["accumulated_content"]
     progress = [c["progress"] for c in chunks]
     assert progress == sorted(progress) and all(0 <= p < 100 for p in progress)
