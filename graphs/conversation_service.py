@@ -32,8 +32,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Durability
 
 from graphs.context import Context
-from graphs.events import EventDeriver
 from graphs.conversation import ANALYSIS_NODE, build_conversation_graph
+from graphs.events import EventDeriver
 from graphs.result import AnalysisResult
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.records import RecordStore

@@ -16,7 +16,7 @@ from providers.registry import ProviderRegistry
 from providers.testing.servers import FakeGemini, FakePerplexity, Reply, Source
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "unit"))
-from conversation_app import ChatApp, serve_chat  # noqa: E402
+from conversation_app import ChatApp, serve_chat
 
 PLAN = "Week 1-2: map every booth and name a captain. Week 3-6: door-to-door on water supply.\nConfidence: 0.7"
 NEWS = Reply(

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 import app as app_module
 from api.common import JsonErrorRequestHandler
 from graphs.conversation_service import Conversations
+from graphs.playbook_service import Playbooks
 from graphs.service import Orchestrator
 from graphs.stores.briefing_cache import SqliteBriefingCache
 from graphs.stores.records import SqliteRecords
@@ -73,6 +74,9 @@ def serve_chat(registry: ProviderRegistry, tmp_path: Path, ttl_s: float = 7200.0
     )
     flask_app = app_module.create_app(orchestrator, reports)
     flask_app.extensions["strategist_conversations"] = conversations
+    flask_app.extensions["strategist_playbooks"] = Playbooks(
+        registry, InMemorySaver(), SqliteRecords(tmp_path / "records.sqlite"), clock=clock
+    )
     server = make_server("127.0.0.1", 0, flask_app, threaded=True, request_handler=JsonErrorRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
