@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from flask import Response, current_app, jsonify, request, stream_with_context
 from pydantic import ConfigDict, Field
 
 from api.common import ApiError, BodyModel, bp, now_iso, orchestrator, parse_body, protected
+from api.sse import HEADERS, MIMETYPE, frame
 from graphs.conversation_service import ConversationNotFound, Conversations
 from graphs.errors import CheckpointStoreError, RequestError
 from graphs.stores.records import open_records
@@ -21,7 +21,6 @@ from graphs.ward_reports import normalise_ward
 
 MAX_MESSAGE_CHARS = 10_000
 log = logging.getLogger("strategist.http")
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class NewConversationBody(BodyModel):
@@ -76,11 +75,6 @@ def conversations() -> Conversations:
         )
         current_app.extensions["strategist_conversations"] = found
     return found
-
-
-def sse(payload: dict[str, Any]) -> str:
-    """One unnamed Server-Sent Event whose data is the payload's JSON (one line: JSON escapes newlines)."""
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 def _ward(value: str | None) -> str:
@@ -160,16 +154,16 @@ def stream_conversation() -> Any:
     def events() -> Iterator[str]:
         try:
             for event in service.stream_reply(session_id, chat_type=chat_type, language=language):
-                yield sse(event)
+                yield frame(event)
         except ConversationNotFound:
-            yield "retry: 5000\n" + sse({"type": "error", "message": "Conversation not found"})
+            yield frame(retry_ms=5000, data={"type": "error", "message": "Conversation not found"})
         except CheckpointStoreError as exc:
-            yield "retry: 5000\n" + sse({"type": "error", "message": str(exc)})
+            yield frame(retry_ms=5000, data={"type": "error", "message": str(exc)})
         except Exception:  # the status line is sent: a failure can only be told as the stream's last event
             log.exception("conversation stream %s failed", session_id)
-            yield "retry: 5000\n" + sse({"type": "error", "message": "Internal strategist system error"})
+            yield frame(retry_ms=5000, data={"type": "error", "message": "Internal strategist system error"})
 
-    return Response(stream_with_context(events()), mimetype="text/event-stream", headers=SSE_HEADERS)
+    return Response(stream_with_context(events()), mimetype=MIMETYPE, headers=HEADERS)
 
 
 @bp.get("/conversations")
