@@ -36,8 +36,14 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def _orchestrator_for_cli(settings: Settings, notice: bool = False) -> Iterator[Orchestrator]:
+def _orchestrator_for_cli(
+    settings: Settings, notice: bool = False, thread_id: str | None = None
+) -> Iterator[Orchestrator]:
     with open_stores(settings) as stores:
+        if thread_id is not None:
+            # First once the stores are open, in every mode: a run killed at any point can be resumed by this id
+            # (a store that cannot be opened is one error line: there is no run to resume).
+            print(f"thread {thread_id}", file=sys.stderr, flush=True)
         if notice:
             print(outcome_notice(len(stores.feedback.outcomes()), stores.location), file=sys.stderr)
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
@@ -127,10 +133,8 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
-    # First, in every mode: a run killed at any point can be resumed by this id.
-    print(f"thread {thread_id}", file=sys.stderr, flush=True)
     with (
-        _orchestrator_for_cli(settings, notice=not args.json) as orch,
+        _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch,
         progress_sink(as_json=args.json, stream=args.stream) as sink,
     ):
         result = orch.analyze(req, thread_id=thread_id, on_event=sink)
