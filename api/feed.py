@@ -37,7 +37,7 @@ from flask import Response, request
 from api.common import bp, protected, reports
 from api.sse import HEADERS, MIMETYPE, client_gone, frame
 from graphs.briefing_result import Briefing
-from graphs.progress_hub import ProgressHub, Published
+from graphs.progress_hub import ProgressHub, Published, Subscription
 from graphs.stores.briefing_cache import cache_key
 from graphs.ward_reports import CONTEXTS, DEPTHS, MAX_WARD_CHARS
 from providers.ward_data import WardDataError
@@ -203,48 +203,55 @@ class FeedStream:
         with _active_lock:
             _active.add(self.connection_id)
         try:
-            server_time = dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()
-            yield self._unnamed(
-                "connection",
-                {"status": "connected", "ward": self.ward, "priority": self.priority, "server_time": server_time},
-            )
-            items = self.items
-            if self.last_item:
-                ids = [i["id"] for i in items]
-                items = items[ids.index(self.last_item) + 1 :] if self.last_item in ids else items
-            for item in items:
-                self.last_item = item["id"]
-                yield self._unnamed("intelligence", item, id=self._id(seq))
-            start = self.monotonic()
-            next_beat = start + self.settings.heartbeat_s
-            while True:
-                now = self.monotonic()
-                if now - start >= self.settings.max_s:
-                    yield self._unnamed(
-                        "complete", {"ward": self.ward, "total_events": self.sent + 1, "reason": "max_duration"}
-                    )
-                    return
-                if self.gone():
-                    return
-                published = subscription.get(min(self.settings.poll_s, max(0.0, next_beat - now)))
-                if published is not None:
-                    seq = published.seq
-                    yield self._named(published)
-                    next_beat = self.monotonic() + self.settings.heartbeat_s
-                elif self.monotonic() >= next_beat:
-                    self.sent += 1
-                    beat = {
-                        "type": "heartbeat",
-                        "timestamp": round(self.clock(), 3),
-                        "connection_id": self.connection_id,
-                        "ward": self.ward,
-                    }
-                    yield frame(beat)
-                    next_beat = self.monotonic() + self.settings.heartbeat_s
+            yield from self._events(subscription, seq)
+        except Exception as exc:  # the hub failed (its Redis went away): say so; the client reconnects and resumes
+            log.warning("feed %s stopped: %s", self.connection_id, exc, exc_info=True)
+            yield _error_frame(self.ward, "The live feed failed; reconnect to resume", self.clock)
         finally:
             subscription.close()
             with _active_lock:
                 _active.discard(self.connection_id)
+
+    def _events(self, subscription: Subscription, seq: int) -> Iterator[str]:
+        """Yield the connection, the items, then progress events and heartbeats until the end."""
+        server_time = dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()
+        yield self._unnamed(
+            "connection",
+            {"status": "connected", "ward": self.ward, "priority": self.priority, "server_time": server_time},
+        )
+        items = self.items
+        if self.last_item:
+            ids = [i["id"] for i in items]
+            items = items[ids.index(self.last_item) + 1 :] if self.last_item in ids else items
+        for item in items:
+            self.last_item = item["id"]
+            yield self._unnamed("intelligence", item, id=self._id(seq))
+        start = self.monotonic()
+        next_beat = start + self.settings.heartbeat_s
+        while True:
+            now = self.monotonic()
+            if now - start >= self.settings.max_s:
+                yield self._unnamed(
+                    "complete", {"ward": self.ward, "total_events": self.sent + 1, "reason": "max_duration"}
+                )
+                return
+            if self.gone():
+                return
+            published = subscription.get(min(self.settings.poll_s, max(0.0, next_beat - now)))
+            if published is not None:
+                seq = published.seq
+                yield self._named(published)
+                next_beat = self.monotonic() + self.settings.heartbeat_s
+            elif self.monotonic() >= next_beat:
+                self.sent += 1
+                beat = {
+                    "type": "heartbeat",
+                    "timestamp": round(self.clock(), 3),
+                    "connection_id": self.connection_id,
+                    "ward": self.ward,
+                }
+                yield frame(beat)
+                next_beat = self.monotonic() + self.settings.heartbeat_s
 
     def _named(self, published: Published) -> str:
         self.sent += 1
@@ -260,8 +267,7 @@ class FeedStream:
         return frame(body, event=name, id=self._id(published.seq))
 
 
-def error_stream(ward: str, message: str, clock: Callable[[], float] = time.time) -> Iterator[str]:
-    """Yield the one error event of a refused feed (after ``retry: 5000``)."""
+def _error_frame(ward: str, message: str, clock: Callable[[], float]) -> str:
     now = clock()
     body = {
         "type": "error",
@@ -269,7 +275,12 @@ def error_stream(ward: str, message: str, clock: Callable[[], float] = time.time
         "timestamp": round(now, 3),
         "connection_id": f"{ward}_{int(now * 1000)}",
     }
-    yield frame(body, retry_ms=RETRY_MS)
+    return frame(body, retry_ms=RETRY_MS)
+
+
+def error_stream(ward: str, message: str, clock: Callable[[], float] = time.time) -> Iterator[str]:
+    """Yield the one error event of a refused feed (after ``retry: 5000``)."""
+    yield _error_frame(ward, message, clock)
 
 
 @bp.get("/feed")
