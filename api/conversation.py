@@ -131,7 +131,9 @@ def add_message() -> Any:
         raise ApiError(400, f"Message too long - maximum {MAX_MESSAGE_CHARS:,} characters")
     assert body.message is not None
     try:
-        stamp = conversations().add_message(body.sessionId, content, body.message.type or "user")
+        stamp = conversations().add_message(
+            body.sessionId, content, body.message.type or "user", chat_type=body.chatType, language=body.language
+        )
     except ConversationNotFound:
         raise _not_found() from None
     return jsonify({"status": "message_added", "session_id": body.sessionId, "timestamp": stamp}), 200

@@ -177,9 +177,23 @@ class Conversations:
             record["last_message"] = last_message[:200]
         self.records.put(KIND, record["session_id"], record["ward"], now, record)
 
-    def add_message(self, session_id: str, content: str, kind: str = "user") -> str:
-        """Add a user message to the session (answered by the next ``stream_reply``); return its timestamp."""
+    def add_message(
+        self,
+        session_id: str,
+        content: str,
+        kind: str = "user",
+        *,
+        chat_type: str | None = None,
+        language: str | None = None,
+    ) -> str:
+        """Add a user message to the session (answered by the next ``stream_reply``); return its timestamp.
+
+        A chat type or language sent with the message changes the session's from then on."""
         record = self._record(session_id)
+        if chat_type:
+            record["chat_type"] = normalise_chat_type(chat_type)
+        if language:
+            record["language"] = normalise_language(language)
         stamp = _iso(self.clock())
         message = HumanMessage(content=content, additional_kwargs={"strategist": {"timestamp": stamp, "type": kind}})
         # As if the reply step had written it: the thread stays finished, and the next run starts from START

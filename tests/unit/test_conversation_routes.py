@@ -129,16 +129,20 @@ def test_the_second_message_is_answered_in_the_light_of_the_first(chat: ChatApp,
     sid = chat.session(language="hi")
     chat.say(sid, "Design a 12-week mobilisation plan for Malakpet")
     chat.events("/conversation/stream", sessionId=sid)
-    chat.say(sid, "Shorten that to one line")
+    response = chat.http.post(
+        "/conversation/message",
+        json={"sessionId": sid, "message": {"content": "Shorten that to one line"}, "language": "ur"},
+    )
+    assert response.status_code == 200
     chat.events("/conversation/stream", sessionId=sid)
 
     first, second = prompts.seen
     assert "Shorten that" not in first and "Reply in Hindi" in first
-    assert "User: Design a 12-week mobilisation plan for Malakpet" in second
+    assert "User: Design a 12-week mobilisation plan for Malakpet" in second and "Reply in Urdu" in second
     assert "Assistant: - Map every booth and name a captain" in second
     assert second.rstrip().endswith("Shorten that to one line")
     body = chat.http.get(f"/conversation/{sid}").json()
-    assert body["message_count"] == 4
+    assert body["message_count"] == 4 and body["language"] == "ur"
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user", "assistant"]
     assert body["messages"][1]["provider"] == "gemini" and body["messages"][1]["timestamp"].endswith("+00:00")
     listed = chat.http.get("/conversations", params={"ward": "Malakpet"}).json()
