@@ -16,10 +16,13 @@ provider call that completed is not paid for again.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import os
+import queue
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +36,7 @@ from langgraph.types import Durability
 
 from graphs.context import Context
 from graphs.conversation import ANALYSIS_NODE, build_conversation_graph
+from graphs.errors import CheckpointStoreError
 from graphs.events import EventDeriver
 from graphs.result import AnalysisResult
 from graphs.stores.ledger import Ledger, LedgerEntry
@@ -42,6 +46,7 @@ from nodes.policy.conversation_prompts import DEFAULT_HISTORY_TOKENS, normalise_
 from providers.registry import ProviderRegistry
 
 KIND = "conversation"
+log = logging.getLogger("strategist.conversation")
 _CONFIDENCE_TAIL = re.compile(r"\n\s*confidence\s*[:=]", re.IGNORECASE)
 DEFAULT_TTL_S = 7200.0
 Event = dict[str, Any]
@@ -114,6 +119,8 @@ class Conversations:
         self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
         self.graph = build_conversation_graph().compile(checkpointer=self.checkpointer)
         self._context = context or (lambda: Context(registry=registry))
+        self._lock = threading.Lock()
+        self._running: set[str] = set()  # sessions whose reply is being written (one at a time per session)
 
     # -- sessions -----------------------------------------------------------------------------------------
 
@@ -242,21 +249,48 @@ class Conversations:
         if not pending and (not messages or not isinstance(messages[-1], HumanMessage)):
             yield {"type": "error", "message": "No user message to answer: add one with POST /conversation/message"}
             return
+        with self._lock:
+            if session_id in self._running:
+                yield {"type": "error", "message": "A reply to this conversation is already being written"}
+                return
+            self._running.add(session_id)
         yield {"type": "analysis_start", "message": "Analysing your message", "session_id": session_id}
+        events: queue.Queue[Event | None] = queue.Queue()
         graph_input = None if pending else self._input(record)
-        final: dict[str, Any] = {}
-        for event in self._run(graph_input, config):
-            if event.get("type") == "final":
-                final = event["state"]
+        worker = threading.Thread(
+            target=self._work, args=(graph_input, record, events), name=f"reply-{session_id}", daemon=True
+        )
+        worker.start()
+        while (event := events.get()) is not None:
+            yield event
+
+    def _work(self, graph_input: Any, record: dict[str, Any], out: queue.Queue[Event | None]) -> None:
+        """Write the reply to its end, whether or not anyone still reads it: a client that leaves does not cut a
+        paid call short, and the reply is checkpointed, costed and stored (the next request finds it)."""
+        session_id = str(record["session_id"])
+        try:
+            final: dict[str, Any] = {}
+            for event in self._run(graph_input, self._config(session_id)):
+                if event.get("type") == "final":
+                    final = event["state"]
+                else:
+                    out.put(event)
+            result = final.get("result") or {}
+            self._record_cost(session_id, result)
+            self._touch(record, result.get("answer") or None)
+            if result.get("answer"):
+                out.put(self._complete(result))
             else:
-                yield event
-        result = final.get("result") or {}
-        self._record_cost(session_id, result)
-        self._touch(record, result.get("answer") or None)
-        if not result.get("answer"):
-            yield {"type": "error", "message": result.get("error") or "No provider could answer"}
-            return
-        yield self._complete(result)
+                out.put({"type": "error", "message": result.get("error") or "No provider could answer"})
+        except CheckpointStoreError as exc:
+            out.put({"type": "error", "message": str(exc)})
+        except Exception:
+            log.exception("reply to conversation %s failed", session_id)
+            out.put({"type": "error", "message": "Internal strategist system error"})
+        finally:
+            with self._lock:
+                self._running.discard(session_id)
+            out.put(None)
 
     def _input(self, record: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -5,6 +5,8 @@ input answered as 4xx JSON."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +242,49 @@ def test_history_is_trimmed_to_its_token_budget_newest_turns_kept() -> None:
 def test_progress_rises_and_stays_below_100() -> None:
     values = [progress_of(n) for n in range(1, 2000, 7)]
     assert values == sorted(values) and max(values) <= 95 and values[0] >= 10
+
+
+class HeldChat(StreamingChat):
+    """Streams its first word, then waits until the test lets it go on (the client has left by then)."""
+
+    release: Any = None
+
+    def model_post_init(self, __context: Any) -> None:
+        super().model_post_init(__context)
+        self.release = threading.Event()
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for n, chunk in enumerate(super()._stream(messages, stop, run_manager, **kwargs)):
+            if n == 1:
+                assert self.release.wait(timeout=120)
+            yield chunk
+
+
+def test_a_client_that_leaves_does_not_cut_the_reply_short(tmp_path: Path, prompts: Prompts) -> None:
+    held = HeldChat(script=[prompts])
+    for chat in serve_chat(registry_with(held), tmp_path):
+        sid = chat.session()
+        chat.say(sid, "Design a 12-week mobilisation plan")
+        with chat.http.stream("GET", "/conversation/stream", params={"sessionId": sid}) as response:
+            for line in response.iter_lines():
+                if '"content_chunk"' in line:
+                    break  # the client goes away after the first token
+        held.release.set()
+        deadline = time.monotonic() + 120  # generous: the machine may be loaded
+        while chat.http.get(f"/conversation/{sid}").json()["message_count"] < 2:
+            assert time.monotonic() < deadline, "the reply was never stored"
+            time.sleep(0.05)
+        # Written once, stored, and nothing left running: the next stream has nothing to answer.
+        assert len(prompts.seen) == 1
+        stored = chat.http.get(f"/conversation/{sid}").json()["messages"][-1]
+        assert stored["role"] == "assistant" and stored["content"].startswith("- Map every booth")
+        while any(t.name == f"reply-{sid}" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the reply's worker is still running"
+            time.sleep(0.05)
+        assert [e["type"] for e in chat.events("/conversation/stream", sessionId=sid)] == ["error"]
