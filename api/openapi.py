@@ -50,12 +50,6 @@ _WARD_RESERVED = [
     "alerts",
     "openapi.json",
     "ward",
-    "conversation",
-    "conversations",
-    "chat",
-    "playbook",
-    "scenario",
-    "scenarios",
 ]
 _BRIEFING_QUERY = [
     {
