@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
+from graphs.context import Context
 from graphs.conversation_service import Conversations
 from graphs.stores import open_stores
 from graphs.stores.records import open_records
@@ -73,4 +74,46 @@ def test_a_conversation_continues_after_the_store_is_reopened(settings: Settings
         assert [c["id"] for c in second.newest("Malakpet", 10)] == [session_id]
         # Each turn is its own ledger row, though the turns share the thread.
         assert {e.thread_id for e in stores.ledger.entries()} >= {f"{session_id}#1", f"{session_id}#2"}
+        records.close()
+
+
+class FailsOnce:
+    """An outcome source that breaks once (a crash after the provider answered), then has no outcomes."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def version(self) -> str:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("the process died here")
+        return "v1"
+
+    def outcomes(self) -> list[Any]:
+        return []
+
+
+def test_a_reply_cut_after_its_provider_answered_resumes_without_paying_again(tmp_path: Path) -> None:
+    settings = load_settings({"STRATEGIST_DATA_DIR": str(tmp_path / "data"), "LOCAL_MODEL_PATH": "/nonexistent/m"})
+    calls: list[str] = []
+
+    def answer(messages: list[BaseMessage]) -> Any:
+        calls.append(messages[-1].text)
+        return reply("Booth captains first.\nConfidence: 0.7")
+
+    registry = fake_registry({"gemini": [answer]}, settings)
+    broken = FailsOnce()
+    with open_stores(settings) as stores:
+        records = open_records(settings)
+        conversations = Conversations(
+            registry, stores.checkpointer, records, context=lambda: Context(registry=registry, feedback=broken)
+        )
+        session_id = conversations.create("Malakpet")["session_id"]
+        conversations.add_message(session_id, "Design a 12-week plan for Malakpet")
+        assert [e["type"] for e in conversations.stream_reply(session_id)][-1] == "error"
+        assert len(calls) == 1 and conversations.get(session_id)["message_count"] == 1
+        # The next request resumes the checkpointed turn: the finished call is not made again.
+        done = list(conversations.stream_reply(session_id))[-1]
+        assert done["type"] == "analysis_complete" and done["content"] == "Booth captains first."
+        assert len(calls) == 1 and conversations.get(session_id)["message_count"] == 2
         records.close()
