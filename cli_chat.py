@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from graphs.context import Context
 from graphs.conversation_service import ConversationNotFound, Conversations
 from graphs.errors import RequestError
 from graphs.playbook_result import PLAYBOOK_TYPES, SCENARIO_TYPES, TIMEFRAMES
@@ -35,7 +36,13 @@ def _services(settings: Settings) -> Iterator[tuple[Conversations, Playbooks]]:
         try:
             registry = ProviderRegistry(settings)
             yield (
-                Conversations(registry, stores.checkpointer, records, ledger=stores.ledger),
+                Conversations(
+                    registry,
+                    stores.checkpointer,
+                    records,
+                    ledger=stores.ledger,
+                    context=lambda: Context(registry=registry, feedback=stores.feedback),
+                ),
                 Playbooks(registry, stores.checkpointer, records),
             )
         finally:

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field
 
 from api.common import ApiError, BodyModel, bp, now_iso, orchestrator, parse_body, protected
 from api.sse import HEADERS, MIMETYPE, frame
+from graphs.context import Context
 from graphs.conversation_service import ConversationNotFound, Conversations
 from graphs.errors import CheckpointStoreError, RequestError
 from graphs.stores.records import open_records
@@ -70,8 +71,14 @@ def conversations() -> Conversations:
     found = current_app.extensions.get("strategist_conversations")
     if found is None:
         orch = orchestrator()
+        registry, feedback = orch.registry, orch.feedback
         found = Conversations(
-            orch.registry, orch.checkpointer, open_records(orch.registry.settings), ledger=orch.ledger
+            registry,
+            orch.checkpointer,
+            open_records(registry.settings),
+            ledger=orch.ledger,
+            # Confidence learns from recorded outcomes, as the analyses' does.
+            context=lambda: Context(registry=registry, feedback=feedback),
         )
         current_app.extensions["strategist_conversations"] = found
     return found
