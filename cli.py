@@ -1,5 +1,5 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, health, graph, serve; chat, playbook,
-scenario (cli_chat.py).
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve; chat,
+playbook, scenario (cli_chat.py).
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -7,12 +7,15 @@ Each command opens the configured stores for its own lifetime; bad input is one 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 from cli_chat import register as register_chat_commands
 from cli_progress import print_result_line, progress_sink
 from graphs.briefing_result import BriefingResult
-from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
+from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
 from graphs.ops import health_report
 from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
@@ -137,7 +140,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch,
         progress_sink(as_json=args.json, stream=args.stream) as sink,
     ):
-        result = orch.analyze(req, thread_id=thread_id, on_event=sink)
+        result = orch.analyze(req, thread_id=thread_id, on_event=sink, wait_s=args.wait)
     return _emit_streamed(result, args)
 
 
@@ -204,9 +207,11 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
         print(f"thread {thread_id}", file=sys.stderr, flush=True)
         with progress_sink(as_json=args.json, stream=args.stream) as sink:
             if args.resume is not None:
-                result = reports.resume(args.resume, on_event=sink)
+                result = reports.resume(args.resume, on_event=sink, wait_s=args.wait)
             else:
-                result = reports.run(ward, args.depth, args.context, thread_id=thread_id, on_event=sink)
+                result = reports.run(
+                    ward, args.depth, args.context, thread_id=thread_id, on_event=sink, wait_s=args.wait
+                )
     if args.json and args.stream:
         print_result_line(result)
     elif args.json:
@@ -223,7 +228,7 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
     with _orchestrator_for_cli(settings) as orch, progress_sink(as_json=args.json, stream=args.stream) as sink:
-        result = orch.resume(args.thread_id, on_event=sink)
+        result = orch.resume(args.thread_id, on_event=sink, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -318,6 +323,26 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the retention policy to finished threads ([retention]; graphs/stores/retention.py)."""
+    from graphs.stores.retention import prune
+
+    if args.keep_days is not None and args.keep_days < 0:
+        raise CliError(f"prune: --keep-days must be 0 or more, not {args.keep_days:g}")
+    with open_stores(settings) as stores:
+        report = prune(
+            stores.checkpointer,
+            stores.ledger,
+            settings.retention,
+            now=time.time(),
+            dry_run=args.dry_run,
+            keep_days=args.keep_days,
+            keep=args.keep,
+        )
+    print(json.dumps(dataclasses.asdict(report)) if args.json else report.render())
+    return 0
+
+
 def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     """Print the cost ledger: totals, by provider, tier and day, and the savings."""
     from graphs.stores.ledger import report
@@ -404,6 +429,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lease_option(p: argparse.ArgumentParser) -> None:
+    # One runner per thread (graphs/stores/lease.py): without --wait a thread running elsewhere is refused.
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if the thread is running in another process, wait up to this long for it (default: refuse at once)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strategist", description="Route campaign-analysis queries to the right model."
@@ -430,6 +466,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("route", help="show the routing decision without calling a model")
@@ -445,12 +482,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -471,6 +510,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser(
+        "prune", help="delete finished threads older than [retention] keep_days, or trim them to their final checkpoint"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--keep-days", type=float, help="override [retention] keep_days (0: delete no thread)")
+    p.add_argument("--keep", choices=["all", "final"], help="override [retention] keep for younger finished threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
     p.add_argument("--json", action="store_true")
@@ -497,7 +545,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         status: int = args.func(args, settings)
         return status
-    except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
+    except (
+        ConfigError,
+        RequestError,
+        UnknownThread,
+        FeedbackError,
+        CheckpointStoreError,
+        CliError,
+        ThreadBusy,
+    ) as exc:
         print(f"strategist: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -523,5 +579,20 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
 
 
+def run() -> None:
+    """Run the command (the console entry point), then leave at once.
+
+    Returning from main() would make the interpreter join the threads of calls abandoned during the analysis and
+    tear every loaded module down, which kept the process alive for seconds after the answer was printed (issue
+    11). The exit handlers still run (stores closed, traces flushed); only that waiting is skipped.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) has nothing left to flush
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

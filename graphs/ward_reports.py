@@ -47,7 +47,9 @@ from graphs.stores.briefing_cache import (
     open_briefing_cache,
 )
 from graphs.stores.feedback import FeedbackStore
+from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.secrets import redact
@@ -172,7 +174,9 @@ class WardReports:
                 thread_id=thread_id,
             ) from exc
 
-    def _stream(self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None) -> BriefingResult:
+    def _stream(
+        self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None, lease: Lease | None = None
+    ) -> BriefingResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         final: dict[str, Any] = {}
         deriver = EventDeriver("briefing", thread_id)
@@ -182,6 +186,7 @@ class WardReports:
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
             ):
+                check_held(lease, thread_id)
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
                 elif on_event is not None:
@@ -202,9 +207,11 @@ class WardReports:
 
         return sink
 
-    def _published(self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink) -> BriefingResult:
+    def _published(
+        self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink, lease: Lease | None
+    ) -> BriefingResult:
         try:
-            return self._stream(graph_input, thread_id, ctx, sink)
+            return self._stream(graph_input, thread_id, ctx, sink, lease)
         except Exception as exc:
             sink(Failed(error_class=type(exc).__name__, message=redact(str(exc)), thread_id=thread_id).wire())
             raise
@@ -229,6 +236,7 @@ class WardReports:
                         ],
                     )
                 )
+                expire_finished(self.checkpointer, result.thread_id)  # finished: its TTL may start (retention.py)
         return result
 
     def run(
@@ -239,6 +247,7 @@ class WardReports:
         *,
         thread_id: str | None = None,
         on_event: EventSink | None = None,
+        wait_s: float = 0.0,
     ) -> BriefingResult:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
@@ -247,10 +256,18 @@ class WardReports:
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
-        return self._published(graph_input, thread_id, self._context(), sink)
+        with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
+            return self._published(graph_input, thread_id, self._context(), sink, lease)
 
-    def resume(self, thread_id: str, *, on_event: EventSink | None = None) -> BriefingResult:
-        """Continue an interrupted briefing from its last checkpoint (finished research branches are kept)."""
+    def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> BriefingResult:
+        """Continue an interrupted briefing from its last checkpoint (finished research branches are kept).
+
+        Holds the thread's lease (graphs/stores/lease.py); ThreadBusy when another runner keeps it past ``wait_s``.
+        """
+        with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
+            return self._resume(thread_id, on_event, lease)
+
+    def _resume(self, thread_id: str, on_event: EventSink | None, lease: Lease | None) -> BriefingResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         with self._store_guard(thread_id):
             snapshot = self.graph.get_state(config)
@@ -262,7 +279,7 @@ class WardReports:
         ctx = self._context(self.registry.settings.deadlines.for_depth(depth))
         sink = self._publishing(snapshot.values["ward"], thread_id, on_event)
         sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
-        return self._published(None, thread_id, ctx, sink)
+        return self._published(None, thread_id, ctx, sink, lease)
 
     # --- cache and single flight ------------------------------------------------------------------------------
 

@@ -53,8 +53,8 @@ def escalation_decision(
     below = f"confidence {prelim.value:.2f} < threshold {cfg.escalate_below:.2f}"
     if prelim.value >= cfg.escalate_below:
         return record | {"reason": f"confidence {prelim.value:.2f} >= threshold {cfg.escalate_below:.2f}"}, None
-    chain, notes = checker_chain(answer, state, ctx.registry)
     left = (ctx.deadline_at or state["deadline_at"]) - now
+    chain, notes = checker_chain(answer, state, ctx.registry, left)
     if not chain:
         why = "; ".join(notes) or "no provider of another vendor is available"
         return record | {"decision": "not_possible", "reason": f"{below}, but {why}"}, None
@@ -78,15 +78,6 @@ def validate(state: AnalysisState, runtime: Runtime[Context]) -> ValidateUpdate:
     passed = now >= deadline_at
     if problem is None:
         escalation, chain = escalation_decision(candidate, state, ctx, now)
-        emit(
-            runtime,
-            Validated(
-                provider=candidate["provider"],
-                verdict="accepted",
-                escalation=escalation["decision"],
-                reason=escalation["reason"],
-            ),
-        )
         update: ValidateUpdate = {"answer": candidate, "deadline_passed": passed, "escalation": escalation}
         if chain is not None:
             update["cross_chain"] = chain
