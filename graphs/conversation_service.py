@@ -36,9 +36,10 @@ from langgraph.types import Durability
 
 from graphs.context import Context
 from graphs.conversation import ANALYSIS_NODE, build_conversation_graph
-from graphs.errors import CheckpointStoreError
+from graphs.errors import CheckpointStoreError, ThreadBusy
 from graphs.events import EventDeriver
 from graphs.result import AnalysisResult
+from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.records import RecordStore
 from nodes.policy.chat_actions import actions_of, implications_of
@@ -270,11 +271,14 @@ class Conversations:
         session_id = str(record["session_id"])
         try:
             final: dict[str, Any] = {}
-            for event in self._run(graph_input, self._config(session_id)):
-                if event.get("type") == "final":
-                    final = event["state"]
-                else:
-                    out.put(event)
+            # The thread's lease (graphs/stores/lease.py), as an analysis holds it: one runner per session across
+            # processes too.
+            with holding(leases_of(self.checkpointer), session_id) as lease:
+                for event in self._run(graph_input, self._config(session_id), lease):
+                    if event.get("type") == "final":
+                        final = event["state"]
+                    else:
+                        out.put(event)
             result = final.get("result") or {}
             self._record_cost(session_id, result)
             self._touch(record, result.get("answer") or None)
@@ -282,7 +286,7 @@ class Conversations:
                 out.put(self._complete(result))
             else:
                 out.put({"type": "error", "message": result.get("error") or "No provider could answer"})
-        except CheckpointStoreError as exc:
+        except (CheckpointStoreError, ThreadBusy) as exc:
             out.put({"type": "error", "message": str(exc)})
         except Exception:
             log.exception("reply to conversation %s failed", session_id)
@@ -300,7 +304,7 @@ class Conversations:
             "history_tokens": history_tokens(),
         }
 
-    def _run(self, graph_input: Any, config: RunnableConfig) -> Iterator[Event]:
+    def _run(self, graph_input: Any, config: RunnableConfig, lease: Lease | None = None) -> Iterator[Event]:
         """Run the graph, yielding content chunks as tokens arrive and, last, ``{"type": "final", "state"}``."""
         durability: Durability = "sync"
         current: str | None = None
@@ -317,6 +321,7 @@ class Conversations:
             subgraphs=True,
             durability=durability,
         ):
+            check_held(lease, str(config["configurable"]["thread_id"]))
             if mode == "values" and not namespace:
                 final = cast(dict[str, Any], chunk)
                 continue

@@ -13,6 +13,7 @@ from langchain_core.messages import BaseMessage
 from graphs.context import Context
 from graphs.conversation_service import Conversations
 from graphs.stores import open_stores
+from graphs.stores.lease import leases_of
 from graphs.stores.records import open_records
 from providers.config import Settings, load_settings
 from providers.testing import fake_registry, redis_servers, reply
@@ -116,4 +117,29 @@ def test_a_reply_cut_after_its_provider_answered_resumes_without_paying_again(tm
         done = list(conversations.stream_reply(session_id))[-1]
         assert done["type"] == "analysis_complete" and done["content"] == "Booth captains first."
         assert len(calls) == 1 and conversations.get(session_id)["message_count"] == 2
+        records.close()
+
+
+def test_a_session_another_runner_holds_is_not_answered_twice(settings: Settings) -> None:
+    calls: list[str] = []
+
+    def answer(messages: list[BaseMessage]) -> Any:
+        calls.append(messages[-1].text)
+        return reply("Booth captains first.\nConfidence: 0.7")
+
+    registry = fake_registry({"gemini": [answer]}, settings)
+    with open_stores(settings) as stores:
+        records = open_records(settings)
+        conversations = Conversations(registry, stores.checkpointer, records)
+        session_id = conversations.create("Malakpet")["session_id"]
+        conversations.add_message(session_id, "Design a 12-week plan for Malakpet")
+        leases = leases_of(stores.checkpointer)
+        assert leases is not None
+        other = leases.acquire(session_id)  # another process is writing this session's reply
+        assert other is not None
+        events = list(conversations.stream_reply(session_id))
+        assert events[-1]["type"] == "error" and "already running" in events[-1]["message"] and calls == []
+        other.release()
+        assert list(conversations.stream_reply(session_id))[-1]["type"] == "analysis_complete"
+        assert len(calls) == 1
         records.close()
