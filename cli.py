@@ -1,4 +1,5 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve; chat,
+playbook, scenario (cli_chat.py).
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from cli_chat import register as register_chat_commands
 from cli_progress import print_result_line, progress_sink
 from graphs.briefing_result import BriefingResult
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
@@ -529,6 +531,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_serve)
+
+    # chat, playbook, scenario (cli_chat.py).
+    register_chat_commands(sub)
     return parser
 
 

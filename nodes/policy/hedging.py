@@ -13,6 +13,7 @@ the local model stops between tokens) and counted as a timeout, at its full esti
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -105,8 +106,10 @@ def race(
             results.put(call)
 
         # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
-        # and must not hold up the node nor the process's exit.
-        threading.Thread(target=run, name=f"attempt-{name}", daemon=True).start()
+        # and must not hold up the node nor the process's exit. It runs in a copy of this context, so the node's
+        # LangChain callbacks (LangGraph's "messages" stream: a conversation's tokens) follow the call.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
 
     timing = registry.health.breaker(chain[cursor]["provider"]).hedge_timing(registry.settings)
     launch(chain[cursor], cursor + 1 < len(chain), hedge=False)
