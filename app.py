@@ -28,6 +28,7 @@ from api.common import (
     max_body_bytes,
     not_found_response,
 )
+from api.metrics import register_metrics
 from graphs.errors import CheckpointStoreError
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, open_reports
@@ -100,4 +101,6 @@ def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | 
         return None
 
     _register_errors(app)
+    # Scale-out: /metrics, request metrics and trace ids (api/metrics.py).
+    register_metrics(app)
     return app

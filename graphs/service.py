@@ -22,6 +22,8 @@ from graphs.stores import describe_store, is_store_failure, store_failure_text
 from graphs.stores.feedback import FeedbackStore, outcome_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from nodes.policy.calibration import Outcome
+from observability.metrics import observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -100,6 +102,9 @@ class Orchestrator:
         # "async" the save races the next step. tests/integration/test_crash_resume.py holds this. Without a
         # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
         durability: Durability | None = "sync" if self.checkpointer is not None else None
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config = {**config, "callbacks": span_callbacks()}
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
@@ -112,6 +117,7 @@ class Orchestrator:
                 elif on_event is not None and mode == "updates":
                     for node in chunk:
                         on_event({"event": "node", "node": node})
+        observe_run("analysis", final.get("result"), time.perf_counter() - started, since=wall_started)
         return final
 
     def analyze(

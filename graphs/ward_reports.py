@@ -45,6 +45,8 @@ from graphs.stores.briefing_cache import (
 )
 from graphs.stores.feedback import FeedbackStore
 from graphs.stores.ledger import Ledger, LedgerEntry
+from observability.metrics import observe_cache, observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.ward_data import WardDataSource, open_ward_data
@@ -165,8 +167,10 @@ class WardReports:
             ) from exc
 
     def _stream(self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None) -> BriefingResult:
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "callbacks": span_callbacks()}
         final: dict[str, Any] = {}
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(thread_id):
             # "sync" durability, as for analyses: a step's checkpoint (and each finished gather branch's writes)
             # is saved before the next step calls a provider.
@@ -180,6 +184,7 @@ class WardReports:
                 elif on_event is not None and mode == "updates":
                     for node in cast(dict[str, Any], chunk):
                         on_event({"event": "node", "node": node})
+        observe_run("briefing", final.get("result"), time.perf_counter() - started, since=wall_started)
         return self._finish(final["result"])
 
     def _finish(self, raw: dict[str, Any]) -> BriefingResult:
@@ -244,6 +249,7 @@ class WardReports:
             return None
         with self._lock:
             self.hits += 1
+        observe_cache(hit=True)
         return self._report(entry, cached=True)
 
     def report(
@@ -266,6 +272,7 @@ class WardReports:
                 return hit
         with self._lock:
             self.misses += 1
+        observe_cache(hit=False)
         key = cache_key(ward, depth, context)
         with self._lock:
             flight = self._flights.get(key)
