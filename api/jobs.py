@@ -1,6 +1,7 @@
 """Async jobs: ``POST /jobs`` queues an analysis or a briefing for the Celery workers (202 and the job's URL),
 ``GET /jobs/<id>`` gives its state and, once done, its result; ``GET /jobs/<id>/events`` streams its progress
-(server-sent events relayed from the worker through Redis pub/sub).
+(server-sent events relayed from the worker through Redis pub/sub: the event model of nodes/policy/events.py,
+then a last ``job`` event with the job's state and result).
 
 The job id is the analysis's thread id: resubmitting an id returns the existing job (200) instead of a second run.
 Without a broker (``CELERY_BROKER_URL`` or ``REDIS_URL``) these routes answer 503. The synchronous routes are
@@ -10,6 +11,7 @@ unchanged.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -153,10 +155,23 @@ def job_events(job_id: str) -> Any:
                 yield ": keep-alive\n\n"
                 continue
             yield _sse(event)
-            if event.get("event") == "result":
+            if event.get("event") in ("complete", "error"):
+                # The worker stores the result just after its last event: wait for it, then end with the job.
+                yield _sse({"event": "job", **_settled(client, job_id).data()})
                 return
 
     return Response(stream_with_context(stream()), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _settled(client: Jobs, job_id: str, wait_s: float = 30.0) -> Job:
+    """Return the job once its result is stored (or as it stands after ``wait_s``)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        job = client.get(job_id)
+        assert job is not None  # it was found when the stream began, and records outlive results
+        if job.state in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
 
 
 def _sse(event: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from langgraph.types import Durability, StateSnapshot
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
+from graphs.events import EventDeriver, ThreadStarted
 from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
@@ -102,6 +103,7 @@ class Orchestrator:
         # "async" the save races the next step. tests/integration/test_crash_resume.py holds this. Without a
         # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
         durability: Durability | None = "sync" if self.checkpointer is not None else None
+        deriver = EventDeriver("analysis", str(config["configurable"]["thread_id"]))
         # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
         config = {**config, "callbacks": span_callbacks()}
         started, wall_started = time.perf_counter(), time.time()
@@ -112,11 +114,9 @@ class Orchestrator:
                 # The stream's chunk type is a union over every mode; each branch knows its own shape.
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in chunk:
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
         observe_run("analysis", final.get("result"), time.perf_counter() - started, since=wall_started)
         return final
 
@@ -139,7 +139,7 @@ class Orchestrator:
             "constraints": request.constraints(),
         }
         if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+            on_event(ThreadStarted(thread_id=thread_id).wire())
         final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event)
         return self._finish(final)
 

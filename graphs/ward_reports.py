@@ -33,6 +33,7 @@ from graphs.briefing import build_briefing_graph
 from graphs.briefing_result import BriefingResult
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, RequestError, UnknownThread
+from graphs.events import EventDeriver, ThreadStarted
 from graphs.state import StrategicContext
 from graphs.stores import describe_store, is_store_failure, open_stores, store_failure_text
 from graphs.stores.briefing_cache import (
@@ -170,6 +171,7 @@ class WardReports:
         # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "callbacks": span_callbacks()}
         final: dict[str, Any] = {}
+        deriver = EventDeriver("briefing", thread_id)
         started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(thread_id):
             # "sync" durability, as for analyses: a step's checkpoint (and each finished gather branch's writes)
@@ -179,11 +181,9 @@ class WardReports:
             ):
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in cast(dict[str, Any], chunk):
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
         observe_run("briefing", final.get("result"), time.perf_counter() - started, since=wall_started)
         return self._finish(final["result"])
 
@@ -221,7 +221,7 @@ class WardReports:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
         if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+            on_event(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}

@@ -22,6 +22,8 @@ from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import attempt_call
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
+from nodes.policy.events import CrossCheckStarted, Validated
+from nodes.policy.progress import emit
 from nodes.policy.verdict import METHOD, UnusableVerdict, parse_verdicts, verdict_prompt
 
 
@@ -54,7 +56,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
     step = chain[cursor]
-    runtime.stream_writer({"event": "cross_check_start", "provider": step["provider"]})
+    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     timeout_s = deadline_at - ctx.clock()
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
@@ -74,7 +76,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     if problem is not None:
         # An unusable check measures nothing: recorded as an invalid attempt, and the next checker gets the query.
         update["rejections"] = [{"attempt_index": len(state.get("attempts", [])), "reason": problem}]
-        runtime.stream_writer({"event": "rejected", "provider": step["provider"], "reason": problem})
+        emit(runtime, Validated(provider=step["provider"], verdict="rejected", reason=problem))
         if escalation is not None:
             update["escalation"] = escalation | {"outcome": f"{step['provider']}'s check unusable: {problem}"}
         return update

@@ -19,7 +19,9 @@ from graphs.briefing_state import Finding, GatherTask, GatherUpdate, SourceDict
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, Classification
 from nodes.policy.briefing_prompts import gather_prompt
+from nodes.policy.events import GatherFinished, GatherStarted
 from nodes.policy.hedging import race, record_group
+from nodes.policy.progress import emit
 
 # What a research question needs, in the analysis graph's terms: fresh facts, with sources where the provider
 # can give them (validated by nodes/policy/answers.py, as every answer is).
@@ -50,7 +52,7 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         AnalysisState,
         {"query": prompt.user, "chain": chain, "classification": RESEARCH_NEEDS, "constraints": {}, "attempts": []},
     )
-    runtime.stream_writer({"event": "gather_start", "question": question["id"], "text": question["text"]})
+    emit(runtime, GatherStarted(question=question["id"], text=question["text"]))
     attempts: list[Attempt] = []
     finding: Finding = {
         "question_id": question["id"],
@@ -86,13 +88,13 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         cursor += len(group.calls)
     if finding["text"] is None and finding["error"] is None:
         finding["error"] = "the research deadline passed"
-    runtime.stream_writer(
-        {
-            "event": "gather_end",
-            "question": question["id"],
-            "provider": finding["provider"],
-            "sources": len(finding["sources"]),
-            "error": finding["error"],
-        }
+    emit(
+        runtime,
+        GatherFinished(
+            question=question["id"],
+            provider=finding["provider"],
+            sources=len(finding["sources"]),
+            error=finding["error"],
+        ),
     )
     return {"findings": [finding], "attempts": attempts}

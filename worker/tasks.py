@@ -78,9 +78,7 @@ def run_analysis(thread_id: str, request: dict[str, Any], caller_key: str | None
         )
     else:
         result = orchestrator.resume(thread_id, on_event=publish)
-    payload = result.model_dump(mode="json")
-    publish({"event": "result", "result": payload})
-    return payload
+    return result.model_dump(mode="json")
 
 
 def run_briefing(thread_id: str, ward: str, depth: str, context: str) -> dict[str, Any]:
@@ -97,9 +95,7 @@ def run_briefing(thread_id: str, ward: str, depth: str, context: str) -> dict[st
             thread_id=thread_id,
             on_event=publish,
         )
-    payload = result.model_dump(mode="json")
-    publish({"event": "result", "result": payload})
-    return payload
+    return result.model_dump(mode="json")
 
 
 def register(app: Celery) -> None:

@@ -19,7 +19,17 @@ from pathlib import Path
 import httpx
 
 # Variables that could point a child at a developer's keys, stores or config rather than the caller's.
-_SCRUBBED = ("GEMINI_", "GOOGLE_", "PERPLEXITY_", "LOCAL_", "STRATEGIST_", "REDIS_", "ROUTING_", "CELERY_", "OTEL_")
+_SCRUBBED: tuple[str, ...] = (
+    "GEMINI_",
+    "GOOGLE_",
+    "PERPLEXITY_",
+    "LOCAL_",
+    "STRATEGIST_",
+    "REDIS_",
+    "ROUTING_",
+    "CELERY_",
+    "OTEL_",
+)
 _SCRUBBED += ("LANGSMITH_", "LANGCHAIN_", "PROMETHEUS_")
 
 

@@ -18,6 +18,7 @@ from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import attempt_timeout_s, call_provider, make_attempt
 from nodes.policy.costing import estimate_call_cost
+from nodes.policy.events import AttemptStarted, HedgeRefused
 from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError
 from providers.registry import ProviderRegistry
@@ -81,7 +82,7 @@ def race(
         timeout_s = attempt_timeout_s(deadline_at - now, fallbacks_left, resilience.retry)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
         calls.append(call)
-        emit({"event": "attempt_start", "provider": step["provider"], "model": step["model"], "hedge": hedge})
+        emit(AttemptStarted(provider=step["provider"], model=step["model"], hedge=hedge).wire())
 
         def run() -> None:
             call.reply, call.error = call_provider(registry, step, prompt, timeout_s)
@@ -118,7 +119,7 @@ def race(
                     # the budget refills as other answers are paid for. Without this a hung primary that missed
                     # its hedge would wait for its full timeout.
                     if not refused:
-                        emit({"event": "hedge_refused", "provider": hedge_step["provider"]})
+                        emit(HedgeRefused(provider=hedge_step["provider"]).wire())
                     refused = True
                     hedge_at = time.monotonic() + max(timing.hedge_after_s, _HEDGE_RECHECK_S)
                 continue
