@@ -440,6 +440,9 @@ def _serve_gunicorn(args: argparse.Namespace, settings: Settings) -> int:
     from observability.tracing import configure_tracing
     from wsgi_server import ServeOptions, StrategistServer
 
+    # Fail fast, with the one clear line, when the stores cannot be reached (each gunicorn process opens its own).
+    with open_stores(settings):
+        pass
     prepare_multiprocess(settings.data_dir / "metrics" / "web", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     configure_tracing()
     options = ServeOptions(args.host, args.port, args.workers, args.threads, args.timeout, max_header_bytes())
@@ -455,6 +458,11 @@ def _serve_gunicorn(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run a Celery worker for analysis and briefing jobs (the broker: CELERY_BROKER_URL or REDIS_URL)."""
     from observability.metrics import prepare_multiprocess
+    from worker.config import celery_config
+
+    celery_config(settings)  # no broker: one clear line before anything starts
+    with open_stores(settings):
+        pass
 
     prepare_multiprocess(settings.data_dir / "metrics" / "worker", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     from worker.app import create_celery
