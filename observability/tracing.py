@@ -118,7 +118,8 @@ def _clean(attributes: Mapping[str, Any]) -> dict[str, Any]:
 class SpanCallbacks(BaseCallbackHandler):
     """Turns LangGraph node runs and chat-model runs into OpenTelemetry spans, parented as the runs are."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracer_: trace.Tracer | None = None) -> None:
+        self._tracer = tracer_ or tracer()
         self._spans: dict[UUID, Span] = {}
         self._root = otel_context.get_current()
         self._lock = threading.Lock()
@@ -127,7 +128,7 @@ class SpanCallbacks(BaseCallbackHandler):
         with self._lock:
             parent = self._spans.get(parent_run_id) if parent_run_id else None
         ctx = trace.set_span_in_context(parent, self._root) if parent is not None else self._root
-        started = tracer().start_span(name, context=ctx, attributes=_clean(attributes))
+        started = self._tracer.start_span(name, context=ctx, attributes=_clean(attributes))
         with self._lock:
             self._spans[run_id] = started
 

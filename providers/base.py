@@ -7,6 +7,7 @@ Adapters know nothing of the graph. They turn a prompt into a :class:`ModelReply
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,7 +147,8 @@ class ProviderAdapter:
         if not self._slots.acquire(blocking=False):
             raise ProviderUnavailable(f"bulkhead full: {BULKHEAD_WORKERS} calls in flight", provider=self.name)
         try:
-            future = self._executor().submit(self._invoke_blocking, prompt)
+            # In the caller's context: the run's callbacks (tracing spans, LangSmith) see the model call.
+            future = self._executor().submit(contextvars.copy_context().run, self._invoke_blocking, prompt)
         except BaseException:
             self._slots.release()
             raise

@@ -7,6 +7,7 @@ cost. Hedges are started within the hedge budget (providers/resilience/hedge_bud
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -91,7 +92,9 @@ def race(
 
         # A thread of our own per call: the loser of a hedge is abandoned, not joined, and must not hold up
         # the node (the adapter's own timeout ends it).
-        threading.Thread(target=run, name=f"attempt-{step['provider']}", daemon=True).start()
+        # In the node's context, so the run's callbacks (tracing spans, LangSmith) see the provider call.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(run,), name=f"attempt-{step['provider']}", daemon=True).start()
 
     timing = registry.health.breaker(chain[cursor]["provider"]).hedge_timing(registry.settings)
     launch(chain[cursor], cursor + 1 < len(chain), hedge=False)
