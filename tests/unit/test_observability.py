@@ -88,7 +88,7 @@ def test_a_span_per_node_and_per_provider_call_under_one_trace(monkeypatch: pyte
     parents = sorted(by_id[c.parent.span_id].name for c in calls if c.parent is not None)
     assert parents == ["node call_model", "node cross_check"]
     assert len({s.context.trace_id for s in spans}) == 1
-    assert {s.attributes.get("strategist.thread_id") for s in spans if s.name.startswith("node")} == {"t-1"}
+    assert {(s.attributes or {}).get("strategist.thread_id") for s in spans if s.name.startswith("node")} == {"t-1"}
 
 
 def test_json_logs_carry_the_thread_id_and_trace_id() -> None:
