@@ -30,7 +30,8 @@ def channel(thread_id: str) -> str:
     return CHANNEL.format(thread_id=thread_id)
 
 
-def _client(url: str) -> redis.Redis:
+def client(url: str) -> redis.Redis:
+    """Return this process's connection to the Redis at ``url``."""
     key = (os.getpid(), url)
     with _lock:
         client = _clients.get(key)
@@ -44,12 +45,12 @@ def publisher(thread_id: str, url: str | None = None) -> Callable[[dict[str, Any
     url = url or broker_url()
     if url is None:
         return lambda event: None
-    client = _client(url)
+    connection = client(url)
     name = channel(thread_id)
 
     def publish(event: dict[str, Any]) -> None:
         try:
-            client.publish(name, json.dumps({**event, "thread_id": thread_id}, default=str))
+            connection.publish(name, json.dumps({**event, "thread_id": thread_id}, default=str))
         except redis.RedisError as exc:
             # Progress is best effort: the analysis and its checkpoints must not stop because a watcher's
             # channel could not be reached.
@@ -60,7 +61,7 @@ def publisher(thread_id: str, url: str | None = None) -> Callable[[dict[str, Any
 
 def subscribe(thread_id: str, url: str, *, timeout_s: float = 1.0) -> Iterator[dict[str, Any] | None]:
     """Yield a thread's events as they are published (None every ``timeout_s`` without one, for keep-alives)."""
-    pubsub = _client(url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = client(url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(channel(thread_id))
     try:
         while True:

@@ -21,11 +21,11 @@ from celery.result import AsyncResult
 from observability.metrics import observe_job_submitted
 from observability.tracing import inject_headers
 from worker.config import RESULT_TTL_S
+from worker.records import RECORD, deliveries
 from worker.tasks import ANALYSIS_TASK, BRIEFING_TASK
 
 JobKind = Literal["analysis", "briefing"]
 JobState = Literal["queued", "running", "retrying", "done", "failed"]
-RECORD = "strategist:job:{job_id}"
 TASKS: dict[JobKind, str] = {"analysis": ANALYSIS_TASK, "briefing": BRIEFING_TASK}
 _STATES: dict[str, JobState] = {
     "PENDING": "queued",
@@ -49,6 +49,14 @@ class Job:
     state: JobState
     result: dict[str, Any] | None = None
     error: str | None = None
+    # When a worker took it (each delivery: at, worker, pid), and when its result was stored.
+    deliveries: tuple[dict[str, Any], ...] = ()
+    finished_at: float | None = None
+
+    @property
+    def queue_wait_s(self) -> float | None:
+        """Return how long the job waited for its first worker."""
+        return self.deliveries[0]["at"] - self.submitted_at if self.deliveries else None
 
     def data(self) -> dict[str, Any]:
         """Return the job as JSON-ready data."""
@@ -59,6 +67,12 @@ class Job:
             "state": self.state,
             "submitted_at": self.submitted_at,
         }
+        if self.deliveries:
+            body["started_at"] = self.deliveries[0]["at"]
+            body["queue_wait_s"] = round(self.queue_wait_s or 0.0, 3)
+            body["deliveries"] = len(self.deliveries)
+        if self.finished_at is not None:
+            body["finished_at"] = self.finished_at
         if self.result is not None:
             body["result"] = self.result
         if self.error is not None:
@@ -98,7 +112,9 @@ class Jobs:
         state = _STATES.get(outcome.state, "running")
         result = outcome.result if state == "done" else None
         error = f"{type(outcome.result).__name__}: {outcome.result}" if state == "failed" else None
-        return Job(job_id, record["kind"], record["submitted_at"], state, result, error)
+        done_at = outcome.date_done.timestamp() if state in ("done", "failed") and outcome.date_done else None
+        taken = tuple(deliveries(self.redis, job_id))
+        return Job(job_id, record["kind"], record["submitted_at"], state, result, error, taken, done_at)
 
     def queue_depth(self) -> int:
         """Return how many jobs wait in the queue (not yet taken by a worker)."""

@@ -7,11 +7,13 @@ thread returns its result. Progress events go to Redis pub/sub (worker/events.py
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery import Celery, Task
 
 from graphs.errors import CheckpointStoreError, UnknownThread
@@ -23,7 +25,9 @@ from observability.metrics import observe_queue_wait
 from observability.tracing import span
 from providers.config import load_settings
 from worker import events
+from worker.records import record_delivery
 
+log = logging.getLogger("strategist.worker")
 ANALYSIS_TASK = "strategist.analysis"
 BRIEFING_TASK = "strategist.briefing"
 # A task that meets a store failure (Redis restarting) or a thread held by another runner tries again later.
@@ -108,6 +112,7 @@ def register(app: Celery) -> None:
     ) -> dict[str, Any]:
         observe_queue_wait("analysis", enqueued_at, self.request.retries, _redelivered(self))
         thread_id = str(self.request.id)
+        _record_delivery(self)
         with bind_thread(thread_id), span("job analysis", _trace_headers(self), thread_id=thread_id):
             try:
                 return run_analysis(thread_id, request, caller_key)
@@ -124,11 +129,20 @@ def register(app: Celery) -> None:
     ) -> dict[str, Any]:
         observe_queue_wait("briefing", enqueued_at, self.request.retries, _redelivered(self))
         thread_id = str(self.request.id)
+        _record_delivery(self)
         with bind_thread(thread_id), span("job briefing", _trace_headers(self), thread_id=thread_id):
             try:
                 return run_briefing(thread_id, ward, depth, context)
             except retriable as exc:
                 raise self.retry(exc=exc, countdown=RETRY_COUNTDOWN_S) from exc
+
+
+def _record_delivery(task: Task) -> None:
+    try:
+        record_delivery(events.client(str(task.app.conf.broker_url)), str(task.request.id), task.request.hostname)
+    except redis.RedisError as exc:
+        # Bookkeeping only: the job itself goes on.
+        log.warning("could not record the delivery of job %s: %s", task.request.id, exc)
 
 
 def _redelivered(task: Task) -> bool:

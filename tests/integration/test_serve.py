@@ -63,6 +63,9 @@ def test_jobs_over_http_on_gunicorn_with_a_worker_and_metrics(
         perplexity.script([CHECK])
         metrics_dir = tmp_path / "metrics"
         metrics_dir.mkdir()
+        # No hedging: a fresh worker's first call can outlast the hedge delay on a loaded machine.
+        config = tmp_path / "strategist.toml"
+        config.write_text("[resilience.hedge]\nenabled = false\n")
         env = scrubbed_env(
             {
                 "GEMINI_API_KEY": "test",
@@ -73,6 +76,7 @@ def test_jobs_over_http_on_gunicorn_with_a_worker_and_metrics(
                 "STRATEGIST_DATA_DIR": str(tmp_path / "data"),
                 "REDIS_URL": f"{redis_server.url}/0",
                 "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                "STRATEGIST_CONFIG": str(config),
             }
         )
         base = f"http://127.0.0.1:{port}"

@@ -56,10 +56,21 @@ def fakes() -> Iterator[tuple[FakeGemini, FakePerplexity]]:
         yield gemini, perplexity
 
 
+# No hedging: on a loaded machine a fresh worker's first call can outlast the hedge delay, and a hedge would
+# make the call counts depend on timing.
+NO_HEDGE = "[resilience.hedge]\nenabled = false\n"
+
+
 def cluster_env(
-    fakes: tuple[FakeGemini, FakePerplexity], server: redis_servers.RedisServer, tmp_path: Path, **extra: str
+    fakes: tuple[FakeGemini, FakePerplexity],
+    server: redis_servers.RedisServer,
+    tmp_path: Path,
+    config: str = "",
+    **extra: str,
 ) -> dict[str, str]:
     gemini, perplexity = fakes
+    config_file = tmp_path / "strategist.toml"
+    config_file.write_text(NO_HEDGE + config)
     return scrubbed_env(
         {
             "GEMINI_API_KEY": "test",
@@ -70,6 +81,7 @@ def cluster_env(
             "STRATEGIST_DATA_DIR": str(tmp_path / "data"),
             "REDIS_URL": f"{server.url}/0",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "STRATEGIST_CONFIG": str(config_file),
             **extra,
         }
     )
@@ -121,6 +133,7 @@ def test_a_worker_process_runs_an_analysis_job(
         assert job.result["thread_id"] == "job-one" and job.result["provider"] == "gemini"
         assert attempt_keys(job.result) == [("gemini", "answer", "ok"), ("perplexity", "cross_check", "ok")]
         assert (gemini.request_count, perplexity.request_count) == (1, 1)
+        assert len(job.deliveries) == 1 and job.queue_wait_s is not None and job.finished_at is not None
         # Submitting the same id again is the same job, not a second analysis.
         again, created = jobs.submit("analysis", {"request": {"query": QUERY}, "caller_key": None}, job_id="job-one")
         assert not created and again.state == "done"
@@ -151,6 +164,7 @@ def test_a_pool_process_killed_mid_call_is_redelivered_and_resumes_without_repea
     assert (gemini.request_count, perplexity.request_count) == (1, 2)
     assert attempt_keys(job.result) == [("gemini", "answer", "ok"), ("perplexity", "cross_check", "ok")]
     assert perplexity.pending == 0
+    assert len(job.deliveries) == 2 and job.deliveries[0]["pid"] != job.deliveries[1]["pid"]
     jobs.close()
 
 
@@ -161,9 +175,8 @@ def test_a_whole_worker_killed_mid_call_loses_its_job_to_another_worker_after_th
     gemini.script([PREMIUM])
     perplexity.script([Hang(), CHECK])
     # Short deadlines, so the visibility timeout (above the longest deadline) is short too.
-    config = tmp_path / "strategist.toml"
-    config.write_text("[deadlines]\nquick = 5.0\nstandard = 8.0\ndeep = 10.0\n")
-    env = cluster_env(fakes, redis_server, tmp_path, STRATEGIST_CONFIG=str(config), STRATEGIST_VISIBILITY_TIMEOUT="12")
+    deadlines = "[deadlines]\nquick = 10.0\nstandard = 15.0\ndeep = 20.0\n"
+    env = cluster_env(fakes, redis_server, tmp_path, deadlines, STRATEGIST_VISIBILITY_TIMEOUT="25")
     jobs = jobs_for(env)
     with processes(env, tmp_path / "logs") as run:
         first = run.worker("w1")
@@ -173,6 +186,7 @@ def test_a_whole_worker_killed_mid_call_loses_its_job_to_another_worker_after_th
         second = run.worker("w2")
         job = finished(jobs, "job-orphaned", run)
         assert second.popen.poll() is None
+    assert [d["worker"].split("@")[0] for d in job.deliveries] == ["w1", "w2"]
     assert job.state == "done", job.error
     assert job.result is not None
     assert (gemini.request_count, perplexity.request_count) == (1, 2)
