@@ -29,7 +29,7 @@ from api.common import (
     not_found_response,
 )
 from api.metrics import register_metrics
-from graphs.errors import CheckpointStoreError
+from graphs.errors import CheckpointStoreError, ThreadBusy
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, open_reports
 from providers.config import load_settings
@@ -54,6 +54,11 @@ def _register_errors(app: Flask) -> None:
         if exc.thread_id:
             body["thread_id"] = exc.thread_id
         return jsonify(body), 503
+
+    @app.errorhandler(ThreadBusy)
+    def _thread_busy(exc: ThreadBusy) -> tuple[Response, int]:
+        # Another runner holds the thread's lease (graphs/stores/lease.py): a conflict, not a failure.
+        return jsonify({"error": str(exc), "status": "thread_busy", "thread_id": exc.thread_id}), 409
 
     # Overload (no provider can answer within the deadline): the failover work answers 503 with Retry-After;
     # its handler belongs here, beside the store's.

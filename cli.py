@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphs.briefing_result import BriefingResult
-from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
+from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
 from graphs.ops import health_report
 from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
@@ -40,8 +40,19 @@ def _orchestrator_for_cli(settings: Settings, notice: bool = False) -> Iterator[
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
 
 
+def _waiting_notice(event: dict[str, Any]) -> None:
+    """Say, in every output mode, that the thread runs elsewhere and we wait for it (--wait)."""
+    if event.get("event") == "waiting":
+        print(
+            f"thread {event['thread_id']} is running in another process: waiting up to {event['wait_s']:g}s for it",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _progress(event: dict[str, Any]) -> None:
     kind = event.get("event")
+    _waiting_notice(event)
     if kind == "attempt_start":
         print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
     elif kind == "attempt_end":
@@ -134,7 +145,8 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     # First, in every mode: a run killed at any point can be resumed by this id.
     print(f"thread {thread_id}", file=sys.stderr, flush=True)
     with _orchestrator_for_cli(settings, notice=not args.json) as orch:
-        result = orch.analyze(req, thread_id=thread_id, on_event=None if args.json else _progress)
+        progress = _waiting_notice if args.json else _progress
+        result = orch.analyze(req, thread_id=thread_id, on_event=progress, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -230,10 +242,12 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
         )
         progress = None if args.json else _brief_progress
         if args.resume is not None:
-            result = reports.resume(args.resume, on_event=progress)
+            result = reports.resume(args.resume, on_event=progress, wait_s=args.wait)
         else:
             ward = normalise_ward(args.ward)
-            result = reports.run(ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress)
+            result = reports.run(
+                ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress, wait_s=args.wait
+            )
     if args.json:
         print(
             json.dumps(
@@ -248,7 +262,7 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
     with _orchestrator_for_cli(settings) as orch:
-        result = orch.resume(args.thread_id, on_event=None if args.json else _progress)
+        result = orch.resume(args.thread_id, on_event=_waiting_notice if args.json else _progress, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -479,6 +493,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lease_option(p: argparse.ArgumentParser) -> None:
+    # One runner per thread (graphs/stores/lease.py): without --wait a thread running elsewhere is refused.
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if the thread is running in another process, wait up to this long for it (default: refuse at once)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strategist", description="Route campaign-analysis queries to the right model."
@@ -501,6 +526,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("route", help="show the routing decision without calling a model")
@@ -515,11 +541,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the contract's JSON body")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
+    _lease_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
+    _lease_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -574,7 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         status: int = args.func(args, settings)
         return status
-    except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
+    except (
+        ConfigError,
+        RequestError,
+        UnknownThread,
+        FeedbackError,
+        CheckpointStoreError,
+        CliError,
+        ThreadBusy,
+    ) as exc:
         print(f"strategist: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

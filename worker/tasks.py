@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery import Celery, Task
 
-from graphs.errors import CheckpointStoreError, UnknownThread
+from graphs.errors import CheckpointStoreError, ThreadBusy, UnknownThread
 from graphs.request import parse_request
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, normalise_context, normalise_depth, normalise_ward, open_reports
@@ -58,16 +58,9 @@ def services() -> Services:
         return _services[1]
 
 
-def _retriable() -> tuple[type[Exception], ...]:
-    """Errors worth trying again later: the store is down, or (with the thread lease) another runner holds it."""
-    found: list[type[Exception]] = [CheckpointStoreError]
-    try:
-        from graphs.errors import ThreadBusy  # type: ignore[attr-defined,unused-ignore]
-
-        found.append(ThreadBusy)
-    except ImportError:
-        pass
-    return tuple(found)
+# A task that meets these tries again later: the store is down (Redis restarting), or another runner holds the
+# thread's lease (a redelivery that overtook a run still going: it finds the thread finished, or resumes it).
+RETRIABLE = (CheckpointStoreError, ThreadBusy)
 
 
 def run_analysis(thread_id: str, request: dict[str, Any], caller_key: str | None) -> dict[str, Any]:
@@ -104,7 +97,6 @@ def run_briefing(thread_id: str, ward: str, depth: str, context: str) -> dict[st
 
 def register(app: Celery) -> None:
     """Register the tasks on ``app`` under their fixed names (the web process sends them by name)."""
-    retriable = _retriable()
 
     @app.task(name=ANALYSIS_TASK, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
     def analysis(
@@ -116,7 +108,7 @@ def register(app: Celery) -> None:
         with bind_thread(thread_id), span("job analysis", _trace_headers(self), thread_id=thread_id):
             try:
                 return run_analysis(thread_id, request, caller_key)
-            except retriable as exc:
+            except RETRIABLE as exc:
                 raise self.retry(exc=exc, countdown=RETRY_COUNTDOWN_S) from exc
 
     @app.task(name=BRIEFING_TASK, bind=True, max_retries=MAX_RETRIES)  # type: ignore[untyped-decorator]
@@ -133,7 +125,7 @@ def register(app: Celery) -> None:
         with bind_thread(thread_id), span("job briefing", _trace_headers(self), thread_id=thread_id):
             try:
                 return run_briefing(thread_id, ward, depth, context)
-            except retriable as exc:
+            except RETRIABLE as exc:
                 raise self.retry(exc=exc, countdown=RETRY_COUNTDOWN_S) from exc
 
 

@@ -89,6 +89,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from providers.redis_connect import async_redis_client, is_cluster, split_cluster_scheme
+
 __all__ = ["CheckpointStoreUnavailable", "RedisSaver"]
 
 SyncRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
@@ -418,11 +420,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
         (with the password masked) when Redis cannot be reached.
         """
         masked = _mask_url(url)
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme.endswith("+cluster"):
-            url = f"{scheme.removesuffix('+cluster')}://{rest}"
-            if cluster is None:
-                cluster = True
+        url, forced = split_cluster_scheme(url)
+        if forced and cluster is None:
+            cluster = True
         # Binary values need raw bytes back; the timeouts keep a stalled Redis
         # from hanging a graph step forever.
         client_kwargs["decode_responses"] = False
@@ -432,18 +432,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
         aclient: AsyncRedis
         try:
             if cluster is None:
-                probe = redis.Redis.from_url(url, **client_kwargs)
-                try:
-                    info = probe.info("cluster")
-                finally:
-                    probe.close()
-                cluster = bool(int(info.get("cluster_enabled", 0)))
+                cluster = is_cluster(url, **client_kwargs)
             if cluster:
                 client = redis.cluster.RedisCluster.from_url(url, **client_kwargs)
-                aclient = redis.asyncio.cluster.RedisCluster.from_url(url, **client_kwargs)
             else:
                 client = redis.Redis.from_url(url, **client_kwargs)
-                aclient = redis.asyncio.Redis.from_url(url, **client_kwargs)
+            aclient = async_redis_client(url, cluster=cluster, **client_kwargs)
             client.ping()
         except (RedisError, RedisClusterException, OSError) as exc:
             if client is not None:
