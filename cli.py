@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from cli_progress import print_result_line, progress_sink
 from graphs.briefing_result import BriefingResult
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
 from graphs.ops import health_report
@@ -50,20 +51,16 @@ def _waiting_notice(event: dict[str, Any]) -> None:
         )
 
 
-def _progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    _waiting_notice(event)
-    if kind == "attempt_start":
-        print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
-    elif kind == "attempt_end":
-        if event["outcome"] == "ok":
-            print(f"     answered in {event['latency_ms']:.0f} ms", file=sys.stderr)
-        else:
-            print(f"     failed: {event['error_class']} ({event['error']})", file=sys.stderr)
-    elif kind == "rejected":
-        print(f"     answer rejected: {event['reason']}", file=sys.stderr)
-    elif kind == "cross_check_start":
-        print(f"  -> cross-checking with {event['provider']} ...", file=sys.stderr, flush=True)
+def _with_waiting(sink: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None]:
+    """Return the progress sink plus the notice that the thread runs elsewhere (--wait), shown in every mode."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("event") == "waiting":
+            _waiting_notice(event)
+        elif sink is not None:
+            sink(event)
+
+    return on_event
 
 
 def render(result: AnalysisResult) -> str:
@@ -138,48 +135,26 @@ def _emit(result: AnalysisResult, as_json: bool) -> int:
     return 0 if result.answer is not None else 1
 
 
+def _emit_streamed(result: AnalysisResult, args: argparse.Namespace) -> int:
+    """Print the result; after ``--stream --json``'s event lines, as their last line."""
+    if args.json and args.stream:
+        print_result_line(result)
+        return 0 if result.answer is not None else 1
+    return _emit(result, args.json)
+
+
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
     # First, in every mode: a run killed at any point can be resumed by this id.
     print(f"thread {thread_id}", file=sys.stderr, flush=True)
-    with _orchestrator_for_cli(settings, notice=not args.json) as orch:
-        progress = _waiting_notice if args.json else _progress
-        result = orch.analyze(req, thread_id=thread_id, on_event=progress, wait_s=args.wait)
-    return _emit(result, args.json)
-
-
-def _brief_progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    if kind == "thread":
-        print(f"thread {event['thread_id']}", file=sys.stderr)
-    elif kind == "stage" and event["stage"] == "plan":
-        print(f"plan: {len(event['questions'])} research questions", file=sys.stderr)
-        for question in event["questions"]:
-            print(f"  ? {question}", file=sys.stderr)
-    elif kind == "gather_start":
-        print(f"gather {event['question']}: researching ...", file=sys.stderr, flush=True)
-    elif kind == "gather_end":
-        found = f"{event['sources']} sources from {event['provider']}" if event["provider"] else event["error"]
-        print(f"gather {event['question']}: {found}", file=sys.stderr)
-    elif kind == "ward_data":
-        print(
-            f"ward data: {event['items']} items" + (f" ({event['error']})" if event["error"] else ""), file=sys.stderr
-        )
-    elif kind == "stage" and event["stage"] == "credibility":
-        print(f"credibility: {event['sources']} sources scored, {event['weak']} weak", file=sys.stderr)
-    elif kind == "attempt_start" and event.get("stage") == "write":
-        print(f"write: asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
-    elif kind == "attempt_end" and event.get("role") in ("write", "cross_check"):
-        outcome = "ok" if event["outcome"] == "ok" else f"{event['outcome']}: {event['error'] or event['error_class']}"
-        print(f"  {event['role']} by {event['provider']}: {outcome} ({event['latency_ms']:.0f} ms)", file=sys.stderr)
-    elif kind == "cross_check_start":
-        print(f"cross-check: asking {event['provider']} ...", file=sys.stderr, flush=True)
-    elif kind == "stage" and event["stage"] == "sanitise":
-        print(f"sanitise: {event['redactions']} redactions, {event['filtered']} filtered", file=sys.stderr)
-    elif kind == "stage" and event["stage"] == "score":
-        print(f"score: confidence {event['confidence']:.2f}", file=sys.stderr)
+    with (
+        _orchestrator_for_cli(settings, notice=not args.json) as orch,
+        progress_sink(as_json=args.json, stream=args.stream) as sink,
+    ):
+        result = orch.analyze(req, thread_id=thread_id, on_event=_with_waiting(sink), wait_s=args.wait)
+    return _emit_streamed(result, args)
 
 
 def render_briefing(result: BriefingResult) -> str:
@@ -240,15 +215,20 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
             feedback=stores.feedback,
             ward_data=open_ward_data(settings.briefing.ward_data_url, settings.briefing.ward_data_table),
         )
-        progress = None if args.json else _brief_progress
-        if args.resume is not None:
-            result = reports.resume(args.resume, on_event=progress, wait_s=args.wait)
-        else:
-            ward = normalise_ward(args.ward)
-            result = reports.run(
-                ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress, wait_s=args.wait
-            )
-    if args.json:
+        ward = normalise_ward(args.ward) if args.resume is None else ""
+        thread_id = args.resume or args.thread_id or str(uuid.uuid4())
+        print(f"thread {thread_id}", file=sys.stderr, flush=True)
+        with progress_sink(as_json=args.json, stream=args.stream) as sink:
+            on_event = _with_waiting(sink)
+            if args.resume is not None:
+                result = reports.resume(args.resume, on_event=on_event, wait_s=args.wait)
+            else:
+                result = reports.run(
+                    ward, args.depth, args.context, thread_id=thread_id, on_event=on_event, wait_s=args.wait
+                )
+    if args.json and args.stream:
+        print_result_line(result)
+    elif args.json:
         print(
             json.dumps(
                 result.briefing.model_dump(mode="json") if result.briefing else result.model_dump(mode="json"), indent=2
@@ -261,8 +241,8 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
-    with _orchestrator_for_cli(settings) as orch:
-        result = orch.resume(args.thread_id, on_event=_waiting_notice if args.json else _progress, wait_s=args.wait)
+    with _orchestrator_for_cli(settings) as orch, progress_sink(as_json=args.json, stream=args.stream) as sink:
+        result = orch.resume(args.thread_id, on_event=_with_waiting(sink), wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -511,6 +491,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def stream_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stream", action="store_true", help="with --json: every progress event as a JSON line first")
+
     def request_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--depth", choices=["quick", "standard", "deep"])
         p.add_argument("--ward")
@@ -527,6 +510,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
     _lease_option(p)
+    stream_option(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("route", help="show the routing decision without calling a model")
@@ -542,12 +526,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
     _lease_option(p)
+    stream_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
     _lease_option(p)
+    stream_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(

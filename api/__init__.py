@@ -1,9 +1,9 @@
-"""The /api/v1/strategist blueprint, its routes by concern: briefing, analysis, alerts, ops, openapi, jobs.
+"""The /api/v1/strategist blueprint, its routes by concern: briefing, analysis, alerts, ops, openapi, feed, jobs.
 
 Importing the package registers every route on ``bp`` (api/common.py).
 """
 
-from api import alerts, analysis, briefing, jobs, openapi, ops
+from api import alerts, analysis, briefing, feed, jobs, openapi, ops
 from api.common import API_PREFIX, bp
 
-__all__ = ["API_PREFIX", "alerts", "analysis", "bp", "briefing", "jobs", "openapi", "ops"]
+__all__ = ["API_PREFIX", "alerts", "analysis", "bp", "briefing", "feed", "jobs", "openapi", "ops"]

@@ -42,6 +42,7 @@ ENDPOINTS = [
     "GET /ward/<ward>",
     "POST /analyze",
     "POST /trigger",
+    "GET /feed",
     "POST /feedback",
     "GET /health",
     "GET /ready",

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -33,7 +34,8 @@ from graphs.briefing import build_briefing_graph
 from graphs.briefing_result import BriefingResult
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, RequestError, UnknownThread
-from graphs.events import EventDeriver, ThreadStarted
+from graphs.events import EventDeriver, Failed, ThreadStarted
+from graphs.progress_hub import LocalHub, ProgressHub
 from graphs.state import StrategicContext
 from graphs.stores import describe_store, is_store_failure, open_stores, store_failure_text
 from graphs.stores.briefing_cache import (
@@ -51,9 +53,11 @@ from observability.metrics import observe_cache, observe_run
 from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
+from providers.secrets import redact
 from providers.ward_data import WardDataSource, open_ward_data
 
 EventSink = Callable[[dict[str, Any]], None]
+log = logging.getLogger("strategist.briefing")
 MAX_WARD_CHARS = 64
 DEPTHS: tuple[Depth, ...] = ("quick", "standard", "deep")
 CONTEXTS: tuple[StrategicContext, ...] = ("defensive", "neutral", "offensive")
@@ -124,6 +128,7 @@ class WardReports:
         ward_data: WardDataSource | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        hub: ProgressHub | None = None,
     ) -> None:
         self.registry = registry
         self.checkpointer = checkpointer
@@ -133,6 +138,8 @@ class WardReports:
         self.ward_data = ward_data
         self._clock = clock
         self._sleep = sleep
+        # Where running briefings publish their progress, by ward, for the live feeds (GET /feed).
+        self.hub: ProgressHub = hub or LocalHub()
         self.graph = build_briefing_graph().compile(checkpointer=checkpointer)
         self._flights: dict[str, Future[Report]] = {}
         self._lock = threading.Lock()
@@ -191,6 +198,28 @@ class WardReports:
         observe_run("briefing", final.get("result"), time.perf_counter() - started, since=wall_started)
         return self._finish(final["result"])
 
+    def _publishing(self, ward: str, thread_id: str, on_event: EventSink | None) -> EventSink:
+        """Return a sink that sends each event to the caller's sink and to the ward's live feeds."""
+
+        def sink(event: dict[str, Any]) -> None:
+            try:
+                self.hub.publish(ward, event, thread_id)
+            except Exception:  # a feed that cannot be told (its Redis is down) must not stop the briefing
+                log.warning("could not publish progress of briefing %s", thread_id, exc_info=True)
+            if on_event is not None:
+                on_event(event)
+
+        return sink
+
+    def _published(
+        self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink, lease: Lease | None = None
+    ) -> BriefingResult:
+        try:
+            return self._stream(graph_input, thread_id, ctx, sink, lease)
+        except Exception as exc:
+            sink(Failed(error_class=type(exc).__name__, message=redact(str(exc)), thread_id=thread_id).wire())
+            raise
+
     def _finish(self, raw: dict[str, Any]) -> BriefingResult:
         result = BriefingResult.model_validate(raw)
         if self.ledger is not None:
@@ -225,13 +254,13 @@ class WardReports:
     ) -> BriefingResult:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
-        if on_event:
-            on_event(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
+        sink = self._publishing(ward, thread_id, on_event)
+        sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
         with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
-            return self._stream(graph_input, thread_id, self._context(), on_event, lease)
+            return self._published(graph_input, thread_id, self._context(), sink, lease)
 
     def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> BriefingResult:
         """Continue an interrupted briefing from its last checkpoint (finished research branches are kept).
@@ -251,7 +280,9 @@ class WardReports:
             return self._finish(snapshot.values["result"])
         depth: Depth = snapshot.values.get("depth", "standard")
         ctx = self._context(self.registry.settings.deadlines.for_depth(depth))
-        return self._stream(None, thread_id, ctx, on_event, lease)
+        sink = self._publishing(snapshot.values["ward"], thread_id, on_event)
+        sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
+        return self._published(None, thread_id, ctx, sink, lease)
 
     # --- cache and single flight ------------------------------------------------------------------------------
 

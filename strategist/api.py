@@ -25,6 +25,7 @@ from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.stores import open_stores
+from graphs.ward_reports import get_ward_report
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 
@@ -93,7 +94,7 @@ def stream(
     """Answer one query, yielding progress events as the graph runs and finally ``{"event": "result", ...}``.
 
     Progress events are dicts with an ``event`` key: ``thread``, ``node`` (a step finished), ``attempt_start``,
-    ``attempt_end`` (with the attempt's provider, outcome, latency and cost), ``rejected``, ``retry_scheduled``,
+    ``attempt_end`` (with the attempt's provider, outcome, latency and cost), ``validated``, ``retry_scheduled``,
     ``cross_check_start`` and the like.
     """
     request = _request(query, options)
@@ -165,3 +166,14 @@ async def astream(
         yield item
         if item.get("event") == RESULT:
             return
+
+
+def brief(ward: str, depth: str = "standard", *, context: str = "neutral") -> dict[str, Any]:
+    """Return a ward's briefing as the contract's dict (served from the briefing cache while it is fresh).
+
+    ``depth`` is quick, standard or deep; ``context`` defensive, neutral or offensive (other values become the
+    defaults, as on the HTTP route). Raises ``RequestError`` for a blank ward and ``BriefingFailed`` when nothing
+    at all could be said.
+    """
+    briefing, _etag, _ttl = get_ward_report(ward, depth, context=context)
+    return briefing

@@ -25,6 +25,7 @@ from observability.metrics import observe_queue_wait
 from observability.tracing import span
 from providers.config import load_settings
 from worker import events
+from worker.hub import shared_hub
 from worker.records import record_delivery
 
 log = logging.getLogger("strategist.worker")
@@ -53,6 +54,8 @@ def services() -> Services:
     with _services_lock:
         if _services is None or _services[0] != os.getpid():
             reports = open_reports(load_settings())
+            # Briefing progress goes to every web process's live feeds through Redis.
+            reports.hub = shared_hub() or reports.hub
             orchestrator = Orchestrator(reports.registry, reports.checkpointer, reports.ledger, reports.feedback)
             _services = (os.getpid(), Services(orchestrator, reports))
         return _services[1]
