@@ -1,7 +1,9 @@
 """Scale-out under load, with real processes: Redis, `strategist serve` (gunicorn), 1, 2 and 4 `strategist worker`
 processes, fake Gemini (800 ms) and Perplexity (1.5 s) servers and a fast fake local tier (an OpenAI-compatible
 server, 20 ms), and a production mix of quick analyses (40% simple -> local, 30% fresh facts -> realtime,
-30% complex -> premium) submitted over HTTP as jobs (``POST /jobs``).
+30% complex -> premium). Workers warm up on jobs submitted over HTTP (``POST /jobs`` to gunicorn); the measured
+jobs of the scaling runs (``--jobs`` per worker) go into the queue in one burst, so the workers set the pace; the
+kill run submits its jobs over HTTP.
 
 Prints, per worker count: throughput, end-to-end p50/p95/p99 (submission to stored result), queue wait p50/p95,
 the workers' CPU seconds per job, and the scaling efficiency against one worker. Then SIGKILLs one of two workers
@@ -13,7 +15,7 @@ against a bare LangGraph graph of the same shape and the same Redis saver, both 
 that runs in another process (so its CPU is not counted). Hedging is off (with fixed fake latencies a hedge only
 adds calls).
 
-    PYTHONPATH=. .venv/bin/python bench/load.py [--jobs 48] [--workers 1,2,4] [--concurrency 4]
+    PYTHONPATH=. .venv/bin/python bench/load.py [--jobs 40] [--workers 1,2,4] [--concurrency 4]
         [--kill-jobs 200] [--cpu-runs 40]
 
 Every worker uses the threads pool (``--concurrency`` jobs at once per worker process). The numbers depend on the
@@ -190,7 +192,11 @@ class Cluster:
             ids = [f"job-{db}-{n}" for n in range(jobs)]
             first = time.time()
             for n, job_id in enumerate(ids):
-                submit(base, job_id, query_of(n))
+                if kill_after is None:
+                    # A burst straight into the queue: the workers, not one HTTP client, set the pace.
+                    client.submit("analysis", {"request": {"query": query_of(n), "depth": "quick"}}, job_id=job_id)
+                else:
+                    submit(base, job_id, query_of(n))
             kill_at = None
             if kill_after is not None:
                 wait_until(lambda: done_count(client, ids) >= kill_after, WAIT_S, "jobs before the kill", started)
@@ -330,7 +336,7 @@ def orchestration_cpu(redis_url: str, runs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=48, help="jobs per worker count")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs per worker in the scaling runs (x workers)")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=4, help="jobs at once per worker (threads pool)")
     parser.add_argument("--kill-jobs", type=int, default=200, help="jobs of the kill run (0: skip it)")
@@ -364,7 +370,7 @@ def main() -> None:
         (root / "metrics").mkdir()
         with redis_servers.running("redis", root / "redis") as redis:
             cluster = Cluster(redis, base_env, root / "logs")
-            outcomes = [cluster.run(db + 1, n, args.concurrency, args.jobs) for db, n in enumerate(counts)]
+            outcomes = [cluster.run(db + 1, n, args.concurrency, args.jobs * n) for db, n in enumerate(counts)]
             killed = None
             if args.kill_jobs:
                 killed = cluster.run(10, 2, args.concurrency, args.kill_jobs, kill_after=args.kill_jobs // 3)

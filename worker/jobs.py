@@ -71,6 +71,7 @@ class Job:
             body["started_at"] = self.deliveries[0]["at"]
             body["queue_wait_s"] = round(self.queue_wait_s or 0.0, 3)
             body["deliveries"] = len(self.deliveries)
+            body["trace_id"] = self.deliveries[-1].get("trace_id")
         if self.finished_at is not None:
             body["finished_at"] = self.finished_at
         if self.result is not None:

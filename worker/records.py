@@ -17,10 +17,10 @@ RECORD = "strategist:job:{job_id}"
 DELIVERIES = "strategist:job:{job_id}:deliveries"
 
 
-def record_delivery(client: redis.Redis, job_id: str, worker: str | None = None) -> None:
-    """Append a delivery of the job (now, this worker and process) to its list."""
+def record_delivery(client: redis.Redis, job_id: str, worker: str | None = None, trace_id: str | None = None) -> None:
+    """Append a delivery of the job (now, this worker and process, the trace it runs in) to its list."""
     key = DELIVERIES.format(job_id=job_id)
-    entry = {"at": time.time(), "worker": worker or socket.gethostname(), "pid": os.getpid()}
+    entry = {"at": time.time(), "worker": worker or socket.gethostname(), "pid": os.getpid(), "trace_id": trace_id}
     pipe = client.pipeline()
     pipe.rpush(key, json.dumps(entry))
     pipe.expire(key, RESULT_TTL_S)

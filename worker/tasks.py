@@ -22,7 +22,7 @@ from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, normalise_context, normalise_depth, normalise_ward, open_reports
 from observability.logs import bind_thread
 from observability.metrics import observe_queue_wait
-from observability.tracing import span
+from observability.tracing import current_trace_id, span
 from providers.config import load_settings
 from worker import events
 from worker.hub import shared_hub
@@ -107,8 +107,8 @@ def register(app: Celery) -> None:
     ) -> dict[str, Any]:
         observe_queue_wait("analysis", enqueued_at, self.request.retries, _redelivered(self))
         thread_id = str(self.request.id)
-        _record_delivery(self)
         with bind_thread(thread_id), span("job analysis", _trace_headers(self), thread_id=thread_id):
+            _record_delivery(self)
             try:
                 return run_analysis(thread_id, request, caller_key)
             except RETRIABLE as exc:
@@ -124,8 +124,8 @@ def register(app: Celery) -> None:
     ) -> dict[str, Any]:
         observe_queue_wait("briefing", enqueued_at, self.request.retries, _redelivered(self))
         thread_id = str(self.request.id)
-        _record_delivery(self)
         with bind_thread(thread_id), span("job briefing", _trace_headers(self), thread_id=thread_id):
+            _record_delivery(self)
             try:
                 return run_briefing(thread_id, ward, depth, context)
             except RETRIABLE as exc:
@@ -134,7 +134,12 @@ def register(app: Celery) -> None:
 
 def _record_delivery(task: Task) -> None:
     try:
-        record_delivery(events.client(str(task.app.conf.broker_url)), str(task.request.id), task.request.hostname)
+        record_delivery(
+            events.client(str(task.app.conf.broker_url)),
+            str(task.request.id),
+            task.request.hostname,
+            current_trace_id(),
+        )
     except redis.RedisError as exc:
         # Bookkeeping only: the job itself goes on.
         log.warning("could not record the delivery of job %s: %s", task.request.id, exc)

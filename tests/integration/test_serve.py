@@ -112,6 +112,8 @@ def test_jobs_over_http_on_gunicorn_with_a_worker_and_metrics(
 
             done = http.get(API + "/jobs/http-job").json()
             assert done["state"] == "done" and done["result"]["thread_id"] == "http-job"
+            # The worker ran the job in the trace of the request that submitted it.
+            assert done["trace_id"] == submitted.headers["X-Trace-Id"] and done["deliveries"] == 1
             again = http.post(API + "/jobs", json={"query": QUERY, "thread_id": "http-job"})
             assert again.status_code == 200 and again.json()["state"] == "done"
             assert (gemini.request_count, perplexity.request_count) == (1, 1)
