@@ -1,4 +1,4 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -6,12 +6,15 @@ Each command opens the configured stores for its own lifetime; bad input is one 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,8 +37,14 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def _orchestrator_for_cli(settings: Settings, notice: bool = False) -> Iterator[Orchestrator]:
+def _orchestrator_for_cli(
+    settings: Settings, notice: bool = False, thread_id: str | None = None
+) -> Iterator[Orchestrator]:
     with open_stores(settings) as stores:
+        if thread_id is not None:
+            # First once the stores are open, in every mode: a run killed at any point can be resumed by this id
+            # (a store that cannot be opened is one error line: there is no run to resume).
+            print(f"thread {thread_id}", file=sys.stderr, flush=True)
         if notice:
             print(outcome_notice(len(stores.feedback.outcomes()), stores.location), file=sys.stderr)
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
@@ -147,10 +156,8 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
-    # First, in every mode: a run killed at any point can be resumed by this id.
-    print(f"thread {thread_id}", file=sys.stderr, flush=True)
     with (
-        _orchestrator_for_cli(settings, notice=not args.json) as orch,
+        _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch,
         progress_sink(as_json=args.json, stream=args.stream) as sink,
     ):
         result = orch.analyze(req, thread_id=thread_id, on_event=_with_waiting(sink), wait_s=args.wait)
@@ -335,6 +342,26 @@ def parse_since(text: str) -> float:
     except ValueError:
         raise CliError(f"--since {text!r}: expected a date (2026-11-01), a date-time, or a span (24h, 7d)") from None
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the retention policy to finished threads ([retention]; graphs/stores/retention.py)."""
+    from graphs.stores.retention import prune
+
+    if args.keep_days is not None and args.keep_days < 0:
+        raise CliError(f"prune: --keep-days must be 0 or more, not {args.keep_days:g}")
+    with open_stores(settings) as stores:
+        report = prune(
+            stores.checkpointer,
+            stores.ledger,
+            settings.retention,
+            now=time.time(),
+            dry_run=args.dry_run,
+            keep_days=args.keep_days,
+            keep=args.keep,
+        )
+    print(json.dumps(dataclasses.asdict(report)) if args.json else report.render())
+    return 0
 
 
 def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
@@ -555,6 +582,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
 
+    p = sub.add_parser(
+        "prune", help="delete finished threads older than [retention] keep_days, or trim them to their final checkpoint"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--keep-days", type=float, help="override [retention] keep_days (0: delete no thread)")
+    p.add_argument("--keep", choices=["all", "final"], help="override [retention] keep for younger finished threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
     p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_health)
@@ -634,5 +670,20 @@ def _configure_logging(verbose: bool, json_logs: bool = False) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+def run() -> None:
+    """Run the command (the console entry point), then leave at once.
+
+    Returning from main() would make the interpreter join the threads of calls abandoned during the analysis and
+    tear every loaded module down, which kept the process alive for seconds after the answer was printed (issue
+    11). The exit handlers still run (stores closed, traces flushed); only that waiting is skipped.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) has nothing left to flush
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -23,6 +23,7 @@ from graphs.stores import describe_store, is_store_failure, store_failure_text
 from graphs.stores.feedback import FeedbackStore, outcome_of
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from nodes.policy.calibration import Outcome
 from observability.metrics import observe_run
 from observability.tracing import span_callbacks
@@ -172,6 +173,8 @@ class Orchestrator:
             # thread id, so recording again on a resume of a finished analysis never counts it twice.
             with self._store_guard(result.thread_id):
                 self.ledger.record(LedgerEntry.from_result(result, time.time() if at is None else at))
+                # Finished: now (and only now) its checkpoints may get a time to live (graphs/stores/retention.py).
+                expire_finished(self.checkpointer, result.thread_id)
         return result
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:

@@ -49,6 +49,7 @@ from graphs.stores.briefing_cache import (
 from graphs.stores.feedback import FeedbackStore
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from observability.metrics import observe_cache, observe_run
 from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
@@ -240,6 +241,7 @@ class WardReports:
                         ],
                     )
                 )
+                expire_finished(self.checkpointer, result.thread_id)  # finished: its TTL may start (retention.py)
         return result
 
     def run(

@@ -99,7 +99,9 @@ def _open(settings: Settings) -> Iterator[Stores]:
         from graphs.stores.redis_saver import CheckpointStoreUnavailable, RedisSaver
 
         try:
-            saver = RedisSaver.from_url(settings.redis_url)
+            # A finished thread's keys expire after keep_days (set when it finishes; running ones never expire).
+            keep_days = settings.retention.keep_days
+            saver = RedisSaver.from_url(settings.redis_url, ttl_s=keep_days * 86_400 if keep_days else None)
         except CheckpointStoreUnavailable as exc:
             raise CheckpointStoreError(f"{exc} (REDIS_URL; unset it to keep checkpoints in SQLite)") from None
         # The ledger shares the saver's client: one connection pool, the same timeouts, and a cluster client

@@ -357,8 +357,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
             ``redis.asyncio.cluster.RedisCluster``) for the ``a*`` methods. It
             must be used from one event loop. Without it the ``a*`` methods run
             the sync code in a worker thread.
-        ttl_s: optional time to live of a whole thread, in seconds, refreshed
-            by every ``put``/``put_writes`` on that thread.
+        ttl_s: optional time to live of a finished thread, in seconds, set by
+            ``expire_thread`` (call it when the thread finished). Every
+            ``put``/``put_writes`` clears it again (PERSIST in the same
+            transaction), so a running or interrupted, resumable thread never
+            expires, however slow its steps: a TTL refreshed by writes alone
+            expired a thread in the middle of a long provider call.
         key_prefix: first component of every key (letters, digits, ``_.:-``).
         serde: serializer; defaults to LangGraph's ``JsonPlusSerializer``.
         location: how error messages name this store, e.g. "Redis at
@@ -529,9 +533,24 @@ class RedisSaver(BaseCheckpointSaver[str]):
         return f"{self.key_prefix}:{{*}}:{suffix}"
 
     def _expire_cmds(self, keys: _Keys) -> list[tuple[Any, ...]]:
+        # A write means the thread runs (or ran and may be resumed): it must not expire. Only a saver that
+        # expires finished threads needs to clear a TTL one of its earlier runs set.
         if self._ttl_ms is None:
             return []
-        return [("PEXPIRE", key, self._ttl_ms) for key in keys.all()]
+        return [("PERSIST", key) for key in keys.all()]
+
+    def expire_thread(self, thread_id: str, ttl_s: float | None = None) -> None:
+        """Let a finished thread expire after ``ttl_s`` (default: the saver's ``ttl_s``; no-op without one).
+
+        One transaction of five PEXPIREs. A later write on the thread (it runs again) clears the TTL.
+        """
+        ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
+        if ttl_ms is None:
+            return
+        self._run(self._expire_plan(self._keys(str(thread_id)), ttl_ms))
+
+    def _expire_plan(self, keys: _Keys, ttl_ms: int) -> _Plan[None]:
+        yield _Batch([("PEXPIRE", key, ttl_ms) for key in keys.all()], atomic=True)
 
     # ------------------------------------------------------------------ plans
 
