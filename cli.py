@@ -419,13 +419,63 @@ def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the HTTP app."""
+    """Serve the HTTP app: gunicorn (workers x threads), or Flask's own server with --dev."""
     from app import API_PREFIX, JsonErrorRequestHandler, create_app
 
-    app = create_app()
-    print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    # The server's own refusals (oversized headers, a malformed request line) are JSON too.
-    app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
+    if args.dev:
+        app = create_app()
+        print(f"serving {API_PREFIX} on http://{args.host}:{args.port} (development server)", file=sys.stderr)
+        # The server's own refusals (oversized headers, a malformed request line) are JSON too.
+        app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
+        return 0
+    return _serve_gunicorn(args, settings)
+
+
+# --- scale-out: `serve` under gunicorn, `worker` (README "Scale-out") ---------------------------------------
+
+
+def _serve_gunicorn(args: argparse.Namespace, settings: Settings) -> int:
+    from api.common import max_header_bytes
+    from observability.metrics import prepare_multiprocess
+    from observability.tracing import configure_tracing
+    from wsgi_server import ServeOptions, StrategistServer
+
+    # Fail fast, with the one clear line, when the stores cannot be reached (each gunicorn process opens its own).
+    with open_stores(settings):
+        pass
+    prepare_multiprocess(settings.data_dir / "metrics" / "web", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    configure_tracing()
+    options = ServeOptions(args.host, args.port, args.workers, args.threads, args.timeout, max_header_bytes())
+    print(
+        f"serving /api/v1/strategist on http://{args.host}:{args.port} (gunicorn: {args.workers} workers x "
+        f"{args.threads} threads)",
+        file=sys.stderr,
+    )
+    StrategistServer(options).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a Celery worker for analysis and briefing jobs (the broker: CELERY_BROKER_URL or REDIS_URL)."""
+    from observability.metrics import prepare_multiprocess
+    from worker.config import celery_config
+
+    celery_config(settings)  # no broker: one clear line before anything starts
+    with open_stores(settings):
+        pass
+
+    prepare_multiprocess(settings.data_dir / "metrics" / "worker", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    from worker.app import create_celery
+    from worker.config import QUEUE
+    from worker.process import install_hooks
+
+    app = create_celery(settings)
+    install_hooks(metrics_port=args.metrics_port)
+    argv = ["worker", f"--concurrency={args.concurrency}", f"--pool={args.pool}", "--queues", QUEUE]
+    argv += ["--loglevel", "INFO" if args.verbose else "WARNING", "--without-gossip", "--without-mingle"]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
     return 0
 
 
@@ -527,20 +577,31 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="print the graph as Mermaid")
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("serve", help="run the HTTP app")
+    p = sub.add_parser("serve", help="run the HTTP app (gunicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker process (requests served at once)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker process is restarted")
+    p.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     p.set_defaults(func=cmd_serve)
 
     # chat, playbook, scenario (cli_chat.py).
     register_chat_commands(sub)
+
+    p = sub.add_parser("worker", help="run a Celery worker for analysis and briefing jobs")
+    p.add_argument("--concurrency", type=int, default=2, help="jobs run at once (pool processes or threads)")
+    p.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork")
+    p.add_argument("--hostname", help="the worker's node name (default: celery@HOST)")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `strategist` command; return its exit status."""
     args = _parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, json_logs=_json_logs(args.command))
     try:
         settings = load_settings()
         status: int = args.func(args, settings)
@@ -567,7 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _configure_logging(verbose: bool) -> None:
+def _json_logs(command: str) -> bool:
+    """JSON log lines for the long-running services (their logs go to collectors), or when asked for."""
+    chosen = os.environ.get("STRATEGIST_LOG_FORMAT", "").strip().lower()
+    return chosen == "json" or (chosen != "text" and command in ("worker", "serve"))
+
+
+def _configure_logging(verbose: bool, json_logs: bool = False) -> None:
     """Send log records to stderr, redacted; warnings only with --verbose.
 
     Without --verbose a failure is the one line `main` prints: a warning on the way there (the circuit-breaker
@@ -575,8 +642,14 @@ def _configure_logging(verbose: bool) -> None:
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("strategist: %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
+    if json_logs:
+        from observability.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("strategist: %(levelname)s %(name)s: %(message)s"))
+    level = logging.INFO if verbose else (logging.WARNING if json_logs else logging.ERROR)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def run() -> None:

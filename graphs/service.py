@@ -25,6 +25,8 @@ from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.retention import expire_finished
 from nodes.policy.calibration import Outcome
+from observability.metrics import observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -118,6 +120,9 @@ class Orchestrator:
         # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
         durability: Durability | None = "sync" if self.checkpointer is not None else None
         deriver = EventDeriver("analysis", str(config["configurable"]["thread_id"]))
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config = {**config, "callbacks": span_callbacks()}
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
@@ -129,6 +134,7 @@ class Orchestrator:
                 elif on_event is not None:
                     for event in deriver.feed(mode, chunk):
                         on_event(event.wire())
+        observe_run("analysis", final.get("result"), time.perf_counter() - started, since=wall_started)
         return final
 
     def analyze(

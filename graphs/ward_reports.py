@@ -50,6 +50,8 @@ from graphs.stores.feedback import FeedbackStore
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.retention import expire_finished
+from observability.metrics import observe_cache, observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.secrets import redact
@@ -177,9 +179,11 @@ class WardReports:
     def _stream(
         self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None, lease: Lease | None = None
     ) -> BriefingResult:
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "callbacks": span_callbacks()}
         final: dict[str, Any] = {}
         deriver = EventDeriver("briefing", thread_id)
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(thread_id):
             # "sync" durability, as for analyses: a step's checkpoint (and each finished gather branch's writes)
             # is saved before the next step calls a provider.
@@ -192,6 +196,7 @@ class WardReports:
                 elif on_event is not None:
                     for event in deriver.feed(mode, chunk):
                         on_event(event.wire())
+        observe_run("briefing", final.get("result"), time.perf_counter() - started, since=wall_started)
         return self._finish(final["result"])
 
     def _publishing(self, ward: str, thread_id: str, on_event: EventSink | None) -> EventSink:
@@ -208,7 +213,7 @@ class WardReports:
         return sink
 
     def _published(
-        self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink, lease: Lease | None
+        self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink, lease: Lease | None = None
     ) -> BriefingResult:
         try:
             return self._stream(graph_input, thread_id, ctx, sink, lease)
@@ -290,6 +295,7 @@ class WardReports:
             return None
         with self._lock:
             self.hits += 1
+        observe_cache(hit=True)
         return self._report(entry, cached=True)
 
     def report(
@@ -312,6 +318,7 @@ class WardReports:
                 return hit
         with self._lock:
             self.misses += 1
+        observe_cache(hit=False)
         key = cache_key(ward, depth, context)
         with self._lock:
             flight = self._flights.get(key)

@@ -168,8 +168,9 @@ class ProviderAdapter:
                 # one): LangChain's callbacks (a streaming caller's token handler) follow the call.
                 future = async_calls.submit(self._invoke_async(prompt))
             else:
-                # In a copy of the caller's context, for the same reason; without a streaming handler the client
-                # is invoked, not streamed.
+                # In a copy of the caller's context, for the same reason: the run's callbacks (a streaming
+                # handler, tracing spans, LangSmith) see the model call; without a streaming handler the client is
+                # invoked, not streamed.
                 future = self._executor().submit(
                     contextvars.copy_context().run, self._invoke_blocking, prompt, stop, time.monotonic() + limit
                 )

@@ -107,7 +107,8 @@ def race(
 
         # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
         # and must not hold up the node nor the process's exit. It runs in a copy of this context, so the node's
-        # LangChain callbacks (LangGraph's "messages" stream: a conversation's tokens) follow the call.
+        # callbacks follow the call: LangGraph's "messages" stream (a conversation's tokens), tracing spans and
+        # LangSmith see the provider call.
         context = contextvars.copy_context()
         threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
 
