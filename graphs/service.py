@@ -17,6 +17,7 @@ from langgraph.types import Durability, StateSnapshot
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
+from graphs.events import EventDeriver, ThreadStarted, Waiting
 from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
@@ -29,6 +30,8 @@ from graphs.stores.retention import expire_finished
 from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import Outcome
 from nodes.policy.response_cache import cache_key
+from observability.metrics import observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -112,7 +115,7 @@ class Orchestrator:
 
         def waiting() -> None:
             if on_event is not None:
-                on_event({"event": "waiting", "thread_id": thread_id, "wait_s": wait_s})
+                on_event(Waiting(thread_id=thread_id, wait_s=wait_s).wire())
 
         return holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s, on_wait=waiting)
 
@@ -131,6 +134,10 @@ class Orchestrator:
         # "async" the save races the next step. tests/integration/test_crash_resume.py holds this. Without a
         # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
         durability: Durability | None = "sync" if self.checkpointer is not None else None
+        deriver = EventDeriver("analysis", str(config["configurable"]["thread_id"]))
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config = {**config, "callbacks": span_callbacks()}
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
@@ -139,11 +146,10 @@ class Orchestrator:
                 check_held(lease, str(config["configurable"]["thread_id"]))
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in chunk:
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
+        observe_run("analysis", final.get("result"), time.perf_counter() - started, since=wall_started)
         return final
 
     def analyze(
@@ -170,7 +176,7 @@ class Orchestrator:
             "constraints": request.constraints(),
         }
         if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+            on_event(ThreadStarted(thread_id=thread_id).wire())
         key = cache_key(request.query, {k: v for k, v in graph_input.items() if k != "query"})
         hit = self._cached(key, thread_id)
         if hit is not None:
