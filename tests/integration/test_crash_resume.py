@@ -8,8 +8,10 @@ The analysis is a deep one (premium answer, then a cross-check by another vendor
   answer we never received).
 - ``after-premium``: Gemini answered; killed when Perplexity receives the cross-check request, i.e. after the
   premium call and the steps after it. Gemini must not be called again.
-- ``cross-check-after-fallback``: Gemini failed (503), Perplexity answered as the fallback, and Gemini's
-  cross-check is in flight when the process dies. The failed call and the fallback answer are not repeated.
+- ``cross-check-after-fallback``: Gemini refused the prompt (its safety filter: a refusal of this prompt, not a
+  provider in trouble, so Gemini may still check), Perplexity answered as the fallback, and Gemini's cross-check
+  is in flight when the process dies. The failed call and the fallback answer are not repeated. (A Gemini that
+  failed with a 503 or hung is never asked to check the same analysis: tests/integration/test_failover.py.)
 
 Each runs with SQLite, with Redis (AOF, appendfsync always), and with that Redis SIGKILLed and restarted
 between the kill and the resume. At each kill the test also reads the store: the calls that completed are
@@ -46,7 +48,7 @@ from graphs.stores import open_stores
 from providers.config import load_settings
 from providers.testing import fake_registry, redis_servers, reply
 from providers.testing.checker import verdict_text
-from providers.testing.servers import Action, Fail, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply
+from providers.testing.servers import Action, Blocked, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
@@ -240,7 +242,7 @@ KILL_POINTS = [
     ),
     KillPoint(
         name="cross-check-after-fallback",
-        gemini=(Fail(status=503), Hang(), CHECK),
+        gemini=(Blocked(), Hang(), CHECK),
         perplexity=(PREMIUM,),
         kill_when=("gemini", 2),
         saved_next=("cross_check",),
