@@ -28,7 +28,7 @@ from api.common import (
     max_body_bytes,
     not_found_response,
 )
-from graphs.errors import CheckpointStoreError
+from graphs.errors import CheckpointStoreError, ThreadBusy
 from graphs.overload import Overloaded
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, open_reports
@@ -65,6 +65,11 @@ def _register_errors(app: Flask) -> None:
         response.status_code = 503
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
+
+    @app.errorhandler(ThreadBusy)
+    def _thread_busy(exc: ThreadBusy) -> tuple[Response, int]:
+        # Another runner holds the thread's lease (graphs/stores/lease.py): a conflict, not a failure.
+        return jsonify({"error": str(exc), "status": "thread_busy", "thread_id": exc.thread_id}), 409
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,4 +1,4 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -8,17 +8,19 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from graphs.briefing_result import BriefingResult
-from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
+from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
 from graphs.ops import health_report
 from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
@@ -47,8 +49,19 @@ def _orchestrator_for_cli(
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
 
 
+def _waiting_notice(event: dict[str, Any]) -> None:
+    """Say, in every output mode, that the thread runs elsewhere and we wait for it (--wait)."""
+    if event.get("event") == "waiting":
+        print(
+            f"thread {event['thread_id']} is running in another process: waiting up to {event['wait_s']:g}s for it",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _progress(event: dict[str, Any]) -> None:
     kind = event.get("event")
+    _waiting_notice(event)
     if kind == "attempt_start":
         print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
     elif kind == "attempt_end":
@@ -139,7 +152,8 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
     with _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch:
-        result = orch.analyze(req, thread_id=thread_id, on_event=None if args.json else _progress)
+        progress = _waiting_notice if args.json else _progress
+        result = orch.analyze(req, thread_id=thread_id, on_event=progress, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -235,10 +249,12 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
         )
         progress = None if args.json else _brief_progress
         if args.resume is not None:
-            result = reports.resume(args.resume, on_event=progress)
+            result = reports.resume(args.resume, on_event=progress, wait_s=args.wait)
         else:
             ward = normalise_ward(args.ward)
-            result = reports.run(ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress)
+            result = reports.run(
+                ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress, wait_s=args.wait
+            )
     if args.json:
         print(
             json.dumps(
@@ -253,7 +269,7 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
     with _orchestrator_for_cli(settings) as orch:
-        result = orch.resume(args.thread_id, on_event=None if args.json else _progress)
+        result = orch.resume(args.thread_id, on_event=_waiting_notice if args.json else _progress, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -348,6 +364,26 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the retention policy to finished threads ([retention]; graphs/stores/retention.py)."""
+    from graphs.stores.retention import prune
+
+    if args.keep_days is not None and args.keep_days < 0:
+        raise CliError(f"prune: --keep-days must be 0 or more, not {args.keep_days:g}")
+    with open_stores(settings) as stores:
+        report = prune(
+            stores.checkpointer,
+            stores.ledger,
+            settings.retention,
+            now=time.time(),
+            dry_run=args.dry_run,
+            keep_days=args.keep_days,
+            keep=args.keep,
+        )
+    print(json.dumps(dataclasses.asdict(report)) if args.json else report.render())
+    return 0
+
+
 def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     """Print the cost ledger: totals, by provider, tier and day, and the savings."""
     from graphs.stores.ledger import report
@@ -434,6 +470,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _lease_option(p: argparse.ArgumentParser) -> None:
+    # One runner per thread (graphs/stores/lease.py): without --wait a thread running elsewhere is refused.
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if the thread is running in another process, wait up to this long for it (default: refuse at once)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strategist", description="Route campaign-analysis queries to the right model."
@@ -456,6 +503,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("route", help="show the routing decision without calling a model")
@@ -470,11 +518,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the contract's JSON body")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
+    _lease_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
+    _lease_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -495,6 +545,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="ISO date or date-time, or a span back from now (24h, 7d)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser(
+        "prune", help="delete finished threads older than [retention] keep_days, or trim them to their final checkpoint"
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would go; delete nothing")
+    p.add_argument("--keep-days", type=float, help="override [retention] keep_days (0: delete no thread)")
+    p.add_argument("--keep", choices=["all", "final"], help="override [retention] keep for younger finished threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("health", help="provider health: circuits, error rates, latency (shared via REDIS_URL)")
     p.add_argument("--json", action="store_true")
@@ -518,7 +577,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         status: int = args.func(args, settings)
         return status
-    except (ConfigError, RequestError, UnknownThread, FeedbackError, CheckpointStoreError, CliError) as exc:
+    except (
+        ConfigError,
+        RequestError,
+        UnknownThread,
+        FeedbackError,
+        CheckpointStoreError,
+        CliError,
+        ThreadBusy,
+    ) as exc:
         print(f"strategist: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -24,3 +24,11 @@ class CheckpointStoreError(RuntimeError):
     def __init__(self, message: str, *, thread_id: str | None = None) -> None:
         super().__init__(message)
         self.thread_id = thread_id
+
+
+class ThreadBusy(RuntimeError):
+    """Another runner holds the thread's lease (it is running elsewhere): CLI exit 2, HTTP 409."""
+
+    def __init__(self, message: str, *, thread_id: str) -> None:
+        super().__init__(message)
+        self.thread_id = thread_id

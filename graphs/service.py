@@ -6,7 +6,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -20,7 +20,9 @@ from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
 from graphs.stores.feedback import FeedbackStore, outcome_of
+from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from nodes.policy.calibration import Outcome
 from providers.config import Depth
 from providers.registry import ProviderRegistry
@@ -90,8 +92,22 @@ class Orchestrator:
                 thread_id=thread_id,
             ) from exc
 
+    def _lease(self, thread_id: str, wait_s: float, on_event: EventSink | None) -> AbstractContextManager[Lease | None]:
+        """Hold the thread's lease (graphs/stores/lease.py); a busy thread emits a "waiting" event if we wait."""
+
+        def waiting() -> None:
+            if on_event is not None:
+                on_event({"event": "waiting", "thread_id": thread_id, "wait_s": wait_s})
+
+        return holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s, on_wait=waiting)
+
     def _run(
-        self, graph_input: Any, config: RunnableConfig, ctx: Context, on_event: EventSink | None
+        self,
+        graph_input: Any,
+        config: RunnableConfig,
+        ctx: Context,
+        on_event: EventSink | None,
+        lease: Lease | None = None,
     ) -> dict[str, Any]:
         final: dict[str, Any] = {}
         # "sync" durability: each step's checkpoint is written before the next step starts (LangGraph waits
@@ -105,6 +121,7 @@ class Orchestrator:
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
             ):
                 # The stream's chunk type is a union over every mode; each branch knows its own shape.
+                check_held(lease, str(config["configurable"]["thread_id"]))
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
                 elif on_event is not None and mode == "custom":
@@ -121,7 +138,12 @@ class Orchestrator:
         thread_id: str | None = None,
         caller_key: str | None = None,
         on_event: EventSink | None = None,
+        wait_s: float = 0.0,
     ) -> AnalysisResult:
+        """Run an analysis on ``thread_id`` (a new one by default), holding the thread's lease while it runs.
+
+        Raises ThreadBusy when another runner holds the thread for longer than ``wait_s``.
+        """
         thread_id = thread_id or str(uuid.uuid4())
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         graph_input = {
@@ -134,8 +156,9 @@ class Orchestrator:
         }
         if on_event:
             on_event({"event": "thread", "thread_id": thread_id})
-        final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event)
-        return self._finish(final)
+        with self._store_guard(thread_id), self._lease(thread_id, wait_s, on_event) as lease:
+            final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event, lease)
+            return self._finish(final)
 
     def _finish(self, final: dict[str, Any], at: float | None = None) -> AnalysisResult:
         result = AnalysisResult.model_validate(final["result"])
@@ -144,6 +167,8 @@ class Orchestrator:
             # thread id, so recording again on a resume of a finished analysis never counts it twice.
             with self._store_guard(result.thread_id):
                 self.ledger.record(LedgerEntry.from_result(result, time.time() if at is None else at))
+                # Finished: now (and only now) its checkpoints may get a time to live (graphs/stores/retention.py).
+                expire_finished(self.checkpointer, result.thread_id)
         return result
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:
@@ -156,8 +181,16 @@ class Orchestrator:
     def status(self, thread_id: str) -> Literal["complete", "interrupted"]:
         return "interrupted" if self._snapshot(thread_id).next else "complete"
 
-    def resume(self, thread_id: str, *, on_event: EventSink | None = None) -> AnalysisResult:
-        """Continue an interrupted analysis from its last checkpoint (a complete one returns its result)."""
+    def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> AnalysisResult:
+        """Continue an interrupted analysis from its last checkpoint (a complete one returns its result).
+
+        The thread's lease is taken before its state is read, so a runner that waited for another finds the
+        thread as that one left it. Raises ThreadBusy when another runner holds it for longer than ``wait_s``.
+        """
+        with self._store_guard(thread_id), self._lease(thread_id, wait_s, on_event) as lease:
+            return self._resume(thread_id, on_event, lease)
+
+    def _resume(self, thread_id: str, on_event: EventSink | None, lease: Lease | None) -> AnalysisResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         snapshot = self._snapshot(thread_id)
         values = snapshot.values
@@ -171,7 +204,7 @@ class Orchestrator:
             depth
         )
         # A resumed analysis gets a fresh deadline: the time the process was dead is not the request's fault.
-        final = self._run(None, config, self._context(deadline_s), on_event)
+        final = self._run(None, config, self._context(deadline_s), on_event, lease)
         return self._finish(final)
 
     def plan(self, request: AnalysisRequest, *, caller_key: str | None = None) -> dict[str, Any]:

@@ -44,7 +44,9 @@ from graphs.stores.briefing_cache import (
     open_briefing_cache,
 )
 from graphs.stores.feedback import FeedbackStore
+from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.retention import expire_finished
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.ward_data import WardDataSource, open_ward_data
@@ -164,7 +166,9 @@ class WardReports:
                 thread_id=thread_id,
             ) from exc
 
-    def _stream(self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None) -> BriefingResult:
+    def _stream(
+        self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None, lease: Lease | None = None
+    ) -> BriefingResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         final: dict[str, Any] = {}
         with self._store_guard(thread_id):
@@ -173,6 +177,7 @@ class WardReports:
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability="sync"
             ):
+                check_held(lease, thread_id)
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
                 elif on_event is not None and mode == "custom":
@@ -202,6 +207,7 @@ class WardReports:
                         ],
                     )
                 )
+                expire_finished(self.checkpointer, result.thread_id)  # finished: its TTL may start (retention.py)
         return result
 
     def run(
@@ -212,6 +218,7 @@ class WardReports:
         *,
         thread_id: str | None = None,
         on_event: EventSink | None = None,
+        wait_s: float = 0.0,
     ) -> BriefingResult:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
@@ -220,10 +227,18 @@ class WardReports:
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
-        return self._stream(graph_input, thread_id, self._context(), on_event)
+        with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
+            return self._stream(graph_input, thread_id, self._context(), on_event, lease)
 
-    def resume(self, thread_id: str, *, on_event: EventSink | None = None) -> BriefingResult:
-        """Continue an interrupted briefing from its last checkpoint (finished research branches are kept)."""
+    def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> BriefingResult:
+        """Continue an interrupted briefing from its last checkpoint (finished research branches are kept).
+
+        Holds the thread's lease (graphs/stores/lease.py); ThreadBusy when another runner keeps it past ``wait_s``.
+        """
+        with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
+            return self._resume(thread_id, on_event, lease)
+
+    def _resume(self, thread_id: str, on_event: EventSink | None, lease: Lease | None) -> BriefingResult:
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         with self._store_guard(thread_id):
             snapshot = self.graph.get_state(config)
@@ -233,7 +248,7 @@ class WardReports:
             return self._finish(snapshot.values["result"])
         depth: Depth = snapshot.values.get("depth", "standard")
         ctx = self._context(self.registry.settings.deadlines.for_depth(depth))
-        return self._stream(None, thread_id, ctx, on_event)
+        return self._stream(None, thread_id, ctx, on_event, lease)
 
     # --- cache and single flight ------------------------------------------------------------------------------
 

@@ -268,6 +268,22 @@ class BriefingSettings(_Strict):
     ward_data_limit: int = Field(default=10, ge=1, le=100)
 
 
+class RetentionSettings(_Strict):
+    """What is kept of finished threads and how long a runner's lease lives (graphs/stores/retention.py, lease.py).
+
+    Running and interrupted (resumable) threads are never expired nor pruned, whatever these say.
+    """
+
+    # A finished analysis or briefing is deleted this many days after it finished (0: kept for ever). On Redis
+    # its keys get this TTL when it finishes; `strategist prune` applies it everywhere.
+    keep_days: float = Field(default=30.0, ge=0)
+    # What `strategist prune` keeps of a finished thread younger than keep_days: every checkpoint ("all", for
+    # time travel) or only the final one ("final": the result, feedback and resume still work).
+    keep: Literal["all", "final"] = "all"
+    # A runner's lease on Redis expires this long after its process stops renewing it (it renews every third).
+    lease_ttl_s: float = Field(default=30.0, ge=1)
+
+
 class Settings(_Strict):
     providers: dict[str, ProviderSettings]
     prices: dict[str, list[Price]]
@@ -282,6 +298,7 @@ class Settings(_Strict):
     # Token for operator routes (circuit-breaker reset); None: those routes refuse everyone.
     admin_token: SecretStr | None = None
     briefing: BriefingSettings = Field(default_factory=BriefingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     def price_for(self, model: str, tier: Tier, on: dt.date | None = None) -> Price:
         """Return the price in force for a model on a day; local models without an entry cost nothing."""

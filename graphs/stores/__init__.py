@@ -21,6 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graphs.errors import CheckpointStoreError
 from graphs.stores.feedback import FeedbackStore, RedisFeedback, SqliteFeedback
+from graphs.stores.lease import FileThreadLeases, RedisThreadLeases, ThreadLeases, attach_leases
 from graphs.stores.ledger import Ledger, RedisLedger, SqliteLedger
 from providers.config import Settings
 
@@ -34,6 +35,9 @@ class Stores:
     location: str
     # Outcome feedback (was an analysis right?), which confidence learns from: beside the ledger.
     feedback: FeedbackStore
+    # One runner per thread (graphs/stores/lease.py): Redis keys beside the checkpoints, or file locks beside
+    # the SQLite database.
+    leases: ThreadLeases | None = None
 
 
 def is_store_failure(exc: BaseException) -> bool:
@@ -95,14 +99,18 @@ def _open(settings: Settings) -> Iterator[Stores]:
         from graphs.stores.redis_saver import CheckpointStoreUnavailable, RedisSaver
 
         try:
-            saver = RedisSaver.from_url(settings.redis_url)
+            # A finished thread's keys expire after keep_days (set when it finishes; running ones never expire).
+            keep_days = settings.retention.keep_days
+            saver = RedisSaver.from_url(settings.redis_url, ttl_s=keep_days * 86_400 if keep_days else None)
         except CheckpointStoreUnavailable as exc:
             raise CheckpointStoreError(f"{exc} (REDIS_URL; unset it to keep checkpoints in SQLite)") from None
         # The ledger shares the saver's client: one connection pool, the same timeouts, and a cluster client
         # when the URL names a cluster (the ledger's keys share one hash tag, so one slot).
         assert saver.client is not None  # from_url always builds the sync client
         try:
-            yield Stores(saver, RedisLedger(saver.client), saver.location, RedisFeedback(saver.client))
+            leases = RedisThreadLeases(saver.client, ttl_s=settings.retention.lease_ttl_s)
+            attach_leases(saver, leases)
+            yield Stores(saver, RedisLedger(saver.client), saver.location, RedisFeedback(saver.client), leases)
         finally:
             saver.close()
         return
@@ -123,8 +131,10 @@ def _open(settings: Settings) -> Iterator[Stores]:
         conn.close()
         raise CheckpointStoreError(f"cannot open the checkpoint database {path}: {exc}") from None
     sqlite_saver = LocatedSqliteSaver(conn, f"SQLite database {path}")
+    file_leases = FileThreadLeases(settings.data_dir / "leases")
+    attach_leases(sqlite_saver, file_leases)
     try:
-        yield Stores(sqlite_saver, ledger, sqlite_saver.location, feedback)
+        yield Stores(sqlite_saver, ledger, sqlite_saver.location, feedback, file_leases)
     finally:
         feedback.close()
         ledger.close()

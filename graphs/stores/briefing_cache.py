@@ -246,22 +246,11 @@ class RedisBriefingCache:
     @classmethod
     def from_url(cls, url: str) -> RedisBriefingCache:
         """Connect to ``url`` (``redis+cluster://``, or a server that says it is a cluster, gets a cluster client)."""
-        import redis
-        import redis.cluster
+        from providers.redis_connect import redis_client
 
         options: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-        scheme, sep, rest = url.partition("://")
-        cluster = bool(sep and scheme.endswith("+cluster"))
-        plain = f"{scheme.removesuffix('+cluster')}://{rest}" if cluster else url
-        if not cluster:
-            probe = redis.Redis.from_url(plain, **options)
-            try:
-                cluster = bool(int(probe.info("cluster").get("cluster_enabled", 0)))
-            except redis.RedisError:
-                cluster = False  # unreachable now: the first real command reports it
-            finally:
-                probe.close()
-        client: Any = (redis.cluster.RedisCluster if cluster else redis.Redis).from_url(plain, **options)
+        # Unreachable now: a plain client, and the first real command reports the outage.
+        client: Any = redis_client(url, unreachable_as_plain=True, **options)
         return cls(client)
 
     def get(self, key: str) -> CachedBriefing | None:

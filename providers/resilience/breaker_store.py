@@ -226,17 +226,16 @@ class RedisBreakerStore:
 
     @classmethod
     def from_url(cls, url: str, policy: BreakerPolicy) -> RedisBreakerStore:
-        """Connect lazily to ``url`` (``redis+cluster://`` for a cluster), with short timeouts."""
-        import redis
-        import redis.cluster
+        """Connect to ``url`` with short timeouts: a cluster client when the server is a cluster node (any URL).
+
+        A Redis that does not answer now gets a plain client: every operation then falls back to this
+        process's state until it does (the breaker must not take an analysis down with it).
+        """
+        from providers.redis_connect import redis_client
 
         # Breaker calls sit on every request's path: a stalled Redis must cost milliseconds, not seconds.
         options: dict[str, Any] = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25, "decode_responses": True}
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme.endswith("+cluster"):
-            client: Any = redis.cluster.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **options)
-        else:
-            client = redis.Redis.from_url(url, **options)
+        client: Any = redis_client(url, unreachable_as_plain=True, **options)
         return cls(client, policy)
 
     def _keys(self, provider: str) -> tuple[str, str, str, str]:

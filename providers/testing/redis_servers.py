@@ -12,12 +12,18 @@ caller owns (a test's tmp dir). Kinds:
 - ``redis-aof``: ``redis-server --appendonly yes --appendfsync always``, for
   crash/resume tests: ``kill()`` (SIGKILL) then ``restart()`` on the same port
   and directory replays the AOF.
+- ``cluster3`` (``running_cluster``): a real three-master cluster, three
+  ``redis-server --cluster-enabled yes`` on free ports joined by
+  ``redis-cli --cluster create ... --cluster-yes``, so keys really live on
+  different nodes and a client that is not cluster-aware gets ``MOVED``. Its
+  ``url`` is a plain ``redis://`` URL of the first node, as a user would write.
 
 Any kind can require a password (``password=...``, i.e. ``--requirepass``);
 ``url`` then carries it and ``client()`` sends it, so tests can check that
 messages mask it.
 
-Use the context manager ``running(kind, directory)``; ``ServerBinaryMissing``
+Use the context manager ``running(kind, directory)`` (``running_cluster(directory)``
+for ``cluster3``); ``ServerBinaryMissing``
 says a binary is really missing (tests skip on it).
 """
 
@@ -98,6 +104,8 @@ class RedisServer:
     extra_args: tuple[str, ...] = ()
     password: str | None = field(default=None, repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # A "cluster" node serves every slot itself (a one-node cluster) unless it will join a bigger one.
+    owns_all_slots: bool = True
 
     @property
     def host(self) -> str:
@@ -146,7 +154,7 @@ class RedisServer:
             stderr=subprocess.PIPE,
         )
         self._wait_ready(timeout)
-        if self.is_cluster:
+        if self.is_cluster and self.owns_all_slots:
             self._ensure_cluster_slots(timeout)
 
     def _log_tail(self) -> str:
@@ -260,6 +268,9 @@ def make_server(kind: Kind, directory: Path, port: int | None = None, password: 
             "--cluster-enabled", "yes",
             "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", "5000",
+            # The bus port defaults to port + 10000, which does not exist for a free port above 55535 (the
+            # server then refuses to start) and may be taken: name a free one.
+            "--cluster-port", str(free_port()),
         )  # fmt: skip
     elif kind == "redis-aof":
         extra = ("--appendonly", "yes", "--appendfsync", "always")
@@ -297,3 +308,99 @@ def running(kind: Kind, directory: Path, password: str | None = None) -> Iterato
         yield server
     finally:
         server.stop()
+
+
+def redis_cli_binary() -> str:
+    """Return the path of Debian's redis-cli (it creates clusters) or raise ServerBinaryMissing."""
+    found = shutil.which("redis-cli")
+    if not found:
+        raise ServerBinaryMissing("redis-cli is not installed (apt-get install redis-tools)")
+    return found
+
+
+@dataclass
+class RedisClusterGroup:
+    """A multi-master Redis Cluster of ``nodes`` on 127.0.0.1 (the ``cluster3`` kind)."""
+
+    nodes: list[RedisServer]
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """A plain ``redis://`` URL of the first node: nothing in it says "cluster"."""
+        return self.nodes[0].url
+
+    def client(self) -> redis.cluster.RedisCluster:
+        """Return a cluster client (binary responses)."""
+        return redis.cluster.RedisCluster(host=self.nodes[0].host, port=self.nodes[0].port, password=self.password)
+
+    def node_clients(self) -> list[redis.Redis]:
+        """Return a plain client to each node (to see where keys live)."""
+        return [node.node_client() for node in self.nodes]
+
+    def keys_per_node(self, pattern: str = "*") -> list[int]:
+        """Count the keys matching ``pattern`` that each node holds."""
+        counts = []
+        for node in self.node_clients():
+            with node:
+                counts.append(sum(1 for _ in node.scan_iter(match=pattern, count=500)))
+        return counts
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _create_cluster(group: RedisClusterGroup, timeout: float) -> None:
+    auth = ("-a", group.password, "--no-auth-warning") if group.password else ()
+    addresses = [f"{node.host}:{node.port}" for node in group.nodes]
+    done = subprocess.run(
+        [redis_cli_binary(), *auth, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        capture_output=True,
+        text=True,
+        timeout=timeout * 4,
+    )
+    if done.returncode != 0:
+        raise ServerStartError(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    # Every node must agree the cluster is up (slots assigned and gossip settled) before a client connects.
+    deadline = time.monotonic() + timeout * 4
+    for node in group.nodes:
+        with node.node_client() as probe:
+            while True:
+                info = probe.execute_command("CLUSTER", "INFO")
+                text = info.decode() if isinstance(info, bytes) else str(info)
+                if "cluster_state:ok" in text and "cluster_known_nodes:" + str(len(group.nodes)) in text:
+                    break
+                if time.monotonic() > deadline:
+                    raise ServerStartError(f"cluster node {node.port} not ok:\n{text}")
+                time.sleep(0.05)
+
+
+def _start_member(directory: Path, password: str | None, timeout: float, attempts: int = 3) -> RedisServer:
+    error: Exception | None = None
+    for attempt in range(attempts):  # a free port may be taken before the server binds it: try another
+        node = make_server("cluster", directory / f"try-{attempt}", password=password)
+        node.owns_all_slots = False  # redis-cli shares the slots out once all members run
+        try:
+            node.start(timeout)
+            return node
+        except ServerStartError as exc:
+            error = exc
+            node.stop()
+    raise ServerStartError(f"could not start a cluster member: {error}")
+
+
+@contextlib.contextmanager
+def running_cluster(
+    directory: Path, masters: int = 3, password: str | None = None, timeout: float = 15.0
+) -> Iterator[RedisClusterGroup]:
+    """Run a real ``masters``-node Redis Cluster (no replicas) for the duration of the block."""
+    redis_cli_binary()  # fail early (ServerBinaryMissing) before starting anything
+    group = RedisClusterGroup(nodes=[], password=password)
+    try:
+        for index in range(masters):
+            group.nodes.append(_start_member(directory / f"node-{index}", password, timeout))
+        _create_cluster(group, timeout)
+        yield group
+    finally:
+        group.stop()

@@ -193,29 +193,35 @@ def _thread_keys(server: redis_servers.RedisServer, pattern: str) -> list[bytes]
         return sorted(node.keys(pattern))
 
 
-def test_ttl_is_set_and_refreshed_on_write(server: redis_servers.RedisServer) -> None:
+def test_ttl_applies_to_finished_threads_only(server: redis_servers.RedisServer) -> None:
+    """Issue 10 item 6: a TTL refreshed by writes expired a thread whose step outlasted it (the stored state lost
+    its query and two checkpoints). Now writes keep a thread's keys without TTL (running or resumable), and only
+    ``expire_thread``, called when it finished, sets one; running it again clears it."""
     prefix = _prefix()
     saver = RedisSaver(server.client(), ttl_s=30, key_prefix=prefix)
     _put_sample(saver, "ttl-thread")
     keys = _thread_keys(server, f"{prefix}:*")
     assert len(keys) == 5, keys
     with server.node_client() as node:
+        assert [node.pttl(key) for key in keys] == [-1] * 5  # running: no TTL, however long its steps take
+        saver.expire_thread("ttl-thread")  # finished
         for key in keys:
             assert 0 < node.pttl(key) <= 30_000, key
-            node.pexpire(key, 500)
-        # A write on the thread refreshes the TTL of all its keys, including
-        # the ones this write does not touch.
+        # It runs again (a resume, or a new question on the thread): a write clears the TTL of all its keys,
+        # including the ones this write does not touch.
         saver.put(
             generate_config("ttl-thread"),
             generate_checkpoint(),
             generate_metadata(step=1),
             {},
         )
-        for key in keys:
-            assert node.pttl(key) > 20_000, key
+        assert [node.pttl(key) for key in keys] == [-1] * 5
+        saver.expire_thread("ttl-thread", ttl_s=5)
+        assert all(0 < node.pttl(key) <= 5_000 for key in keys)
 
     no_ttl = RedisSaver(server.client(), key_prefix=prefix + "x")
     _put_sample(no_ttl, "no-ttl-thread")
+    no_ttl.expire_thread("no-ttl-thread")  # no TTL configured: nothing expires
     with server.node_client() as node:
         for key in _thread_keys(server, f"{prefix}x:*"):
             assert node.pttl(key) == -1, key

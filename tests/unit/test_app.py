@@ -325,3 +325,27 @@ def test_cli_brief_bad_input(data_dir: Path, capsys: pytest.CaptureFixture[str])
     assert "give a WARD" in capsys.readouterr().err
     assert cli.main(["brief", "--resume", "no-such-thread"]) == 2
     assert "no briefing with thread id" in capsys.readouterr().err
+
+
+def test_analysis_of_a_thread_running_elsewhere_is_a_409_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One runner per thread over HTTP too (graphs/stores/lease.py): a busy thread is a conflict, not a 500."""
+    import uuid
+
+    from graphs.stores.lease import FileThreadLeases, attach_leases
+
+    saver = InMemorySaver()
+    leases = FileThreadLeases(tmp_path / "leases")
+    attach_leases(saver, leases)
+    orchestrator = Orchestrator(fake_registry({"local": [reply("Fine.\nConfidence: 0.6")]}), saver)
+    fixed = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    held = leases.acquire(str(fixed))  # another runner holds the thread
+    assert held is not None
+    client = app_module.create_app(orchestrator).test_client()
+    response = client.post("/api/v1/strategist/analyze", json={"text": "The water supply failed again this week."})
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["status"] == "thread_busy" and body["thread_id"] == str(fixed)
+    assert "already running" in body["error"]
+    held.release()
+    assert client.post("/api/v1/strategist/analyze", json={"text": "The water supply failed again."}).status_code == 200

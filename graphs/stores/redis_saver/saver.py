@@ -89,6 +89,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from providers.redis_connect import async_redis_client, is_cluster, split_cluster_scheme
+
 __all__ = ["CheckpointStoreUnavailable", "RedisSaver"]
 
 SyncRedis: TypeAlias = redis.Redis | redis.cluster.RedisCluster
@@ -355,8 +357,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
             ``redis.asyncio.cluster.RedisCluster``) for the ``a*`` methods. It
             must be used from one event loop. Without it the ``a*`` methods run
             the sync code in a worker thread.
-        ttl_s: optional time to live of a whole thread, in seconds, refreshed
-            by every ``put``/``put_writes`` on that thread.
+        ttl_s: optional time to live of a finished thread, in seconds, set by
+            ``expire_thread`` (call it when the thread finished). Every
+            ``put``/``put_writes`` clears it again (PERSIST in the same
+            transaction), so a running or interrupted, resumable thread never
+            expires, however slow its steps: a TTL refreshed by writes alone
+            expired a thread in the middle of a long provider call.
         key_prefix: first component of every key (letters, digits, ``_.:-``).
         serde: serializer; defaults to LangGraph's ``JsonPlusSerializer``.
         location: how error messages name this store, e.g. "Redis at
@@ -418,11 +424,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
         (with the password masked) when Redis cannot be reached.
         """
         masked = _mask_url(url)
-        scheme, sep, rest = url.partition("://")
-        if sep and scheme.endswith("+cluster"):
-            url = f"{scheme.removesuffix('+cluster')}://{rest}"
-            if cluster is None:
-                cluster = True
+        url, forced = split_cluster_scheme(url)
+        if forced and cluster is None:
+            cluster = True
         # Binary values need raw bytes back; the timeouts keep a stalled Redis
         # from hanging a graph step forever.
         client_kwargs["decode_responses"] = False
@@ -432,18 +436,12 @@ class RedisSaver(BaseCheckpointSaver[str]):
         aclient: AsyncRedis
         try:
             if cluster is None:
-                probe = redis.Redis.from_url(url, **client_kwargs)
-                try:
-                    info = probe.info("cluster")
-                finally:
-                    probe.close()
-                cluster = bool(int(info.get("cluster_enabled", 0)))
+                cluster = is_cluster(url, **client_kwargs)
             if cluster:
                 client = redis.cluster.RedisCluster.from_url(url, **client_kwargs)
-                aclient = redis.asyncio.cluster.RedisCluster.from_url(url, **client_kwargs)
             else:
                 client = redis.Redis.from_url(url, **client_kwargs)
-                aclient = redis.asyncio.Redis.from_url(url, **client_kwargs)
+            aclient = async_redis_client(url, cluster=cluster, **client_kwargs)
             client.ping()
         except (RedisError, RedisClusterException, OSError) as exc:
             if client is not None:
@@ -535,9 +533,24 @@ class RedisSaver(BaseCheckpointSaver[str]):
         return f"{self.key_prefix}:{{*}}:{suffix}"
 
     def _expire_cmds(self, keys: _Keys) -> list[tuple[Any, ...]]:
+        # A write means the thread runs (or ran and may be resumed): it must not expire. Only a saver that
+        # expires finished threads needs to clear a TTL one of its earlier runs set.
         if self._ttl_ms is None:
             return []
-        return [("PEXPIRE", key, self._ttl_ms) for key in keys.all()]
+        return [("PERSIST", key) for key in keys.all()]
+
+    def expire_thread(self, thread_id: str, ttl_s: float | None = None) -> None:
+        """Let a finished thread expire after ``ttl_s`` (default: the saver's ``ttl_s``; no-op without one).
+
+        One transaction of five PEXPIREs. A later write on the thread (it runs again) clears the TTL.
+        """
+        ttl_ms = self._ttl_ms if ttl_s is None else max(1, int(ttl_s * 1000))
+        if ttl_ms is None:
+            return
+        self._run(self._expire_plan(self._keys(str(thread_id)), ttl_ms))
+
+    def _expire_plan(self, keys: _Keys, ttl_ms: int) -> _Plan[None]:
+        yield _Batch([("PEXPIRE", key, ttl_ms) for key in keys.all()], atomic=True)
 
     # ------------------------------------------------------------------ plans
 
