@@ -124,10 +124,19 @@ def race(
     winner: Call | None = None
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
-        until = min(hedge_at, limit) if waiting_to_hedge and hedge_at is not None else limit
+        # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile.
+        recheck = time.monotonic() + _HEDGE_RECHECK_S
+        until = min(hedge_at, limit, recheck) if waiting_to_hedge and hedge_at is not None else limit
         try:
             call = results.get(timeout=max(0.0, until - time.monotonic()))
         except queue.Empty:
+            if waiting_to_hedge and hedge_step is not None and hedge_at is not None and time.monotonic() < hedge_at:
+                # Woken before the hedge is due: if other requests' calls to this provider have failed since this
+                # one started (a provider starting to hang), a suspect provider is hedged at the floor.
+                if _suspect(registry, calls[0]):
+                    hedge_at = min(hedge_at, calls[0].started + resilience.hedge.min_after_s)
+                if time.monotonic() < hedge_at:
+                    continue
             if waiting_to_hedge and hedge_step is not None and time.monotonic() < limit:
                 reservation = _reserve_hedge(registry, clock, state, hedge_step, deadline_at)
                 if reservation is not None:
@@ -163,6 +172,12 @@ def race(
             break  # the attempt ended before any hedge started: the router decides what comes next
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen), reservation
+
+
+def _suspect(registry: ProviderRegistry, call: Call) -> bool:
+    """Say whether the call's provider has failed since (its latest recorded call failed)."""
+    resilience = registry.settings.resilience
+    return registry.health.breaker(call.step["provider"]).latency_view(resilience.hedge.mad_k).suspect
 
 
 def _gave_up(registry: ProviderRegistry, call: Call) -> bool:

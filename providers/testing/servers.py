@@ -23,6 +23,7 @@ import json
 import re
 import select
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -195,6 +196,12 @@ class _HTTPServer(ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         self.owner._untrack(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that closes its connection (no keep-alive, or an aborted call) is not a server error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,8 +8,10 @@ The analysis is a deep one (premium answer, then a cross-check by another vendor
   answer we never received).
 - ``after-premium``: Gemini answered; killed when Perplexity receives the cross-check request, i.e. after the
   premium call and the steps after it. Gemini must not be called again.
-- ``fallback-in-flight``: Gemini failed (503) and Perplexity's fallback request is in flight when the process
-  dies. The failed call is not repeated (and Gemini is not asked to cross-check: it just failed).
+- ``cross-check-after-fallback``: Gemini refused the prompt (its safety filter: a refusal of this prompt, not a
+  provider in trouble, so Gemini may still check), Perplexity answered as the fallback, and Gemini's cross-check
+  is in flight when the process dies. The failed call and the fallback answer are not repeated. (A Gemini that
+  failed with a 503 or hung is never asked to check the same analysis: tests/integration/test_failover.py.)
 
 Each runs with SQLite, with Redis (AOF, appendfsync always), and with that Redis SIGKILLed and restarted
 between the kill and the resume. At each kill the test also reads the store: the calls that completed are
@@ -46,7 +48,7 @@ from graphs.stores import open_stores
 from providers.config import load_settings
 from providers.testing import fake_registry, redis_servers, reply
 from providers.testing.checker import verdict_text
-from providers.testing.servers import Action, Fail, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply
+from providers.testing.servers import Action, Blocked, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
@@ -214,7 +216,6 @@ class KillPoint:
     after_resume: Counts
     final_attempts: tuple[AttemptKey, ...]
     answered_by: str
-    cross_checked: bool = True
 
 
 OK_ANSWER = ("gemini", "answer", "ok")
@@ -244,19 +245,16 @@ KILL_POINTS = [
         answered_by="gemini",
     ),
     KillPoint(
-        name="fallback-in-flight",
-        gemini=(Fail(status=503),),
-        perplexity=(Hang(), PREMIUM),
-        kill_when=("perplexity", 1),
-        saved_next=("call_model",),
-        saved_attempts=(("gemini", "answer", "error"),),
-        at_kill=(1, 1),
-        after_resume=(1, 2),  # the failed premium call is not repeated; the killed fallback request is
-        # No cross-check: the provider that just failed is not asked again in this analysis, and no other checker
-        # is configured here (no local model).
-        final_attempts=(("gemini", "answer", "error"), ("perplexity", "answer", "ok")),
+        name="cross-check-after-fallback",
+        gemini=(Blocked(), Hang(), CHECK),
+        perplexity=(PREMIUM,),
+        kill_when=("gemini", 2),
+        saved_next=("cross_check",),
+        saved_attempts=(("gemini", "answer", "error"), ("perplexity", "answer", "ok")),
+        at_kill=(2, 1),
+        after_resume=(3, 1),  # neither the failed premium call nor the fallback answer is repeated
+        final_attempts=(("gemini", "answer", "error"), ("perplexity", "answer", "ok"), ("gemini", "cross_check", "ok")),
         answered_by="perplexity",
-        cross_checked=False,
     ),
 ]
 
@@ -300,8 +298,7 @@ def test_killed_analysis_resumes_without_repeating_completed_calls(
     assert after == point.after_resume
     assert result["thread_id"] == thread_id and result["provider"] == point.answered_by
     assert attempt_keys(result["attempts"]) == list(point.final_attempts)
-    if point.cross_checked:
-        assert result["cross_check"] is not None and result["cross_check"]["agreement"] > 0
+    assert result["cross_check"] is not None and result["cross_check"]["agreement"] > 0
     assert gemini.pending == 0 and perplexity.pending == 0  # every scripted answer was used exactly once
 
 
