@@ -29,6 +29,7 @@ from api.common import (
     not_found_response,
 )
 from graphs.errors import CheckpointStoreError, ThreadBusy
+from graphs.overload import Overloaded
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, open_reports
 from providers.config import load_settings
@@ -54,13 +55,21 @@ def _register_errors(app: Flask) -> None:
             body["thread_id"] = exc.thread_id
         return jsonify(body), 503
 
+    @app.errorhandler(Overloaded)
+    def _overloaded(exc: Overloaded) -> Response:
+        # No provider could answer within the deadline (the local model's queue, hung calls): honest and retryable.
+        body = {"error": str(exc), "status": "overloaded", "retry_after_s": exc.retry_after_s}
+        if exc.thread_id:
+            body["thread_id"] = exc.thread_id
+        response = jsonify(body)
+        response.status_code = 503
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+
     @app.errorhandler(ThreadBusy)
     def _thread_busy(exc: ThreadBusy) -> tuple[Response, int]:
         # Another runner holds the thread's lease (graphs/stores/lease.py): a conflict, not a failure.
         return jsonify({"error": str(exc), "status": "thread_busy", "thread_id": exc.thread_id}), 409
-
-    # Overload (no provider can answer within the deadline): the failover work answers 503 with Retry-After;
-    # its handler belongs here, beside the store's.
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -6,6 +6,7 @@ Each command opens the configured stores for its own lifetime; bad input is one 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import datetime as dt
@@ -35,8 +36,14 @@ class CliError(Exception):
 
 
 @contextlib.contextmanager
-def _orchestrator_for_cli(settings: Settings, notice: bool = False) -> Iterator[Orchestrator]:
+def _orchestrator_for_cli(
+    settings: Settings, notice: bool = False, thread_id: str | None = None
+) -> Iterator[Orchestrator]:
     with open_stores(settings) as stores:
+        if thread_id is not None:
+            # First once the stores are open, in every mode: a run killed at any point can be resumed by this id
+            # (a store that cannot be opened is one error line: there is no run to resume).
+            print(f"thread {thread_id}", file=sys.stderr, flush=True)
         if notice:
             print(outcome_notice(len(stores.feedback.outcomes()), stores.location), file=sys.stderr)
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
@@ -144,9 +151,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
-    # First, in every mode: a run killed at any point can be resumed by this id.
-    print(f"thread {thread_id}", file=sys.stderr, flush=True)
-    with _orchestrator_for_cli(settings, notice=not args.json) as orch:
+    with _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch:
         progress = _waiting_notice if args.json else _progress
         result = orch.analyze(req, thread_id=thread_id, on_event=progress, wait_s=args.wait)
     return _emit(result, args.json)
@@ -606,5 +611,20 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
 
 
+def run() -> None:
+    """Run the command (the console entry point), then leave at once.
+
+    Returning from main() would make the interpreter join the threads of calls abandoned during the analysis and
+    tear every loaded module down, which kept the process alive for seconds after the answer was printed (issue
+    11). The exit handlers still run (stores closed, traces flushed); only that waiting is skipped.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`) has nothing left to flush
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -10,6 +10,7 @@ from flask import jsonify, request
 from api.common import ApiError, bp, changes_beliefs, now_iso, orchestrator, parse_body, protected
 from api.models import AnalyzeBody, FeedbackBody
 from graphs.errors import FeedbackError, RequestError, UnknownThread
+from graphs.overload import overload_of
 from graphs.request import parse_request
 from graphs.ward_reports import MAX_WARD_CHARS, normalise_context
 
@@ -41,6 +42,9 @@ def analyze() -> Any:
     except RequestError as exc:
         raise ApiError(400, str(exc)) from None
     result = orchestrator().analyze(analysis, caller_key=request.headers.get("X-Session-Id"))
+    overload = overload_of(result, orchestrator().registry)
+    if overload is not None:
+        raise overload  # 503 with Retry-After (app.py), never 200 without an answer
     payload = result.model_dump(mode="json") | {
         "analysis_type": "content_analysis",
         "text_length": len(body.text),

@@ -22,11 +22,13 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, CallUpdate
+from graphs.state import AnalysisState, Attempt, CallUpdate
 from nodes.policy.answers import candidate_from
-from nodes.policy.attempts import retry_wait_s
+from nodes.policy.attempts import make_attempt, retry_wait_s
+from nodes.policy.exclusion import failed_providers
 from nodes.policy.hedging import race, record_group
 from nodes.policy.prompt import build_prompt
+from providers.registry import ProviderRegistry
 
 
 def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
@@ -39,6 +41,19 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     if retry_at is not None and retry_at > ctx.clock():
         # The failed attempt is already checkpointed; the wait happens here, after it.
         ctx.sleep(retry_at - ctx.clock())
+    skipped = _skips(state, registry, cursor, deadline_at - ctx.clock(), retrying=retry_at is not None)
+    if skipped:
+        for attempt in skipped:
+            runtime.stream_writer({"event": "attempt_end", **attempt})
+        # No provider was called: the next execution starts at the first step worth calling.
+        return {
+            "attempts": skipped,
+            "cursor": cursor + len(skipped),
+            "retry_at": None,
+            "stop_reason": None,
+            "candidate": None,
+            "deadline_passed": ctx.clock() >= deadline_at,
+        }
     group, reservation = race(
         registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer
     )
@@ -71,6 +86,34 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     update["cursor"] = next_cursor
     update["deadline_passed"] = ctx.clock() >= deadline_at
     return update
+
+
+def _skips(
+    state: AnalysisState, registry: ProviderRegistry, cursor: int, remaining_s: float, *, retrying: bool
+) -> list[Attempt]:
+    """Return "skipped" attempts for the steps from ``cursor`` not worth calling while a later step is:
+    a provider that already failed in this analysis (not a scheduled retry of it), and the local model when its
+    queue's expected wait would not fit the time left (then the next step, a cloud tier, serves the job)."""
+    chain = state.get("chain", [])
+    failed = failed_providers(state.get("attempts", []))
+    skipped: list[Attempt] = []
+    for index in range(cursor, len(chain) - 1):  # the last step is always tried: nothing comes after it
+        step = chain[index]
+        name = step["provider"]
+        if name in failed and not (retrying and index == cursor):
+            reason = f"not asked again: {name} failed earlier in this analysis"
+        else:
+            wait_s = registry.expected_wait_s(name)
+            if wait_s <= 0 or wait_s < remaining_s * registry.settings.resilience.retry.attempt_share:
+                break
+            reason = (
+                f"local queue: expected wait {wait_s:.1f} s exceeds the {remaining_s:.1f} s left "
+                f"for this call; the next tier serves it"
+            )
+        attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+        attempt["error"] = reason
+        skipped.append(attempt)
+    return skipped
 
 
 def route_after_call(state: AnalysisState) -> Literal["validate", "call_model", "score"]:

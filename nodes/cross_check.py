@@ -22,6 +22,8 @@ from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import attempt_call
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
+from nodes.policy.deadlines import cold_floor_of, cross_check_deadline_s
+from nodes.policy.exclusion import failed_providers
 from nodes.policy.verdict import METHOD, UnusableVerdict, parse_verdicts, verdict_prompt
 
 
@@ -44,18 +46,26 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     ctx = context_of(runtime)
     answer = state.get("answer")
     assert answer is not None, "cross_check runs only after a validated answer"
+    deadline_at = ctx.deadline_at or state["deadline_at"]
     chain = state.get("cross_chain")
     if chain is None:
-        chain, _notes = checker_chain(answer, state, ctx.registry)
+        chain, _notes = checker_chain(answer, state, ctx.registry, deadline_at - ctx.clock())
     cursor = state.get("cross_cursor", 0)
-    deadline_at = ctx.deadline_at or state["deadline_at"]
+    failed = failed_providers(state.get("attempts", []))
+    # A checker that failed since the chain was made (an earlier check timed out) is not asked again.
+    while cursor < len(chain) and chain[cursor]["provider"] in failed:
+        cursor += 1
     update: CrossCheckUpdate = {"cross_chain": chain, "cross_cursor": cursor + 1}
     if cursor >= len(chain):
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
     step = chain[cursor]
     runtime.stream_writer({"event": "cross_check_start", "provider": step["provider"]})
-    timeout_s = deadline_at - ctx.clock()
+    # Bounded: the answer is ready, and the check may hold it back by its share of the time left at most.
+    resilience = ctx.registry.settings.resilience
+    latency = ctx.registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
+    cold_floor = cold_floor_of(ctx.registry, step["provider"])
+    timeout_s = cross_check_deadline_s(deadline_at - ctx.clock(), latency, resilience, cold_floor_s=cold_floor)
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
     update["attempts"] = [attempt]

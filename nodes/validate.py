@@ -51,8 +51,8 @@ def escalation_decision(
     below = f"confidence {prelim.value:.2f} < threshold {cfg.escalate_below:.2f}"
     if prelim.value >= cfg.escalate_below:
         return record | {"reason": f"confidence {prelim.value:.2f} >= threshold {cfg.escalate_below:.2f}"}, None
-    chain, notes = checker_chain(answer, state, ctx.registry)
     left = (ctx.deadline_at or state["deadline_at"]) - now
+    chain, notes = checker_chain(answer, state, ctx.registry, left)
     if not chain:
         why = "; ".join(notes) or "no provider of another vendor is available"
         return record | {"decision": "not_possible", "reason": f"{below}, but {why}"}, None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
+from providers import async_calls
 from providers.config import Tier
 from providers.errors import (
+    CallAborted,
     EmptyResponse,
     MalformedResponse,
     ProviderError,
@@ -80,11 +83,19 @@ def message_text(message: AIMessage) -> str:
     return "".join(parts)
 
 
-# An abandoned attempt (a hung HTTP call past its deadline, the loser of a hedge) keeps its worker thread until
-# the client's own timeout fires, and the interpreter joins that thread at exit: every client therefore has a
-# timeout. Each adapter has its own pool (a bulkhead), so a hung provider cannot starve calls to healthy ones;
-# when all its workers are busy a call fails at once instead of queueing behind hung ones.
+# A natively async chat model (the cloud clients) runs on the process's loop (providers/async_calls.py), and an
+# abandoned call is cancelled, which closes its connection. A blocking one (the local model, test fakes) runs in
+# the adapter's pool and is asked to stop through the event it is handed (the local model checks it between
+# tokens). Each adapter bounds its calls in flight (a bulkhead), so a hung provider cannot starve calls to
+# healthy ones; when all its slots are busy a call fails at once instead of queueing behind hung ones.
 BULKHEAD_WORKERS = 32
+# How often a waiting call looks at its abort event.
+_ABORT_POLL_S = 0.02
+
+
+def natively_async(chat: BaseChatModel) -> bool:
+    """Say whether the chat model has its own async generation (else LangChain runs the sync one in a thread)."""
+    return type(chat)._agenerate is not BaseChatModel._agenerate
 
 
 class ProviderAdapter:
@@ -132,39 +143,82 @@ class ProviderAdapter:
     def render(self, prompt: Prompt) -> Sequence[BaseMessage]:
         return prompt.messages()
 
-    def invoke(self, prompt: Prompt, *, timeout_s: float | None = None) -> ModelReply:
-        """Call the model once; raise a ProviderError on any failure, ProviderTimeout past ``timeout_s``."""
+    def invoke(
+        self, prompt: Prompt, *, timeout_s: float | None = None, abort: threading.Event | None = None
+    ) -> ModelReply:
+        """Call the model once; raise a ProviderError on any failure, ProviderTimeout past ``timeout_s``, and
+        CallAborted once ``abort`` is set. Either way the call itself is stopped, not left running."""
         limit = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         if limit <= 0:
             raise ProviderTimeout("no time left before the request deadline", provider=self.name)
         # Build the client (and import its SDK, a second or more in a fresh process) before the clock starts: that
         # is this process's start-up, not the provider's latency, and must not time the first call out.
         try:
-            self.chat_model()
+            chat = self.chat_model()
         except Exception as exc:
             raise self.map_error(exc) from exc
         if not self._slots.acquire(blocking=False):
             raise ProviderUnavailable(f"bulkhead full: {BULKHEAD_WORKERS} calls in flight", provider=self.name)
+        stop = threading.Event()
+        future: concurrent.futures.Future[ModelReply]
         try:
-            future = self._executor().submit(self._invoke_blocking, prompt)
+            if natively_async(chat):
+                future = async_calls.submit(self._invoke_async(prompt))
+            else:
+                future = self._executor().submit(self._invoke_blocking, prompt, stop, time.monotonic() + limit)
         except BaseException:
             self._slots.release()
             raise
         future.add_done_callback(lambda _: self._slots.release())
-        try:
-            return future.result(timeout=limit)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise ProviderTimeout(f"no answer within {limit:.2f}s", provider=self.name) from None
+        ends = time.monotonic() + limit
+        while True:
+            left = ends - time.monotonic()
+            step = left if abort is None else min(left, _ABORT_POLL_S)
+            done, _ = concurrent.futures.wait([future], timeout=max(0.0, step))
+            if done:
+                return future.result()
+            if left <= step:
+                stop.set()
+                future.cancel()
+                raise ProviderTimeout(f"no answer within {limit:.2f}s", provider=self.name)
+            if abort is not None and abort.is_set():
+                stop.set()
+                future.cancel()
+                raise CallAborted("abandoned: its answer is no longer needed", provider=self.name)
 
-    def _invoke_blocking(self, prompt: Prompt) -> ModelReply:
+    def expected_wait_s(self) -> float:
+        """How long a new call would wait before it starts; cloud providers do not queue (the local model does)."""
+        return 0.0
+
+    def call_kwargs(self, stop: threading.Event, deadline: float) -> dict[str, Any]:
+        """Extra arguments for a blocking chat model's call; the local adapter hands it the stop event and the
+        call's deadline (monotonic), so it can stop between tokens and refuse a queue it cannot get through."""
+        return {}
+
+    def _invoke_blocking(
+        self, prompt: Prompt, stop: threading.Event | None = None, deadline: float | None = None
+    ) -> ModelReply:
         try:
-            message = self.chat_model().invoke(list(self.render(prompt)))
+            kwargs = self.call_kwargs(stop, deadline) if stop is not None and deadline is not None else {}
+            message = self.chat_model().invoke(list(self.render(prompt)), **kwargs)
         except ProviderError as exc:
             exc.provider = exc.provider or self.name
             raise
         except Exception as exc:  # the SDKs raise many types; map_error turns each into our taxonomy
             raise self.map_error(exc) from exc
+        return self._checked(message)
+
+    async def _invoke_async(self, prompt: Prompt) -> ModelReply:
+        try:
+            message = await self.chat_model().ainvoke(list(self.render(prompt)))
+        except ProviderError as exc:
+            exc.provider = exc.provider or self.name
+            raise
+        except Exception as exc:  # the SDKs raise many types; map_error turns each into our taxonomy
+            raise self.map_error(exc) from exc
+        return self._checked(message)
+
+    def _checked(self, message: BaseMessage) -> ModelReply:
         if not isinstance(message, AIMessage):
             raise MalformedResponse(f"expected an AI message, got {type(message).__name__}", provider=self.name)
         reply = self.to_reply(message)

@@ -77,6 +77,8 @@ class ProviderSettings(_Strict):
     model_path: str | None = None
     max_tokens: int = Field(default=256, gt=0)
     n_ctx: int = Field(default=2048, gt=0)
+    # Local tier only: calls that may wait for the one model of the process; more are refused at once.
+    queue_limit: int = Field(default=4, ge=0)
 
 
 class Deadlines(_Strict):
@@ -220,15 +222,37 @@ class HedgeSettings(_Strict):
     min_samples: int = Field(default=20, ge=1)  # fewer samples: default_after_s
     default_after_s: float = Field(default=2.0, gt=0)
     min_after_s: float = Field(default=0.25, ge=0)  # floor, so a very fast provider is not hedged on jitter
+    # The threshold is robust (median + mad_k x scaled MAD of successful latencies), so slow answers cannot
+    # push it past the cap and switch hedging off; a hang never completes and is not a sample at all.
+    max_after_s: float = Field(default=5.0, gt=0)
+    mad_k: float = Field(default=3.0, ge=0)
+    # Token bucket of hedges for a cold process or a quiet provider, on top of the spend ratio.
+    burst_hedges: float = Field(default=3.0, ge=0)
+    burst_refill_s: float = Field(default=10.0, gt=0)  # one hedge token back every this many seconds
     max_extra_ratio: float = Field(default=0.10, ge=0)  # duplicate spend cap, as a share of all spend ...
     window_s: float = Field(default=300.0, gt=0)  # ... over this window
     burst_usd: float = Field(default=0.01, ge=0)  # room for a cold process's first hedges
+
+
+class SubDeadlineSettings(_Strict):
+    """Per-call sub-deadlines (nodes/policy/deadlines.py): no single call may take the request's whole budget."""
+
+    p95_multiple: float = Field(default=3.0, gt=0)  # a call may take this multiple of its provider's robust p95 ...
+    min_s: float = Field(default=1.0, gt=0)  # ... but never less than this ...
+    cold_s: float = Field(default=10.0, gt=0)  # ... and this while the provider has too few samples
+    min_samples: int = Field(default=5, ge=1)
+    # The cross-check may hold the answer back by at most this share of the time left.
+    cross_check_share: float = Field(default=0.25, gt=0, le=1)
+    # An abandoned call (a hedge's loser) may finish in the background this long past its provider's usual
+    # latency, so its real usage is known; then it is aborted and counted as a timeout.
+    loser_grace_s: float = Field(default=1.0, ge=0)
 
 
 class ResilienceSettings(_Strict):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     hedge: HedgeSettings = Field(default_factory=HedgeSettings)
+    deadlines: SubDeadlineSettings = Field(default_factory=SubDeadlineSettings)
 
 
 class BriefingSettings(_Strict):

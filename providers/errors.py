@@ -96,6 +96,22 @@ class ServerError(TransientError):
     disposition: Disposition = "retry"
 
 
+class CallAborted(TransientError):
+    """We stopped the call ourselves (a hedge's loser, a caller gone, an answer no longer needed).
+
+    Says nothing about the provider, so it never counts against its health (providers/resilience/board.py).
+    """
+
+    error_class = "cancelled"
+
+
+class Overloaded(TransientError):
+    """The provider (the process's one local model) cannot start this call in time: its queue is full, or the
+    expected wait is longer than the call may take. ``retry_after_s`` says when to ask again."""
+
+    error_class = "overloaded"
+
+
 class MalformedResponse(TransientError):
     error_class = "malformed_response"
     disposition: Disposition = "retry"

@@ -123,6 +123,7 @@ def build_gemini_adapter(
     """Build the Gemini adapter; the chat model (and the SDK import) waits until the first call."""
 
     def chat_factory() -> BaseChatModel:
+        import httpx2
         from langchain_google_genai import ChatGoogleGenerativeAI
 
         # langchain passes max_retries to google-genai as HttpRetryOptions(attempts=...), a count of attempts
@@ -135,6 +136,9 @@ def build_gemini_adapter(
             base_url=base_url or None,
             max_retries=1,
             timeout=timeout_s,
+            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py). No idle pooled
+            # connections: nothing can close an async pool when an adapter is dropped, and its sockets would leak.
+            client_args={"limits": httpx2.Limits(max_keepalive_connections=0)},
         )
 
     return GeminiAdapter(

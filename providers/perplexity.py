@@ -102,6 +102,7 @@ def build_perplexity_adapter(
     """Build the Perplexity adapter; the chat model (and the SDK import) waits until the first call."""
 
     def chat_factory() -> BaseChatModel:
+        import httpx
         from langchain_perplexity import ChatPerplexity
         from perplexity import AsyncPerplexity, Perplexity
         from pydantic import SecretStr
@@ -119,7 +120,16 @@ def build_perplexity_adapter(
             api_key=SecretStr(api_key),
             use_responses_api=True,
             client=Perplexity(**client_args),
-            async_client=AsyncPerplexity(**client_args),
+            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py). No idle pooled
+            # connections: nothing can close an async pool when an adapter is dropped, and its sockets would leak.
+            async_client=AsyncPerplexity(
+                **client_args,
+                http_client=httpx.AsyncClient(
+                    base_url=base_url or "https://api.perplexity.ai",
+                    timeout=timeout_s,
+                    limits=httpx.Limits(max_keepalive_connections=0),
+                ),
+            ),
             max_retries=0,
             timeout=timeout_s,
         )

@@ -48,6 +48,7 @@ def build_adapter(ps: ProviderSettings) -> ProviderAdapter:
             timeout_s=ps.timeout_s,
             max_tokens=ps.max_tokens,
             n_ctx=ps.n_ctx,
+            queue_limit=ps.queue_limit,
             # Token log-probabilities are the local model's certainty signal, read at full generation speed.
             logprobs=True,
         )
@@ -80,7 +81,11 @@ class ProviderRegistry:
         self.health = health or HealthBoard.from_settings(settings)
         hedge = settings.resilience.hedge
         self.hedge_budget = hedge_budget or HedgeBudget(
-            max_extra_ratio=hedge.max_extra_ratio, window_s=hedge.window_s, burst_usd=hedge.burst_usd
+            max_extra_ratio=hedge.max_extra_ratio,
+            window_s=hedge.window_s,
+            burst_usd=hedge.burst_usd,
+            burst_hedges=hedge.burst_hedges,
+            burst_refill_s=hedge.burst_refill_s,
         )
         self._injected = dict(adapters or {})
         self._built: dict[str, ProviderAdapter] = {}
@@ -128,6 +133,13 @@ class ProviderRegistry:
             if name not in self._built:
                 self._built[name] = build_adapter(self.provider_settings(name))
             return self._built[name]
+
+    def expected_wait_s(self, name: str) -> float:
+        """Return how long a new call to ``name`` would queue before it starts (the local model's queue length x
+        its observed latency); 0 for providers that do not queue, or whose adapter is not built yet."""
+        with self._lock:
+            adapter = self._injected.get(name) or self._built.get(name)
+        return adapter.expected_wait_s() if adapter is not None else 0.0
 
     def availability(self, name: str) -> Availability:
         tier = self.tier_of(name)

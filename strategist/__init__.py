@@ -8,20 +8,26 @@
 then the result. ``Orchestrator`` runs analyses with a registry and a checkpointer you choose (none, the
 embedded stores through ``open_orchestrator``, or your own saver); ``build_analysis_graph`` returns the
 uncompiled LangGraph ``StateGraph`` to compile with your own checkpointer.
+
+Ward briefings: ``brief(ward)`` returns the briefing as the contract's dict; ``get_ward_report`` returns it with
+its ETag and remaining cache lifetime; ``build_briefing_graph`` is the uncompiled briefing graph.
 """
 
 from graphs.analysis import build_analysis_graph
+from graphs.briefing import build_briefing_graph
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, UnknownThread
 from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
+from graphs.ward_reports import BriefingFailed, get_ward_report
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
-from strategist.api import aanalyze, analyze, astream, default_orchestrator, open_orchestrator, stream
+from strategist.api import aanalyze, analyze, astream, brief, default_orchestrator, open_orchestrator, stream
 
 __all__ = [
     "AnalysisRequest",
     "AnalysisResult",
+    "BriefingFailed",
     "CheckpointStoreError",
     "FeedbackError",
     "Orchestrator",
@@ -32,8 +38,11 @@ __all__ = [
     "aanalyze",
     "analyze",
     "astream",
+    "brief",
     "build_analysis_graph",
+    "build_briefing_graph",
     "default_orchestrator",
+    "get_ward_report",
     "load_settings",
     "open_orchestrator",
     "parse_request",

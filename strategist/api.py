@@ -25,6 +25,7 @@ from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.stores import open_stores
+from graphs.ward_reports import get_ward_report
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 
@@ -165,3 +166,14 @@ async def astream(
         yield item
         if item.get("event") == RESULT:
             return
+
+
+def brief(ward: str, depth: str = "standard", *, context: str = "neutral") -> dict[str, Any]:
+    """Return a ward's briefing as the contract's dict (served from the briefing cache while it is fresh).
+
+    ``depth`` is quick, standard or deep; ``context`` defensive, neutral or offensive (other values become the
+    defaults, as on the HTTP route). Raises ``RequestError`` for a blank ward and ``BriefingFailed`` when nothing
+    at all could be said.
+    """
+    briefing, _etag, _ttl = get_ward_report(ward, depth, context=context)
+    return briefing

@@ -7,6 +7,7 @@ reply, and the node that made it decides what comes next.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 
@@ -56,7 +57,11 @@ def make_attempt(
 
 
 def call_provider(
-    registry: ProviderRegistry, step: ChainStep, prompt: Prompt, timeout_s: float
+    registry: ProviderRegistry,
+    step: ChainStep,
+    prompt: Prompt,
+    timeout_s: float,
+    abort: threading.Event | None = None,
 ) -> tuple[ModelReply | None, ProviderError | None]:
     """Make one bounded call behind the provider's circuit breaker; return the reply or the error, never raise."""
     name = step["provider"]
@@ -67,7 +72,7 @@ def call_provider(
             raise ProviderUnavailable(availability.reason, provider=name)
         if not registry.health.breaker(name).allow():
             raise ProviderUnavailable("circuit half-open: another call is the probe", provider=name)
-        return registry.adapter(name).invoke(prompt, timeout_s=timeout_s), None
+        return registry.adapter(name).invoke(prompt, timeout_s=timeout_s, abort=abort), None
     except ProviderError as exc:
         return None, exc
     except Exception as exc:  # an adapter bug must not escape: attempts return outcomes, they never raise

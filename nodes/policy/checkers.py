@@ -1,39 +1,60 @@
-"""Which providers may check an answer: another vendor, available, within the request's budget."""
+"""Which providers may check an answer: another vendor, available, within the request's budget and time, not
+one that failed earlier in this analysis, healthiest and fastest first."""
 
 from __future__ import annotations
 
 from graphs.state import AnalysisState, Candidate, ChainStep
 from nodes.policy.costing import estimate_call_cost
+from nodes.policy.deadlines import cross_check_deadline_s, expected_s
+from nodes.policy.exclusion import failed_providers
 from providers.registry import ProviderRegistry
 
 _TIER_ORDER = ("premium", "realtime", "local")
 
 
 def checker_chain(
-    answer: Candidate, state: AnalysisState, registry: ProviderRegistry
+    answer: Candidate, state: AnalysisState, registry: ProviderRegistry, remaining_s: float | None = None
 ) -> tuple[list[ChainStep], list[str]]:
-    """Order the usable providers of another vendor: premium, then realtime, then local, within the budget.
+    """Order the usable providers of another vendor, within the budget, by health and latency.
 
     Returns the chain and the reasons providers were left out. The budget is the request's max_cost_usd less
-    what its attempts have cost so far.
+    what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out.
+    The order: providers whose last call succeeded before suspect ones (a failure since, or a half-open
+    circuit), those expected to answer within the cross-check's bound (``remaining_s``) before those that are
+    not, then premium, realtime, local, then the faster median.
     """
     max_cost = state.get("constraints", {}).get("max_cost_usd")
     spent = sum(a["cost_usd"] for a in state.get("attempts", []))
-    steps: list[ChainStep] = []
+    failed = failed_providers(state.get("attempts", []))
+    resilience = registry.settings.resilience
+    ranked: list[tuple[tuple[bool, bool, bool, int, float], ChainStep]] = []
     notes: list[str] = []
-    for tier in _TIER_ORDER:
-        for name in registry.names():
-            if registry.tier_of(name) != tier or name == answer["provider"]:
+    for name in registry.names():
+        tier = registry.tier_of(name)
+        if name == answer["provider"] or registry.vendor_of(name) == answer["vendor"]:
+            continue
+        if not registry.availability(name).available:
+            continue
+        if max_cost is not None:
+            estimate = estimate_call_cost(registry, name, state["classification"], state["query"])
+            if spent + estimate > max_cost:
+                notes.append(
+                    f"{name} not asked: est. ${estimate:.4f} on top of ${spent:.4f} spent exceeds "
+                    f"max_cost_usd ${max_cost:.4f}"
+                )
                 continue
-            if registry.vendor_of(name) == answer["vendor"] or not registry.availability(name).available:
-                continue
-            if max_cost is not None:
-                estimate = estimate_call_cost(registry, name, state["classification"], state["query"])
-                if spent + estimate > max_cost:
-                    notes.append(
-                        f"{name} not asked: est. ${estimate:.4f} on top of ${spent:.4f} spent exceeds "
-                        f"max_cost_usd ${max_cost:.4f}"
-                    )
-                    continue
-            steps.append({"provider": name, "tier": tier, "model": registry.model_of(name), "reason": "checker"})
-    return steps, notes
+        latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+        default_s = registry.provider_settings(name).hedge_after_s or resilience.hedge.default_after_s
+        typical_s = expected_s(latency, default_s) + registry.expected_wait_s(name)
+        too_slow = remaining_s is not None and typical_s > cross_check_deadline_s(remaining_s, latency, resilience)
+        unhealthy = latency.suspect or latency.state != "closed"
+        key = (name in failed, unhealthy, too_slow, _TIER_ORDER.index(tier), typical_s)
+        ranked.append((key, {"provider": name, "tier": tier, "model": registry.model_of(name), "reason": "checker"}))
+    ranked.sort(key=lambda item: item[0])
+    # A check is a second opinion on an answer we already have: a provider that just failed or hung is never
+    # asked for one, even when it is the only checker (the answer is served unchecked, and says so).
+    for _, step in ranked:
+        if step["provider"] in failed:
+            notes.append(f"{step['provider']} not asked: it failed earlier in this analysis")
+    ranked = [(key, step) for key, step in ranked if step["provider"] not in failed]
+    return [step for _, step in ranked], notes

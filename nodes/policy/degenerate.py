@@ -19,6 +19,7 @@ each rule is cheap, explainable in the result and testable on its own.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -116,7 +117,12 @@ def repetition(answer: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _script(char: str) -> str:
+    # Cached per character: texts repeat a few dozen letters, and unicodedata.name builds a string per call
+    # (it was the largest share of the project's own CPU per analysis in bench/overhead.py's profile).
+    if char.isascii():
+        return "LATIN" if char.isalpha() else ""
     name = unicodedata.name(char, "")
     if name.startswith("CJK") or name.startswith(("HIRAGANA", "KATAKANA", "HANGUL")):
         return "CJK"

@@ -2,7 +2,13 @@
 
 The first usable answer wins; the other call is abandoned and recorded as ``cancelled`` with its estimated
 cost. Hedges are started within the hedge budget (providers/resilience/hedge_budget.py), and a provider's
-"slow" is its observed latency quantile (providers/resilience/breaker.py).
+"slow" is its robust latency threshold (providers/resilience/breaker.py). Each call has its own sub-deadline
+(nodes/policy/deadlines.py).
+
+An abandoned call is not left to run out its client's timeout: it may finish in the background until its
+provider's usual latency plus ``loser_grace_s`` (then its real outcome and cost are counted in health and the
+hedge budget), after which it is aborted (the async client's task is cancelled, which closes the connection;
+the local model stops between tokens) and counted as a timeout, at its full estimated cost.
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import attempt_timeout_s, call_provider, make_attempt
+from nodes.policy.attempts import call_provider, make_attempt
 from nodes.policy.costing import estimate_call_cost
+from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError
 from providers.registry import ProviderRegistry
@@ -44,6 +51,8 @@ class Call:
     error: ProviderError | None = None
     latency_ms: float = 0.0
     problem: str | None = None  # why a successful reply is unusable (validate's rule)
+    abort: threading.Event = field(default_factory=threading.Event)  # set: stop the call
+    done: threading.Event = field(default_factory=threading.Event)  # set by its thread once the fields are written
 
 
 @dataclass
@@ -78,19 +87,23 @@ def race(
 
     def launch(step: ChainStep, fallbacks_left: bool, hedge: bool) -> None:
         now = clock()
-        timeout_s = attempt_timeout_s(deadline_at - now, fallbacks_left, resilience.retry)
+        name = step["provider"]
+        latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+        cold_floor = cold_floor_of(registry, name)
+        timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
         calls.append(call)
-        emit({"event": "attempt_start", "provider": step["provider"], "model": step["model"], "hedge": hedge})
+        emit({"event": "attempt_start", "provider": name, "model": step["model"], "hedge": hedge})
 
         def run() -> None:
-            call.reply, call.error = call_provider(registry, step, prompt, timeout_s)
+            call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
             call.latency_ms = (time.monotonic() - call.started) * 1000
+            call.done.set()
             results.put(call)
 
-        # A thread of our own per call: the loser of a hedge is abandoned, not joined, and must not hold up
-        # the node (the adapter's own timeout ends it).
-        threading.Thread(target=run, name=f"attempt-{step['provider']}", daemon=True).start()
+        # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
+        # and must not hold up the node nor the process's exit.
+        threading.Thread(target=run, name=f"attempt-{name}", daemon=True).start()
 
     timing = registry.health.breaker(chain[cursor]["provider"]).hedge_timing(registry.settings)
     launch(chain[cursor], cursor + 1 < len(chain), hedge=False)
@@ -113,6 +126,8 @@ def race(
                 if reservation is not None:
                     hedge_at = None
                     launch(hedge_step, cursor + 2 < len(chain), hedge=True)
+                    hedged = registry.health.breaker(hedge_step["provider"]).hedge_timing(registry.settings)
+                    calls[-1].slow_after_s = hedged.slow_after_s
                 else:
                     # Refused (budget, or the hedge's provider is unavailable): ask again a little later, since
                     # the budget refills as other answers are paid for. Without this a hung primary that missed
@@ -120,7 +135,13 @@ def race(
                     if not refused:
                         emit({"event": "hedge_refused", "provider": hedge_step["provider"]})
                     refused = True
-                    hedge_at = time.monotonic() + max(timing.hedge_after_s, _HEDGE_RECHECK_S)
+                    hedge_at = time.monotonic() + _HEDGE_RECHECK_S
+                    if _gave_up(registry, calls[0]):
+                        # Its provider started failing while we waited (other requests' calls to it failed) and
+                        # the call is past its provider's short leash: a failover, not a duplicate.
+                        calls[0].abort.set()
+                        emit({"event": "attempt_abandoned", "provider": calls[0].step["provider"]})
+                        break
                 continue
             break  # past the deadline and the grace: whatever still runs is abandoned
         finished.append(call)
@@ -137,6 +158,22 @@ def race(
     return Group(calls, finished, chosen), reservation
 
 
+def _gave_up(registry: ProviderRegistry, call: Call) -> bool:
+    """Say whether a call whose hedge was refused should be given up now: its provider is suspect (its latest
+    call failed) and the call has run past the sub-deadline a suspect provider gets (nodes/policy/deadlines.py).
+
+    The call's own timeout was fixed when it started, from what was known then (a cold process knows nothing);
+    the failures of other requests' calls since then are evidence too.
+    """
+    name = call.step["provider"]
+    resilience = registry.settings.resilience
+    latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+    if not latency.suspect:
+        return False
+    cold_floor = cold_floor_of(registry, name)
+    return time.monotonic() - call.started >= own_limit_s(latency, resilience, cold_floor_s=cold_floor)
+
+
 def _reserve_hedge(
     registry: ProviderRegistry, clock: Callable[[], float], state: AnalysisState, step: ChainStep, deadline_at: float
 ) -> list[float] | None:
@@ -148,10 +185,15 @@ def _reserve_hedge(
 
 
 def record_group(
-    registry: ProviderRegistry, state: AnalysisState, group: Group, reservation: list[float] | None
+    registry: ProviderRegistry,
+    state: AnalysisState,
+    group: Group,
+    reservation: list[float] | None,
+    *,
+    wait: Callable[[threading.Event, float], bool] | None = None,
 ) -> list[Attempt]:
     """Turn the calls into attempts (the chosen reply last, where validate and score look for it), and count
-    them in health, spend and the hedge budget.
+    them in health, spend and the hedge budget; abandoned calls are settled later by :func:`settle_abandoned`.
 
     What hedging added is the hedge call's cost, whichever call won: had the primary answered without it, the
     hedge is all we paid on top (when the primary was hung, this overstates the extra, which errs on the side of
@@ -159,6 +201,7 @@ def record_group(
     provider without limit.
     """
     attempts: list[Attempt] = []
+    abandoned: list[tuple[Call, float]] = []
     hedge_usd = 0.0
     for call in [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else []):
         step = call.step
@@ -183,6 +226,8 @@ def record_group(
                 latency_ms=attempt["latency_ms"],
                 error_class=call.error.error_class if call.error else None,
             )
+            if not call.hedge:
+                registry.hedge_budget.record_spend(attempt["cost_usd"])
         else:
             latency_ms = (time.monotonic() - call.started) * 1000
             other = group.chosen.step["provider"] if group.chosen else None
@@ -196,26 +241,95 @@ def record_group(
                 latency_ms=latency_ms,
                 started_at=call.started_at,
                 outcome="cancelled",
-                note=(f"abandoned after {latency_ms:.0f} ms: {other} answered first" if other else "past the deadline")
+                note=(
+                    f"abandoned after {latency_ms:.0f} ms: {other} answered first"
+                    if other
+                    else "past the deadline"
+                    if not call.abort.is_set()
+                    else f"abandoned after {latency_ms:.0f} ms: its provider is failing and the hedge was refused"
+                )
                 + "; the call may still be billed, so its cost is the estimate",
             )
             attempt["error_class"] = "cancelled"
             attempt["cost_usd"] = round(cost, 8)
-            # A primary overtaken after running past its provider's usual p95 was too slow, and that is the
-            # provider's doing: it counts as a failure, so a hung provider's circuit opens after a few hedges; so
-            # does an overtaken half-open probe, which had one chance to show the provider is back. A primary
-            # overtaken sooner (hedged early because its provider is suspect) or a hedge overtaken by the primary
-            # says nothing about its provider.
-            slow = other is None or call.probing or latency_ms / 1000 >= call.slow_after_s
-            if not call.hedge and slow:
-                why = "overtaken" if other else "timeout"
-                registry.health.record(step["provider"], ok=False, latency_ms=latency_ms, error_class=why)
+            abandoned.append((call, cost))
         if call.hedge:
             attempt["hedge"] = True
             hedge_usd += attempt["cost_usd"]
-        else:
-            registry.hedge_budget.record_spend(attempt["cost_usd"])
         attempts.append(attempt)
     if reservation is not None:
         registry.hedge_budget.settle(reservation, hedge_usd)
+    # After the reservation's first settlement, so a loser's real cost replaces the estimate and not the reverse.
+    grace_s = registry.settings.resilience.deadlines.loser_grace_s
+    hedge_won = group.chosen is not None and group.chosen.hedge
+    for call, cost in abandoned:
+        if call.hedge:
+            settle_abandoned(registry, call, cost, reservation, grace_s=grace_s, wait=wait)
+        else:
+            won = (reservation, hedge_usd) if hedge_won and reservation is not None else None
+            settle_abandoned(registry, call, cost, None, grace_s=grace_s, wait=wait, hedge_won=won)
     return attempts
+
+
+def _event_wait(event: threading.Event, timeout_s: float) -> bool:
+    return event.wait(timeout_s)
+
+
+def settle_abandoned(
+    registry: ProviderRegistry,
+    call: Call,
+    estimated_usd: float,
+    reservation: list[float] | None,
+    *,
+    grace_s: float,
+    wait: Callable[[threading.Event, float], bool] | None = None,
+    background: bool = True,
+    hedge_won: tuple[list[float], float] | None = None,
+) -> None:
+    """Give an abandoned call until its provider's usual latency plus ``grace_s`` to finish, then abort it.
+
+    Finished in time: its real outcome goes to the provider's health and its real cost to the hedge budget (a
+    loser that answers was billed for what it used). Not finished: it is aborted, counted as a timeout (a call
+    that ran past its provider's usual latency and the grace was too slow, so a hung provider's circuit opens
+    after a few of them) and its cost is the full estimate, since the provider may bill it anyway. ``wait`` is
+    injected by tests (it stands in for ``Event.wait``); ``background=False`` settles in the caller's thread.
+
+    ``hedge_won`` (the hedge's reservation and cost) is given for a primary overtaken by its hedge. When that
+    primary never answers, the hedge duplicated nothing: it was a failover from a hung call, so its cost moves
+    from the hedge budget's extra to ordinary spend. Without this a cold process that meets a hung provider spends
+    its whole hedge budget on the first few hangs and waits out every later one.
+    """
+    waiter = wait or _event_wait
+    budget_s = max(0.0, call.started + call.slow_after_s + grace_s - time.monotonic())
+    if call.slow_after_s == float("inf"):
+        budget_s = grace_s
+
+    def settle() -> None:
+        name = call.step["provider"]
+        if waiter(call.done, budget_s):
+            ok = call.error is None
+            usd = 0.0
+            if call.reply is not None:
+                price = registry.price_of(name, call.reply.model)
+                usd = price.cost_usd(call.reply.input_tokens, call.reply.output_tokens)
+            registry.health.record(
+                name, ok=ok, latency_ms=call.latency_ms, error_class=call.error.error_class if call.error else None
+            )
+        else:
+            call.abort.set()
+            usd = estimated_usd
+            latency_ms = (time.monotonic() - call.started) * 1000
+            registry.health.record(name, ok=False, latency_ms=latency_ms, error_class="timeout")
+            if hedge_won is not None:
+                won_reservation, won_usd = hedge_won
+                registry.hedge_budget.settle(won_reservation, 0.0)
+                registry.hedge_budget.record_spend(won_usd)
+        if reservation is not None:
+            registry.hedge_budget.settle(reservation, usd)
+        else:
+            registry.hedge_budget.record_spend(usd)
+
+    if background:
+        threading.Thread(target=settle, name=f"settle-{call.step['provider']}", daemon=True).start()
+    else:
+        settle()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -17,7 +18,9 @@ from pydantic import SecretStr
 
 from providers.base import ModelReply, Prompt, ProviderAdapter
 from providers.errors import (
+    CallAborted,
     ContextTooLong,
+    Overloaded,
     PermanentError,
     ProviderError,
     ProviderUnavailable,
@@ -27,7 +30,13 @@ from providers.errors import (
     parse_retry_after,
     says_context_too_long,
 )
-from providers.local.llamacpp import ChatLlamaCppLocal, LocalModelUnavailable, PromptTooLong
+from providers.local.llamacpp import (
+    ChatLlamaCppLocal,
+    LocalGenerationCancelled,
+    LocalModelUnavailable,
+    LocalOverloaded,
+    PromptTooLong,
+)
 from providers.local.model_file import check_local_available, default_model_path, default_model_stem
 from providers.local.openai_compat import ChatOpenAICompatLocal
 from providers.local.templates import DEFAULT_MAX_TOKENS, DEFAULT_N_CTX, DEFAULT_SEED, DEFAULT_TEMPERATURE
@@ -56,6 +65,23 @@ class LocalAdapter(ProviderAdapter):
         if isinstance(chat, ChatLlamaCppLocal):
             chat.load()
 
+    def call_kwargs(self, stop: threading.Event, deadline: float) -> dict[str, Any]:
+        """Hand the in-process model the stop event and the call's deadline.
+
+        It stops between tokens once ``stop`` is set and refuses a queue it cannot get through in time; a local
+        server is an HTTP call and takes neither.
+        """
+        return {"cancel": stop, "deadline": deadline} if isinstance(self.chat_model(), ChatLlamaCppLocal) else {}
+
+    def expected_wait_s(self) -> float:
+        """Return the queue's expected wait for the in-process model (0 until it is loaded)."""
+        chat = self._chat
+        if isinstance(chat, ChatLlamaCppLocal):
+            handle = chat.loaded_handle()
+            if handle is not None:
+                return handle.expected_wait_s()
+        return 0.0
+
     def to_reply(self, message: AIMessage) -> ModelReply:
         reply = super().to_reply(message)
         mean = reply.raw_metadata.get("mean_logprob")
@@ -66,6 +92,10 @@ class LocalAdapter(ProviderAdapter):
 
         if isinstance(exc, ProviderError):
             return exc
+        if isinstance(exc, LocalOverloaded):
+            return Overloaded(str(exc), provider=self.name, retry_after_s=exc.retry_after_s)
+        if isinstance(exc, LocalGenerationCancelled):
+            return CallAborted(str(exc), provider=self.name)
         if isinstance(exc, LocalModelUnavailable):
             return ProviderUnavailable(str(exc), provider=self.name)
         if isinstance(exc, PromptTooLong):
@@ -103,6 +133,7 @@ def build_local_adapter(
     seed: int | None = DEFAULT_SEED,
     n_threads: int | None = None,
     api_key: str | None = None,
+    queue_limit: int = 4,
 ) -> LocalAdapter:
     """Build the local tier's adapter; raise ProviderUnavailable when it cannot work at all.
 
@@ -159,6 +190,7 @@ def build_local_adapter(
             seed=seed,
             logprobs=logprobs,
             timeout_s=timeout_s,
+            queue_limit=queue_limit,
         )
 
     return LocalAdapter(

@@ -66,6 +66,24 @@ class LocalGenerationTimeout(TimeoutError):
     """The call passed its deadline, waiting for the shared model or generating (aborted inside llama.cpp)."""
 
 
+class LocalGenerationCancelled(RuntimeError):
+    """The caller stopped the call (its answer is no longer needed): waiting or generating ended at once."""
+
+
+class LocalOverloaded(RuntimeError):
+    """The model's queue is full, or the expected wait in it is longer than the call may take."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+# How often a queued call looks at its deadline and its cancel event while it waits for the model.
+_QUEUE_POLL_S = 0.05
+# Weight of the newest call in the running mean of generation time (the queue's expected wait).
+_LATENCY_WEIGHT = 0.3
+
+
 @dataclass
 class _Handle:
     """One loaded llama.cpp model and context, shared by every chat model that names the same file."""
@@ -78,10 +96,31 @@ class _Handle:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Read by the abort callback while llama_decode runs; set only while ``lock`` is held.
     deadline: float | None = None
+    cancel: threading.Event | None = None
     abort_callback: Any = None  # the ctypes callback must stay referenced as long as the context lives
+    # The bounded queue in front of the one model: calls waiting for ``lock``, and the observed time of one call.
+    waiting: int = 0
+    busy: bool = False
+    latency_s: float | None = None
+    queue_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
+
+    def should_stop(self) -> bool:
+        """Stop generating: the deadline passed, or the caller is gone (read between tokens and inside decode)."""
+        return self.past_deadline() or (self.cancel is not None and self.cancel.is_set())
+
+    def expected_wait_s(self) -> float:
+        """Return how long a new call would wait before it starts: calls ahead of it x the observed call time."""
+        with self.queue_lock:
+            ahead = self.waiting + (1 if self.busy else 0)
+            return ahead * (self.latency_s or 0.0)
+
+    def observe(self, seconds: float) -> None:
+        with self.queue_lock:
+            previous = self.latency_s
+            self.latency_s = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
 
 
 def default_n_threads() -> int:
@@ -174,7 +213,7 @@ def _load_handle(path: Path, n_ctx: int, n_threads: int) -> _Handle:
     # An abort callback is the only way to stop llama_decode part-way through a long prompt; without it a
     # timed-out call would keep the context (and its lock) busy until the whole prompt had been evaluated.
     def _abort(_data: ctypes.c_void_p) -> bool:
-        return handle.past_deadline()
+        return handle.should_stop()
 
     handle.abort_callback = llama_cpp.ggml_abort_callback(_abort)
     llama_cpp.llama_set_abort_callback(llm.ctx, handle.abort_callback, None)
@@ -246,6 +285,8 @@ class ChatLlamaCppLocal(BaseChatModel):
     chat_template: ChatTemplate | None = None
     logprobs: bool = False
     timeout_s: float | None = None
+    # Calls that may wait for the model (it serves one at a time); more are refused at once (LocalOverloaded).
+    queue_limit: int = 4
 
     @property
     def _llm_type(self) -> str:
@@ -265,6 +306,12 @@ class ChatLlamaCppLocal(BaseChatModel):
         """Load (or fetch the already loaded) model; a separate step so an app can warm it at startup."""
         return get_llama_handle(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads)
 
+    def loaded_handle(self) -> _Handle | None:
+        """Return the model's handle if it is loaded already (never loads it)."""
+        path = Path(self.model_path).expanduser().resolve()
+        with _REGISTRY_LOCK:
+            return _HANDLES.get((str(path), self.n_ctx))
+
     def render(self, messages: Sequence[BaseMessage]) -> str:
         """Format messages with the loaded model's chat template (or the configured one)."""
         return format_prompt(messages, self.chat_template or self.load().template)
@@ -277,18 +324,26 @@ class ChatLlamaCppLocal(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        call_deadline = kwargs.get("deadline")
+        if isinstance(call_deadline, float):
+            deadline = call_deadline if deadline is None else min(deadline, call_deadline)
         handle = self.load()
         template = self.chat_template or handle.template
         prompt = format_prompt(messages, template)
         stops = [*STOP_STRINGS[template], *(self.stop or []), *(stop or [])]
-        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not handle.lock.acquire(timeout=wait):
-            raise LocalGenerationTimeout("local model busy with another call until the deadline")
+        cancel = kwargs.get("cancel")
+        self._wait_for_model(handle, deadline, cancel if isinstance(cancel, threading.Event) else None)
+        started = time.monotonic()
         try:
             handle.deadline = deadline
+            handle.cancel = cancel if isinstance(cancel, threading.Event) else None
             completion = self._complete(handle, prompt, stops)
+            handle.observe(time.monotonic() - started)
         finally:
             handle.deadline = None
+            handle.cancel = None
+            with handle.queue_lock:
+                handle.busy = False
             handle.lock.release()
         name = self.model_name or Path(self.model_path).stem
         metadata: dict[str, Any] = {
@@ -309,6 +364,36 @@ class ChatLlamaCppLocal(BaseChatModel):
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": completion.finish_reason})],
             llm_output={"model_name": name},
         )
+
+    def _wait_for_model(self, handle: _Handle, deadline: float | None, cancel: threading.Event | None) -> None:
+        """Take the model, or refuse at once when the queue is full or its expected wait outlasts the deadline;
+        a queued call leaves the queue as soon as its caller is gone or its deadline passes."""
+        expected = handle.expected_wait_s()
+        with handle.queue_lock:
+            queued = handle.waiting + (1 if handle.busy else 0)
+            if handle.busy and handle.waiting >= self.queue_limit:
+                raise LocalOverloaded(
+                    f"local model queue full ({handle.waiting} waiting, limit {self.queue_limit})",
+                    retry_after_s=max(1.0, expected),
+                )
+            if deadline is not None and handle.busy and expected > deadline - time.monotonic():
+                raise LocalOverloaded(
+                    f"local model busy: expected wait {expected:.1f} s ({queued} ahead) exceeds the "
+                    f"{max(0.0, deadline - time.monotonic()):.1f} s this call may take",
+                    retry_after_s=max(1.0, expected),
+                )
+            handle.waiting += 1
+        try:
+            while not handle.lock.acquire(timeout=_QUEUE_POLL_S):
+                if cancel is not None and cancel.is_set():
+                    raise LocalGenerationCancelled("the caller left while the call waited for the local model")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise LocalGenerationTimeout("local model busy with other calls until the deadline")
+            with handle.queue_lock:
+                handle.busy = True
+        finally:
+            with handle.queue_lock:
+                handle.waiting -= 1
 
     def _complete(self, handle: _Handle, prompt: str, stops: Sequence[str]) -> _Completion:
         llm = handle.llm
@@ -348,6 +433,8 @@ class ChatLlamaCppLocal(BaseChatModel):
             llm.reset()  # type: ignore[no-untyped-call]  # llama_cpp ships no type hints
             if handle.past_deadline():
                 raise LocalGenerationTimeout("local generation aborted at its deadline") from exc
+            if handle.cancel is not None and handle.cancel.is_set():
+                raise LocalGenerationCancelled("local generation stopped: the caller left") from exc
             raise
         if cut is not None:
             text = text[:cut]
@@ -372,6 +459,8 @@ class ChatLlamaCppLocal(BaseChatModel):
             for token in generator:
                 if handle.past_deadline():
                     raise LocalGenerationTimeout("local generation passed its deadline")
+                if handle.cancel is not None and handle.cancel.is_set():
+                    raise LocalGenerationCancelled("local generation stopped between tokens: the caller left")
                 yield token
         finally:
             generator.close()

@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 
 # Outcomes that do not count against a provider's health: the request was at fault, the provider was never
-# asked, or (a hedge overtaken by the primary) the call was stopped by us, not by the provider.
-NEUTRAL_ERRORS = frozenset({"bad_request", "context_too_long", "content_blocked", "unavailable", "cancelled"})
+# asked, the call was stopped by us, not by the provider, or (overloaded) the local model's queue was full.
+NEUTRAL_ERRORS = frozenset(
+    {"bad_request", "context_too_long", "content_blocked", "unavailable", "cancelled", "overloaded"}
+)
 
 
 class HealthBoard:

@@ -45,6 +45,17 @@ class HedgeTiming:
 
 
 @dataclass(frozen=True)
+class LatencyView:
+    """What one read of a provider's recent calls says about the next one (seconds; None without samples)."""
+
+    median_s: float | None
+    robust_p95_s: float | None  # median + k x scaled MAD of successful latencies
+    samples: int
+    suspect: bool  # its last call failed
+    state: CircuitState
+
+
+@dataclass(frozen=True)
 class HealthSnapshot:
     provider: str
     state: CircuitState
@@ -68,6 +79,23 @@ def percentile(values: list[float] | tuple[float, ...], q: float) -> float | Non
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def robust_threshold_ms(latencies: list[float] | tuple[float, ...], k: float) -> float | None:
+    """Return median + ``k`` x the scaled median absolute deviation of ``latencies`` (ms), or None without any.
+
+    Why not the p95: a few slow answers (a provider stalling for seconds, then answering) move the p95 to them,
+    and a threshold that follows them stops hedging exactly when it is needed. The median and the MAD ignore up
+    to half the samples being outliers. 1.4826 scales the MAD to a standard deviation for normal latencies.
+    """
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+    n = len(ordered)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    deviations = sorted(abs(v - median) for v in ordered)
+    mad = deviations[n // 2] if n % 2 else (deviations[n // 2 - 1] + deviations[n // 2]) / 2
+    return median + k * 1.4826 * mad
+
+
 def hedge_delay_s(
     settings: Settings, p_ms: float | None, samples: int, *, suspect: bool = False, default_s: float | None = None
 ) -> float:
@@ -83,7 +111,7 @@ def hedge_delay_s(
         return hedge.min_after_s
     if p_ms is None or samples < hedge.min_samples:
         return default_s if default_s is not None else hedge.default_after_s
-    return max(hedge.min_after_s, p_ms / 1000)
+    return min(hedge.max_after_s, max(hedge.min_after_s, p_ms / 1000))
 
 
 # --- the breaker ---------------------------------------------------------------------------------------------
@@ -167,7 +195,7 @@ class CircuitBreaker:
         """Return when a call to this provider gets a hedge and when it is slow for this provider (one read)."""
         now = self._clock()
         view = self._store.view(self.provider, now)
-        p_ms = percentile(view.latencies, settings.resilience.hedge.quantile)
+        p_ms = robust_threshold_ms(view.latencies, settings.resilience.hedge.mad_k)
         ps = settings.providers.get(self.provider)
         default_s = ps.hedge_after_s if ps is not None else None
         samples = len(view.latencies)
@@ -175,6 +203,20 @@ class CircuitBreaker:
             hedge_after_s=hedge_delay_s(settings, p_ms, samples, suspect=view.consecutive > 0, default_s=default_s),
             slow_after_s=hedge_delay_s(settings, p_ms, samples, default_s=default_s),
             probing=self._effective(view.state, view.opened_at, now) == "half_open",
+        )
+
+    def latency_view(self, mad_k: float) -> LatencyView:
+        """Return the provider's typical and robust-high latency and whether it is suspect (one store read)."""
+        now = self._clock()
+        view = self._store.view(self.provider, now)
+        median = percentile(view.latencies, 0.5)
+        robust = robust_threshold_ms(view.latencies, mad_k)
+        return LatencyView(
+            median_s=None if median is None else median / 1000,
+            robust_p95_s=None if robust is None else robust / 1000,
+            samples=len(view.latencies),
+            suspect=view.consecutive > 0,
+            state=self._effective(view.state, view.opened_at, now),
         )
 
     def reset(self) -> None:

@@ -18,6 +18,12 @@ class HedgeBudget:
     any spend to take a share of; once the window's spend passes ``burst_usd / max_extra_ratio`` the cap is
     exactly the ratio. In-process on purpose: a per-process cap of 10% caps the deployment at 10% too, without a
     Redis round trip on every call.
+
+    A spend ratio alone starves a quiet or cold process: $0.01 of burst is one or two hedges, after which a hung
+    provider is waited out on every call. A token bucket of ``burst_hedges`` hedges (one back every
+    ``burst_refill_s``) grants hedges the ratio refuses, so a cold server hedges its first hangs and a quiet one
+    keeps a trickle; its cost is bounded by the refill rate. Hand-written because it is a dozen lines that share
+    the ratio's lock and clock (a library bucket would need both).
     """
 
     def __init__(
@@ -26,12 +32,18 @@ class HedgeBudget:
         max_extra_ratio: float = 0.10,
         window_s: float = 300.0,
         burst_usd: float = 0.01,
+        burst_hedges: float = 0.0,
+        burst_refill_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_extra_ratio = max_extra_ratio
         self.window_s = window_s
         self.burst_usd = burst_usd
+        self.burst_hedges = burst_hedges
+        self.burst_refill_s = burst_refill_s
+        self._tokens = burst_hedges
         self._clock = clock
+        self._refilled_at = clock()
         self._spend: deque[tuple[float, float]] = deque()
         self._extra: deque[list[float]] = deque()  # [when, usd]; reservations are settled in place
         self._lock = threading.Lock()
@@ -55,11 +67,23 @@ class HedgeBudget:
             spend = sum(usd for _, usd in self._spend)
             extra = sum(entry[1] for entry in self._extra)
             # The burst is a floor, not an addition: once spend is large the cap is exactly the ratio.
-            if extra + estimated_usd > max(self.max_extra_ratio * spend, self.burst_usd):
+            if extra + estimated_usd > max(self.max_extra_ratio * spend, self.burst_usd) and not self._take_token(now):
                 return None
             reservation = [now, estimated_usd]
             self._extra.append(reservation)
             return reservation
+
+    def _take_token(self, now: float) -> bool:
+        """Refill the bucket for the time passed and take one hedge token if there is one (lock held)."""
+        if self.burst_hedges <= 0:
+            return False
+        elapsed = max(0.0, now - self._refilled_at)
+        self._tokens = min(self.burst_hedges, self._tokens + elapsed / self.burst_refill_s)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def settle(self, reservation: list[float], extra_usd: float) -> None:
         """Replace a reservation by what the hedge really cost."""

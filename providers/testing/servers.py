@@ -21,6 +21,7 @@ import collections
 import contextlib
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -160,6 +161,8 @@ class RecordedRequest:
     body: Any
     received_at: float
     action: str = ""
+    # Set when the client closed its connection while the server hung on this request (an aborted call).
+    client_gone: threading.Event = field(default_factory=threading.Event)
 
 
 Behaviour: TypeAlias = Action | Callable[[int, RecordedRequest], Action]
@@ -363,7 +366,7 @@ class FakeProviderServer:
                 return
             action = action.then
         if isinstance(action, Hang):
-            self._stopping.wait(action.seconds)
+            self._hang(handler, request, action.seconds)
             self._drop(handler)
             return
         if isinstance(action, Drop):
@@ -373,6 +376,27 @@ class FakeProviderServer:
             self._drop(handler)
             return
         self._send(handler, self.render(request, action))
+
+    def _hang(self, handler: _Handler, request: RecordedRequest, seconds: float | None) -> None:
+        """Answer nothing until ``seconds`` pass, the server stops, or the client closes its connection (then
+        ``request.client_gone`` is set: that is how a test sees a call really aborted, not just abandoned)."""
+        ends = None if seconds is None else time.monotonic() + seconds
+        conn = handler.connection
+        while not self._stopping.is_set():
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            readable, _, _ = select.select([conn], [], [], 0.05 if left is None else min(0.05, left))
+            if readable:
+                try:
+                    peeked = conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    peeked = b""
+                if not peeked:
+                    request.client_gone.set()
+                    return
+                # The client sent more bytes (a pipelined request): keep hanging, without spinning.
+                self._stopping.wait(0.05)
 
     def _send(self, handler: _Handler, response: _Response, cut_at: int | None = None) -> None:
         handler.send_response(response.status)

@@ -132,7 +132,11 @@ def child_env(servers: tuple[FakeGemini, FakePerplexity], store_env: dict[str, s
         "NO_PROXY": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
     }
-    return env | store_env
+    # No hedging: on a loaded machine a slow fake answer would start a hedge, adding attempts that depend on
+    # speed; what is tested here is which completed calls a resume repeats, not hedging (test_resilience).
+    config = Path(store_env["STRATEGIST_DATA_DIR"]).parent / "no-hedge.toml"
+    config.write_text("[resilience.hedge]\nenabled = false\n")
+    return env | store_env | {"STRATEGIST_CONFIG": str(config)}
 
 
 def cli(*args: str) -> list[str]:

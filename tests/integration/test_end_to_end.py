@@ -32,20 +32,35 @@ CITED = Reply(
 )
 
 
+def write_config(tmp_path: Path, gemini_timeout_s: float = 60.0) -> None:
+    """Write the tests' configuration: no step may depend on the machine's speed.
+
+    The confidence-gated cascade is off, because these tests count provider calls (tests/test_confidence.py
+    covers the cascade); hedging is off and every timeout generous, so a local model slowed down by a loaded
+    machine is waited for rather than hedged or failed over (issue 10: 15 s under load sent the simple query to
+    Gemini). Only the hang test shortens Gemini's timeout: a server that never answers fails the same way at any
+    timeout.
+    """
+    (tmp_path / "strategist.toml").write_text(
+        f"[providers.gemini]\ntimeout_s = {gemini_timeout_s}\n\n"
+        "[providers.local]\ntimeout_s = 900.0\n\n"
+        "[confidence]\nescalate_below = 0.0\n\n"
+        "[resilience.hedge]\nenabled = false\n\n"
+        "[resilience.deadlines]\ncold_s = 900.0\nmin_s = 900.0\n"
+    )
+
+
 @pytest.fixture()
 def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeGemini, FakePerplexity]]:
     with FakeGemini() as gemini, FakePerplexity() as perplexity:
-        config = tmp_path / "strategist.toml"
-        # A short premium timeout so the hang test fails over quickly; the confidence-gated cascade off, because
-        # these tests count provider calls (tests/test_confidence.py covers the cascade); the rest is the default.
-        config.write_text("[providers.gemini]\ntimeout_s = 1.5\n\n[confidence]\nescalate_below = 0.0\n")
+        write_config(tmp_path)
         env = {
             "GEMINI_API_KEY": "test-key",
             "GEMINI_BASE_URL": gemini.base_url,
             "PERPLEXITY_API_KEY": "test-key",
             "PERPLEXITY_BASE_URL": perplexity.base_url,
             "STRATEGIST_DATA_DIR": str(tmp_path / "data"),
-            "STRATEGIST_CONFIG": str(config),
+            "STRATEGIST_CONFIG": str(tmp_path / "strategist.toml"),
         }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -89,9 +104,13 @@ def test_each_kind_of_query_reaches_its_tier(
 
 @pytest.mark.parametrize("failure", [Fail(500), Hang()], ids=["http-500", "hang"])
 def test_failed_premium_is_answered_by_the_next_provider(
-    servers: tuple[FakeGemini, FakePerplexity], capsys: pytest.CaptureFixture[str], failure: Fail | Hang
+    servers: tuple[FakeGemini, FakePerplexity],
+    capsys: pytest.CaptureFixture[str],
+    failure: Fail | Hang,
+    tmp_path: Path,
 ) -> None:
     gemini, perplexity = servers
+    write_config(tmp_path, gemini_timeout_s=1.5)
     gemini.script([failure])
     result = analyze_json(capsys, COMPLEX)
     first = result["attempts"][0]

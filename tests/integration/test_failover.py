@@ -1,0 +1,542 @@
+"""Failover that holds end to end (issue 11): one test per cause of a hung provider costing tens of seconds.
+
+- cause 1: a provider that failed or hung in this analysis is not asked again (cross-check included), and
+  checkers are ordered by health and latency;
+- cause 2: each call has a sub-deadline from its provider's observed latency, the cross-check a share;
+- cause 3: hedging keeps working when traffic is low (token bucket) and a slow tail cannot switch it off
+  (robust threshold);
+- cause 4: abandoned calls are aborted (the connection is closed; the local model stops between tokens),
+  and a loser's cost is settled from its real usage, or counted in full;
+- the local model's bounded queue (issue 14 item 4, issue 10 item 8): a job whose wait would blow its deadline
+  goes to the next tier, and an overload with nothing else to answer is a 503 with Retry-After.
+
+No assertion is about elapsed time: clocks are injected, waits are events, and a hung call is one that the
+fake server holds until the test ends.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
+from graphs.result import AnalysisResult
+from graphs.state import AnalysisInput, AnalysisState, Candidate
+from nodes.policy.checkers import checker_chain
+from nodes.policy.deadlines import call_deadline_s, cross_check_deadline_s
+from nodes.policy.exclusion import failed_providers
+from nodes.policy.hedging import Call, settle_abandoned
+from nodes.policy.query_classifier import QueryNeeds
+from providers.base import Prompt, ProviderAdapter
+from providers.config import Settings, load_settings
+from providers.errors import CallAborted, ProviderTimeout
+from providers.registry import ProviderRegistry
+from providers.resilience.board import HealthBoard
+from providers.resilience.breaker import CircuitBreaker, LatencyView
+from providers.resilience.breaker_store import BreakerPolicy
+from providers.resilience.hedge_budget import HedgeBudget
+from providers.testing import fake_registry, reply
+from providers.testing.servers import FakeGemini, FakePerplexity, Hang, Reply, Source
+
+COMPLEX = QueryNeeds.confident(0.04, "complex", "scenario")  # chain: gemini -> perplexity -> local
+SIMPLE = QueryNeeds.confident(0.03, "simple", "summary")  # chain: local -> gemini -> perplexity
+CITED = reply(
+    "Turnout in Malakpet fell four points since 2019. The commission published booth data.",
+    citations=["https://eci.gov.in/turnout"],
+)
+VERDICT = reply(
+    '{"answer": "Turnout fell four points in Malakpet.", "confidence": 0.7, '
+    '"verdicts": [{"claim": 1, "verdict": "supported", "reason": "booth data"}]}'
+)
+PROMPT = Prompt(system="Answer briefly.", user="Say hello.")
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def settings_with(**resilience: dict[str, Any]) -> Settings:
+    settings = load_settings({"STRATEGIST_DATA_DIR": "/nonexistent", "LOCAL_MODEL_PATH": "/nonexistent/m.gguf"})
+    sections = settings.resilience
+    changed = {name: getattr(sections, name).model_copy(update=fields) for name, fields in resilience.items()}
+    return settings.model_copy(update={"resilience": sections.model_copy(update=changed)})
+
+
+def run(registry: ProviderRegistry, classified: QueryNeeds, **state: Any) -> AnalysisResult:
+    graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
+    clock = FakeClock()
+    ctx = Context(
+        registry=registry, classifier=lambda _q: classified, clock=clock, sleep=clock.sleep, rng=random.Random(7)
+    )
+    graph_input = cast(AnalysisInput, {"query": "q", **state})
+    out = graph.invoke(graph_input, {"configurable": {"thread_id": str(uuid.uuid4())}}, context=ctx)
+    return AnalysisResult.model_validate(out["result"])
+
+
+def calls(registry: ProviderRegistry, name: str) -> int:
+    return int(registry.adapter(name).chat_model().calls)  # type: ignore[attr-defined]  # ScriptedChat
+
+
+# --- cause 1: not asked again; checkers by health ----------------------------------------------------------------
+
+
+def test_a_provider_that_timed_out_is_not_asked_again_by_the_cross_check() -> None:
+    """Gemini times out, Perplexity answers, the cross-check is requested: before, premium came first among
+    checkers, so Gemini was asked again (and waited out); now the local model checks."""
+    registry = fake_registry(
+        {"gemini": [ProviderTimeout("no answer within 18s")], "perplexity": [CITED], "local": [VERDICT]},
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    result = run(registry, COMPLEX, cross_check=True)
+    checks = [a for a in result.attempts if a.role == "cross_check"]
+    assert [a.provider for a in checks] == ["local"]
+    assert calls(registry, "gemini") == 1
+
+
+def test_a_failed_provider_is_not_asked_to_check_even_when_it_is_the_only_checker() -> None:
+    state = cast(AnalysisState, {"attempts": [attempt("gemini", "error", "timeout")], "query": "q"})
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})  # local unavailable
+    chain, notes = checker_chain(candidate("perplexity", "perplexity"), state, registry)
+    assert chain == [] and notes == ["gemini not asked: it failed earlier in this analysis"]
+
+
+def test_checkers_are_ordered_by_health_then_tier() -> None:
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED], "local": [CITED]})
+    state = cast(AnalysisState, {"attempts": [], "query": "q"})
+    answer = candidate("perplexity", "perplexity")
+    healthy, _ = checker_chain(answer, state, registry)
+    assert [s["provider"] for s in healthy] == ["gemini", "local"]
+    registry.health.record("gemini", ok=False, latency_ms=100.0, error_class="server_error")  # suspect now
+    suspect, _ = checker_chain(answer, state, registry)
+    assert [s["provider"] for s in suspect] == ["local", "gemini"]
+
+
+def test_an_overtaken_primary_counts_as_failed_and_an_overtaken_hedge_does_not() -> None:
+    primary = attempt("gemini", "cancelled", "cancelled")
+    hedge = attempt("perplexity", "cancelled", "cancelled") | {"hedge": True}
+    refused = attempt("local", "error", "bad_request")
+    assert failed_providers([primary, hedge, refused]) == {"gemini"}
+
+
+# --- cause 2: sub-deadlines --------------------------------------------------------------------------------------
+
+
+class RecordingAdapter(ProviderAdapter):
+    """Records the timeout each call was given, then answers through the scripted chat model."""
+
+    timeouts: list[float]
+
+    def invoke(self, prompt: Prompt, *, timeout_s: float | None = None, abort: threading.Event | None = None) -> Any:
+        self.timeouts.append(float("inf") if timeout_s is None else timeout_s)
+        return super().invoke(prompt, timeout_s=timeout_s, abort=abort)
+
+
+def recording(registry: ProviderRegistry, name: str) -> RecordingAdapter:
+    inner = registry.adapter(name)
+    adapter = RecordingAdapter(
+        name=name, tier=inner.tier, vendor=inner.vendor, model=inner.model, chat_factory=inner.chat_model, timeout_s=60
+    )
+    adapter.timeouts = []
+    registry._injected[name] = adapter
+    return adapter
+
+
+def test_a_call_with_fallbacks_left_gets_its_providers_sub_deadline_not_the_requests_share() -> None:
+    """Before: the first call of a standard analysis could take 60% of 90 s; now a multiple of its p95."""
+    registry = fake_registry(
+        {"gemini": [reply("Gemini answer.")], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    for _ in range(10):
+        registry.health.record("gemini", ok=True, latency_ms=400.0)
+    gemini = recording(registry, "gemini")
+    run(registry, COMPLEX, depth="standard")
+    d = registry.settings.resilience.deadlines
+    assert gemini.timeouts == [pytest.approx(max(d.min_s, d.p95_multiple * 0.4))]
+
+
+def test_sub_deadline_is_floored_cold_and_the_last_step_keeps_the_time_left() -> None:
+    resilience = settings_with().resilience
+    cold = LatencyView(median_s=None, robust_p95_s=None, samples=0, suspect=False, state="closed")
+    fast = LatencyView(median_s=0.05, robust_p95_s=0.1, samples=50, suspect=False, state="closed")
+    assert call_deadline_s(90.0, True, cold, resilience) == resilience.deadlines.cold_s
+    assert call_deadline_s(90.0, True, fast, resilience) == resilience.deadlines.min_s
+    assert call_deadline_s(1.0, True, fast, resilience) == pytest.approx(0.6)  # the share of what is left
+    assert call_deadline_s(90.0, False, fast, resilience) == 90.0  # nothing comes after the last step
+    assert cross_check_deadline_s(4.0, cold, resilience) == pytest.approx(1.0)  # a share of the time left
+
+
+# --- cause 3: hedging at low traffic, robust threshold -----------------------------------------------------------
+
+
+def test_token_bucket_grants_a_cold_process_a_burst_of_hedges_then_refills() -> None:
+    clock = FakeClock(0.0)
+    budget = HedgeBudget(max_extra_ratio=0.1, burst_usd=0.0, burst_hedges=2, burst_refill_s=10.0, clock=clock)
+    assert budget.try_reserve(0.01) is not None
+    assert budget.try_reserve(0.01) is not None
+    assert budget.try_reserve(0.01) is None  # no spend yet to take a share of, and the burst is used
+    clock.advance(10.0)
+    assert budget.try_reserve(0.01) is not None  # one token back
+    assert budget.try_reserve(0.01) is None
+
+
+def test_slow_answers_cannot_push_the_hedge_threshold_to_the_tail() -> None:
+    """20 answers at 100 ms and 5 that stalled 4 s then answered: the p95 is 4 s (hedging would wait 4 s on
+    every hang); the robust threshold stays near the typical latency, and is capped in any case."""
+    settings = settings_with()
+    breaker = CircuitBreaker("gemini", BreakerPolicy(), FakeClock())
+    for latency in [100.0] * 20 + [4000.0] * 5:
+        breaker.record(True, latency)
+    assert breaker.snapshot().p95_ms == 4000.0
+    timing = breaker.hedge_timing(settings)
+    assert timing.hedge_after_s < 0.5
+    for _ in range(200):
+        breaker.record(True, 60_000.0)
+    assert breaker.hedge_timing(settings).hedge_after_s == settings.resilience.hedge.max_after_s
+
+
+# --- cause 4: abandoned calls are aborted and settled ------------------------------------------------------------
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[FakeGemini, FakePerplexity]]:
+    with FakeGemini() as gemini, FakePerplexity() as perplexity:
+        yield gemini, perplexity
+
+
+def real_registry(gemini: FakeGemini, perplexity: FakePerplexity, settings: Settings) -> ProviderRegistry:
+    env = {
+        "STRATEGIST_DATA_DIR": "/nonexistent",
+        "LOCAL_MODEL_PATH": "/nonexistent/m.gguf",
+        "GEMINI_API_KEY": "dummy",
+        "GEMINI_BASE_URL": gemini.base_url,
+        "PERPLEXITY_API_KEY": "dummy",
+        "PERPLEXITY_BASE_URL": perplexity.base_url,
+    }
+    loaded = load_settings(env)
+    # A client timeout far beyond the tests' waits: a connection closed in time was closed by the abort.
+    providers = {name: ps.model_copy(update={"timeout_s": CLIENT_TIMEOUT_S}) for name, ps in loaded.providers.items()}
+    return ProviderRegistry(loaded.model_copy(update={"resilience": settings.resilience, "providers": providers}))
+
+
+CLIENT_TIMEOUT_S = 600.0
+CLOSED_WITHIN_S = 60.0  # generous, and still a tenth of the client's own timeout
+
+
+def test_an_aborted_call_closes_its_connection(servers: tuple[FakeGemini, FakePerplexity]) -> None:
+    """Before, an abandoned call kept its connection (and a pool thread the interpreter joins at exit) until the
+    client's own 30 s timeout; now setting the abort event closes the request."""
+    gemini, perplexity = servers
+    gemini.behaviour = Hang()
+    registry = real_registry(gemini, perplexity, settings_with())
+    abort = threading.Event()
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            registry.adapter("gemini").invoke(PROMPT, timeout_s=60, abort=abort)
+        except BaseException as exc:  # the outcome is what the test checks
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    assert wait_for(lambda: gemini.request_count == 1)
+    abort.set()
+    thread.join(30)
+    assert outcome and isinstance(outcome[0], CallAborted)
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)
+
+
+def test_a_call_past_its_sub_deadline_closes_its_connection(servers: tuple[FakeGemini, FakePerplexity]) -> None:
+    gemini, perplexity = servers
+    gemini.behaviour = Hang()
+    registry = real_registry(gemini, perplexity, settings_with())
+    with pytest.raises(ProviderTimeout):
+        registry.adapter("gemini").invoke(PROMPT, timeout_s=0.2)
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)
+
+
+def test_hung_primary_is_aborted_and_the_cross_check_does_not_ask_it_again(
+    servers: tuple[FakeGemini, FakePerplexity],
+) -> None:
+    gemini, perplexity = servers
+    gemini.behaviour = Hang()
+    perplexity.behaviour = Reply(text="Booth data shows turnout fell.", citations=[Source(url="https://eci.gov.in/a")])
+    settings = settings_with(hedge={"default_after_s": 0.2}, deadlines={"loser_grace_s": 0.0})
+    registry = real_registry(gemini, perplexity, settings)
+    result = run(registry, COMPLEX, cross_check=True)
+    assert result.provider == "perplexity"
+    assert gemini.request_count == 1  # not asked again by the cross-check
+    assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)  # and the hung call was closed, not left to its timeout
+
+
+def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:
+    call = Call(
+        step={"provider": "perplexity", "tier": "realtime", "model": "perplexity/sonar", "reason": "test"},
+        started_at=0.0,
+        started=0.0,
+        hedge=hedge,
+        slow_after_s=1.0,
+    )
+    return call
+
+
+def test_a_loser_that_never_answers_is_aborted_counted_as_a_timeout_and_costed_in_full() -> None:
+    registry = fake_registry({"perplexity": [CITED]})
+    call = loser(registry, hedge=False)
+    settle_abandoned(registry, call, 0.02, None, grace_s=1.0, wait=lambda _e, _t: False, background=False)
+    assert call.abort.is_set()
+    snapshot = registry.health.breaker("perplexity").snapshot()
+    assert snapshot.calls == 1 and snapshot.consecutive_failures == 1
+    assert registry.hedge_budget.totals()["spend_usd"] == pytest.approx(0.02)
+
+
+def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
+    registry = fake_registry({"perplexity": [CITED]})
+    call = loser(registry, hedge=True)
+    reservation = registry.hedge_budget.try_reserve(0.02)
+    assert reservation is not None
+    call.reply = registry.adapter("perplexity").invoke(PROMPT)
+    call.done.set()
+    settle_abandoned(registry, call, 0.02, reservation, grace_s=1.0, background=False)
+    real = registry.price_of("perplexity", call.reply.model).cost_usd(call.reply.input_tokens, call.reply.output_tokens)
+    assert not call.abort.is_set()
+    assert registry.hedge_budget.totals()["extra_usd"] == pytest.approx(real, rel=1e-3)
+    assert registry.health.breaker("perplexity").snapshot().consecutive_failures == 0
+
+
+# --- the local model's queue --------------------------------------------------------------------------------------
+
+
+class QueuedLocal(ProviderAdapter):
+    """A local adapter whose queue says a new call would wait ``wait_s``."""
+
+    wait_s: float = 0.0
+
+    def expected_wait_s(self) -> float:
+        return self.wait_s
+
+
+def test_a_light_job_whose_local_wait_would_blow_its_deadline_goes_to_the_next_tier() -> None:
+    registry = fake_registry(
+        {"local": [reply("Local summary.")], "gemini": [reply("Gemini summary.")], "perplexity": [CITED]},
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    inner = registry.adapter("local")
+    local = QueuedLocal(
+        name="local", tier="local", vendor="local", model=inner.model, chat_factory=inner.chat_model, timeout_s=60
+    )
+    local.wait_s = 500.0
+    registry._injected["local"] = local
+    result = run(registry, SIMPLE, depth="quick")
+    assert result.provider == "gemini"
+    skipped = [a for a in result.attempts if a.outcome == "skipped"]
+    assert [a.provider for a in skipped] == ["local"] and skipped[0].error and "local queue" in skipped[0].error
+    assert calls(registry, "local") == 0
+
+
+def test_health_board_is_what_the_route_reads() -> None:
+    """The queue wait is a value the router can read without calling anything (0 before the model is built)."""
+    registry = ProviderRegistry(settings_with(), health=HealthBoard())
+    assert registry.expected_wait_s("local") == 0.0
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Any, timeout_s: float = 30.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout_s / 0.02)):
+        if predicate():
+            return True
+        done.wait(0.02)
+    return bool(predicate())
+
+
+def attempt(provider: str, outcome: str, error_class: str | None) -> Any:
+    return {
+        "provider": provider,
+        "model": "m",
+        "configured_model": "m",
+        "tier": "premium",
+        "role": "answer",
+        "outcome": outcome,
+        "error_class": error_class,
+        "error": None,
+        "latency_ms": 1.0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+    }
+
+
+def candidate(provider: str, vendor: str) -> Candidate:
+    return cast(Candidate, {"provider": provider, "vendor": vendor, "text": "t", "model": "m"})
+
+
+# --- overload over HTTP -------------------------------------------------------------------------------------------
+
+
+def test_an_overloaded_local_model_with_nothing_else_is_a_503_with_retry_after_not_200_without_an_answer() -> None:
+    import app as app_module
+    from graphs.service import Orchestrator
+    from providers.errors import Overloaded
+
+    registry = fake_registry({"local": [Overloaded("local model queue full (4 waiting, limit 4)", retry_after_s=9)]})
+    client = app_module.create_app(Orchestrator(registry, None)).test_client()
+    response = client.post("/api/v1/strategist/analyze", json={"text": "Summarise: turnout fell.", "depth": "quick"})
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"] == "1"
+    body = response.get_json()
+    assert body["status"] == "overloaded" and "queue full" in body["error"]
+
+
+# --- the real local model: stoppable between tokens, a bounded queue ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_chat() -> Any:
+    from providers.local.llamacpp import ChatLlamaCppLocal
+    from providers.local.model_file import default_model_path
+
+    chat = ChatLlamaCppLocal(model_path=str(default_model_path()), max_tokens=200, timeout_s=600, queue_limit=1)
+    chat.load()
+    return chat
+
+
+def test_a_local_generation_stops_between_tokens_once_its_caller_is_gone(local_chat: Any) -> None:
+    """Before, an abandoned local generation ran to its end (or its 120 s timeout), holding the one model."""
+    from langchain_core.messages import HumanMessage
+
+    from providers.local.llamacpp import LocalGenerationCancelled
+
+    gone = threading.Event()
+    gone.set()
+    with pytest.raises(LocalGenerationCancelled):
+        local_chat.invoke([HumanMessage(content="Write a long story about a river.")], cancel=gone)
+    handle = local_chat.load()
+    assert handle.lock.acquire(blocking=False)  # the model is free again
+    handle.lock.release()
+
+
+def test_a_full_local_queue_refuses_at_once_with_a_retry_hint(local_chat: Any) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from providers.local.llamacpp import LocalOverloaded
+
+    handle = local_chat.load()
+    assert handle.lock.acquire(timeout=60)  # a call in progress
+    previous = handle.latency_s
+    try:
+        with handle.queue_lock:
+            handle.busy, handle.waiting, handle.latency_s = True, 1, 5.0  # and one waiting: the limit
+        with pytest.raises(LocalOverloaded) as full:
+            local_chat.invoke([HumanMessage(content="Hi")])
+        assert full.value.retry_after_s == pytest.approx(10.0)  # two calls ahead x 5 s
+        with handle.queue_lock:
+            handle.waiting = 0
+        deadline = float(local_chat_deadline())
+        with pytest.raises(LocalOverloaded) as late:  # one ahead (5 s) does not fit a 1 s deadline
+            local_chat.invoke([HumanMessage(content="Hi")], deadline=deadline)
+        assert "expected wait 5.0 s" in str(late.value)
+    finally:
+        with handle.queue_lock:
+            handle.busy, handle.waiting, handle.latency_s = False, 0, previous
+        handle.lock.release()
+
+
+def local_chat_deadline() -> float:
+    import time
+
+    return time.monotonic() + 1.0
+
+
+# --- a refused hedge does not mean waiting out a failing provider ---------------------------------------------------
+
+
+def test_a_call_to_a_failing_provider_is_given_up_when_its_hedge_is_refused() -> None:
+    """No hedge budget at all; while this call to Gemini hangs, another request's call to Gemini fails. Before,
+    the analysis waited for the hung call (its timeout, fixed when it started); now it fails over at the short
+    leash a failing provider gets."""
+    release = threading.Event()
+    registries: list[ProviderRegistry] = []
+
+    def hung(_messages: Any) -> Any:
+        registries[0].health.record("gemini", ok=False, latency_ms=5.0, error_class="server_error")
+        release.wait(60)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(deadlines={"min_s": 0.01, "cold_s": 60.0}),
+    )
+    registries.append(registry)
+    registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    try:
+        result = run(registry, COMPLEX)
+    finally:
+        release.set()
+    assert result.provider == "perplexity"
+    first = result.attempts[0]
+    assert (first.provider, first.outcome) == ("gemini", "cancelled")
+    assert first.error and "its provider is failing" in first.error
+
+
+def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend() -> None:
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})
+    reservation = registry.hedge_budget.try_reserve(0.01)
+    assert reservation is not None
+    registry.hedge_budget.settle(reservation, 0.007)  # what record_group does when the hedge wins
+    primary = loser(registry, hedge=False)
+    settle_abandoned(
+        registry,
+        primary,
+        0.02,
+        None,
+        grace_s=1.0,
+        wait=lambda _e, _t: False,
+        background=False,
+        hedge_won=(reservation, 0.007),
+    )
+    totals = registry.hedge_budget.totals()
+    assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
+
+
+# --- the CLI leaves once it has printed --------------------------------------------------------------------------
+
+
+def test_the_cli_exits_after_printing_even_with_a_thread_left_waiting(tmp_path: Any) -> None:
+    """A thread that never ends (an abandoned call's, in the worst case) used to be joined at exit: before, the CLI
+    printed its answer and then waited for it (33 s for a hung Gemini); now the entry point leaves at once."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import threading, cli\nthreading.Thread(target=threading.Event().wait, daemon=False).start()\ncli.run()\n"
+    env = {**os.environ, "STRATEGIST_DATA_DIR": str(tmp_path), "LOCAL_MODEL_PATH": str(tmp_path / "none.gguf")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, "health", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,  # generous: without the fix the process never exits at all
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert done.stdout.strip().startswith("{")
