@@ -208,14 +208,16 @@ def _client_location(client: SyncRedis | AsyncRedis | None) -> str:
 
 
 # Batches of more than one command go through redis-py pipelines (MULTI/EXEC
-# when atomic): one round trip each. A hand-packed RESP write on a pooled
-# connection was used before; bench/checkpoint.py, timing both interleaved in
-# the same runs (a deep analysis, 8 checkpoints, 200 runs, a loaded 2-core
-# machine at load 10-12), found no end-to-end gain above noise (+0.3, +1.5 and
-# -16.9 ms per run for the pipelines, around 24-44 ms), so the library's
-# transport is kept. The one exception is a transaction on an asyncio cluster
-# client (``_acluster_transaction``), which redis-py 8.1 cannot run correctly.
-# On a cluster all commands of a batch are on one slot.
+# when atomic): one round trip each, and no reliance on redis-py internals. The
+# saver used to write hand-packed RESP on a pooled connection instead;
+# bench/checkpoint.py times that transport beside this one, interleaved in the
+# same runs (its last line). On a loaded 2-core machine (load 10-12), over 7
+# runs of 200 deep analyses with instant fake models, pipelines cost +0.3, +1.5,
+# -16.9, +7.6, +2.8, +10.2 and +6.4 ms per analysis of 24-56 ms: a few
+# milliseconds, under 1% of an analysis that waits seconds on its providers,
+# which is not worth a transport of our own. The one exception is a transaction
+# on an asyncio cluster client (``_acluster_transaction``), which redis-py 8.1
+# cannot run correctly. On a cluster all commands of a batch are on one slot.
 
 
 def _wire(cmds: Sequence[tuple[Any, ...]], atomic: bool) -> list[tuple[Any, ...]]:
