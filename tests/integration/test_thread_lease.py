@@ -56,11 +56,19 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _env(servers: tuple[FakeGemini, FakePerplexity], store: Store, tmp_path: Path) -> dict[str, str]:
-    # No hedge: the first runner must stay inside its slow Gemini call (a hedge to Perplexity would finish the
-    # analysis early, and the second runner would find it complete rather than running).
+    # No hedge and no per-call deadline short of the analysis's: the first runner must stay inside its hung
+    # Gemini call (a hedge, or giving up on Gemini after cold_s, would let Perplexity finish the analysis early,
+    # and the second runner would find it complete rather than running).
     config = tmp_path / "strategist.toml"
-    config.write_text("[resilience.hedge]\nenabled = false\n")
+    config.write_text("[resilience.hedge]\nenabled = false\n\n[resilience.deadlines]\ncold_s = 600.0\n")
     return child_env(servers, store.env()) | {"STRATEGIST_CONFIG": str(config)}
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Leave no runner behind, whatever the test's outcome."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=WAIT_S)
 
 
 def _one_line_refusal(done: subprocess.CompletedProcess[str], thread_id: str) -> None:
@@ -83,16 +91,17 @@ def test_second_runner_is_refused_and_makes_no_call(
     logs = tmp_path / "logs"
 
     first = start_analyze(env, thread_id, logs)
-    wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
-
-    # The first runner is inside its premium call: a resume and a second analyze of the thread are refused.
-    _one_line_refusal(run_cli(env, "resume", thread_id, "--json"), thread_id)
-    _one_line_refusal(run_cli(env, "analyze", "another question", "--thread-id", thread_id, "--json"), thread_id)
-    assert first.poll() is None
-    assert counts(servers) == (1, 0)  # before the leases: (2, 0), the resume asked Gemini again
-
-    # The first runner dies holding the thread: the next resume is not blocked and finishes the analysis.
-    sigkill(first)
+    try:
+        wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+        # The first runner is inside its premium call: a resume and a second analyze of the thread are refused.
+        _one_line_refusal(run_cli(env, "resume", thread_id, "--json"), thread_id)
+        _one_line_refusal(run_cli(env, "analyze", "another question", "--thread-id", thread_id, "--json"), thread_id)
+        assert first.poll() is None
+        assert counts(servers) == (1, 0)  # before the leases: (2, 0), the resume asked Gemini again
+        sigkill(first)  # the first runner dies holding the thread
+    finally:
+        _reap(first)
+    # The next resume is not blocked and finishes the analysis.
     resumed = run_cli(env, "resume", thread_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["provider"] == "gemini"
@@ -110,7 +119,11 @@ def test_wait_makes_the_second_runner_wait_for_the_first(
     logs = tmp_path / "logs"
 
     first = start_analyze(env, thread_id, logs)
-    wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+    try:
+        wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+    except BaseException:
+        _reap(first)
+        raise
     err = logs / "second.err"
     with err.open("wb") as err_file, (logs / "second.out").open("wb") as out_file:
         second = subprocess.Popen(
@@ -129,8 +142,8 @@ def test_wait_makes_the_second_runner_wait_for_the_first(
         sigkill(first)
         assert second.wait(timeout=WAIT_S) == 0, err.read_text()
     finally:
-        if second.poll() is None:
-            second.kill()
+        _reap(first)
+        _reap(second)
     result = json.loads((logs / "second.out").read_text())
     assert result["thread_id"] == thread_id and result["provider"] == "gemini"
     assert counts(servers) == (2, 1)  # the killed, never-answered request once more; nothing else twice
