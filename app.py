@@ -28,11 +28,13 @@ from api.common import (
     max_body_bytes,
     not_found_response,
 )
+from api.metrics import register_metrics
 from graphs.errors import CheckpointStoreError, ThreadBusy
 from graphs.overload import Overloaded
 from graphs.service import Orchestrator
 from graphs.ward_reports import WardReports, open_reports
 from providers.config import load_settings
+from worker.hub import shared_hub
 
 __all__ = ["API_PREFIX", "JsonErrorRequestHandler", "admin_token_ok", "create_app"]
 log = logging.getLogger("strategist.http")
@@ -92,12 +94,19 @@ def _register_errors(app: Flask) -> None:
         return internal_error_response()
 
 
+def _with_shared_progress(reports: WardReports) -> WardReports:
+    """With a broker, briefing progress goes through Redis (worker/hub.py): a live feed sees briefings running in
+    any process, a Celery worker's included."""
+    reports.hub = shared_hub() or reports.hub
+    return reports
+
+
 def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | None = None) -> Flask:
     """Build the Flask app; without arguments, serve the process-wide stores and services."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes()
     if orchestrator is None:
-        reports = reports or open_reports(load_settings())
+        reports = reports or _with_shared_progress(open_reports(load_settings()))
         orchestrator = Orchestrator(reports.registry, reports.checkpointer, reports.ledger, reports.feedback)
     app.extensions["strategist"] = orchestrator
     # None: opened on first use from the orchestrator's settings (api/common.py reports()).
@@ -114,4 +123,6 @@ def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | 
         return None
 
     _register_errors(app)
+    # Scale-out: /metrics, request metrics and trace ids (api/metrics.py).
+    register_metrics(app)
     return app

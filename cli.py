@@ -1,4 +1,5 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve; chat,
+playbook, scenario (cli_chat.py).
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -19,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from cli_chat import register as register_chat_commands
+from cli_progress import print_result_line, progress_sink
 from graphs.briefing_result import BriefingResult
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
 from graphs.ops import health_report
@@ -49,32 +52,6 @@ def _orchestrator_for_cli(
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
 
 
-def _waiting_notice(event: dict[str, Any]) -> None:
-    """Say, in every output mode, that the thread runs elsewhere and we wait for it (--wait)."""
-    if event.get("event") == "waiting":
-        print(
-            f"thread {event['thread_id']} is running in another process: waiting up to {event['wait_s']:g}s for it",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    _waiting_notice(event)
-    if kind == "attempt_start":
-        print(f"  -> asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
-    elif kind == "attempt_end":
-        if event["outcome"] == "ok":
-            print(f"     answered in {event['latency_ms']:.0f} ms", file=sys.stderr)
-        else:
-            print(f"     failed: {event['error_class']} ({event['error']})", file=sys.stderr)
-    elif kind == "rejected":
-        print(f"     answer rejected: {event['reason']}", file=sys.stderr)
-    elif kind == "cross_check_start":
-        print(f"  -> cross-checking with {event['provider']} ...", file=sys.stderr, flush=True)
-
-
 def render(result: AnalysisResult) -> str:
     """Render a result for a person: answer first, then who answered, how, at what cost and how surely."""
     lines: list[str] = []
@@ -83,7 +60,9 @@ def render(result: AnalysisResult) -> str:
         lines.append(f"answered by {result.provider} ({result.model}, {result.tier} tier)")
     else:
         lines.append(f"NO ANSWER: {result.error}")
-    if result.fallback_mode:
+    if result.fallback_reason:
+        lines.append(f"fallback mode, degraded: {result.fallback_reason}")
+    elif result.fallback_mode:
         lines.append("fallback mode: the primary provider did not answer")
     c = result.routing.classification
     lines += [
@@ -147,46 +126,24 @@ def _emit(result: AnalysisResult, as_json: bool) -> int:
     return 0 if result.answer is not None else 1
 
 
+def _emit_streamed(result: AnalysisResult, args: argparse.Namespace) -> int:
+    """Print the result; after ``--stream --json``'s event lines, as their last line."""
+    if args.json and args.stream:
+        print_result_line(result)
+        return 0 if result.answer is not None else 1
+    return _emit(result, args.json)
+
+
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     """Answer one query and print the result."""
     req = _request_from_args(args, args.query)
     thread_id = args.thread_id or str(uuid.uuid4())
-    with _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch:
-        progress = _waiting_notice if args.json else _progress
-        result = orch.analyze(req, thread_id=thread_id, on_event=progress, wait_s=args.wait)
-    return _emit(result, args.json)
-
-
-def _brief_progress(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    if kind == "thread":
-        print(f"thread {event['thread_id']}", file=sys.stderr)
-    elif kind == "stage" and event["stage"] == "plan":
-        print(f"plan: {len(event['questions'])} research questions", file=sys.stderr)
-        for question in event["questions"]:
-            print(f"  ? {question}", file=sys.stderr)
-    elif kind == "gather_start":
-        print(f"gather {event['question']}: researching ...", file=sys.stderr, flush=True)
-    elif kind == "gather_end":
-        found = f"{event['sources']} sources from {event['provider']}" if event["provider"] else event["error"]
-        print(f"gather {event['question']}: {found}", file=sys.stderr)
-    elif kind == "ward_data":
-        print(
-            f"ward data: {event['items']} items" + (f" ({event['error']})" if event["error"] else ""), file=sys.stderr
-        )
-    elif kind == "stage" and event["stage"] == "credibility":
-        print(f"credibility: {event['sources']} sources scored, {event['weak']} weak", file=sys.stderr)
-    elif kind == "attempt_start" and event.get("stage") == "write":
-        print(f"write: asking {event['provider']} ({event['model']}) ...", file=sys.stderr, flush=True)
-    elif kind == "attempt_end" and event.get("role") in ("write", "cross_check"):
-        outcome = "ok" if event["outcome"] == "ok" else f"{event['outcome']}: {event['error'] or event['error_class']}"
-        print(f"  {event['role']} by {event['provider']}: {outcome} ({event['latency_ms']:.0f} ms)", file=sys.stderr)
-    elif kind == "cross_check_start":
-        print(f"cross-check: asking {event['provider']} ...", file=sys.stderr, flush=True)
-    elif kind == "stage" and event["stage"] == "sanitise":
-        print(f"sanitise: {event['redactions']} redactions, {event['filtered']} filtered", file=sys.stderr)
-    elif kind == "stage" and event["stage"] == "score":
-        print(f"score: confidence {event['confidence']:.2f}", file=sys.stderr)
+    with (
+        _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch,
+        progress_sink(as_json=args.json, stream=args.stream) as sink,
+    ):
+        result = orch.analyze(req, thread_id=thread_id, on_event=sink, wait_s=args.wait)
+    return _emit_streamed(result, args)
 
 
 def render_briefing(result: BriefingResult) -> str:
@@ -247,15 +204,19 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
             feedback=stores.feedback,
             ward_data=open_ward_data(settings.briefing.ward_data_url, settings.briefing.ward_data_table),
         )
-        progress = None if args.json else _brief_progress
-        if args.resume is not None:
-            result = reports.resume(args.resume, on_event=progress, wait_s=args.wait)
-        else:
-            ward = normalise_ward(args.ward)
-            result = reports.run(
-                ward, args.depth, args.context, thread_id=args.thread_id, on_event=progress, wait_s=args.wait
-            )
-    if args.json:
+        ward = normalise_ward(args.ward) if args.resume is None else ""
+        thread_id = args.resume or args.thread_id or str(uuid.uuid4())
+        print(f"thread {thread_id}", file=sys.stderr, flush=True)
+        with progress_sink(as_json=args.json, stream=args.stream) as sink:
+            if args.resume is not None:
+                result = reports.resume(args.resume, on_event=sink, wait_s=args.wait)
+            else:
+                result = reports.run(
+                    ward, args.depth, args.context, thread_id=thread_id, on_event=sink, wait_s=args.wait
+                )
+    if args.json and args.stream:
+        print_result_line(result)
+    elif args.json:
         print(
             json.dumps(
                 result.briefing.model_dump(mode="json") if result.briefing else result.model_dump(mode="json"), indent=2
@@ -268,8 +229,8 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
-    with _orchestrator_for_cli(settings) as orch:
-        result = orch.resume(args.thread_id, on_event=_waiting_notice if args.json else _progress, wait_s=args.wait)
+    with _orchestrator_for_cli(settings) as orch, progress_sink(as_json=args.json, stream=args.stream) as sink:
+        result = orch.resume(args.thread_id, on_event=sink, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -364,6 +325,29 @@ def parse_since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def budget_lines(settings: Settings) -> list[str]:
+    """Today's use of the spend caps (STRATEGIST_DAILY_BUDGET_USD ...), one line per cap; none without caps."""
+    import os
+    import time
+
+    from graphs.stores.budget import open_budget
+
+    try:
+        budget = open_budget(settings.redis_url, settings.data_dir, os.environ)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if budget is None:
+        return []
+    lines = []
+    for u in budget.usage(time.time()):
+        cap = f"${u.cap_usd:.2f}" if u.cap_usd is not None else "no cap"
+        lines.append(f"budget today ({u.scope}): ${u.spent_usd:.4f} spent + ${u.reserved_usd:.4f} reserved of {cap}")
+    per_caller = budget.caps.per_caller_daily_usd
+    if per_caller is not None:
+        lines.append(f"budget per caller: ${per_caller:.2f} a day")
+    return lines
+
+
 def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     """Apply the retention policy to finished threads ([retention]; graphs/stores/retention.py)."""
     from graphs.stores.retention import prune
@@ -391,9 +375,12 @@ def cmd_costs(args: argparse.Namespace, settings: Settings) -> int:
     since = parse_since(args.since) if args.since else None
     with open_stores(settings) as stores:
         summary = report(stores.ledger.entries(since))
+    budget = budget_lines(settings)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary | ({"budget": budget} if budget else {}), indent=2))
         return 0
+    for line in budget:
+        print(line)
     print(
         f"{summary['analyses']} analyses: ${summary['cost_usd']:.4f} spent, all-premium baseline "
         f"${summary['baseline_cost_usd']:.4f}, saved ${summary['savings_usd']:.4f} ({summary['savings_pct']:.1f}%)"
@@ -460,13 +447,63 @@ def cmd_graph(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the HTTP app."""
+    """Serve the HTTP app: gunicorn (workers x threads), or Flask's own server with --dev."""
     from app import API_PREFIX, JsonErrorRequestHandler, create_app
 
-    app = create_app()
-    print(f"serving {API_PREFIX} on http://{args.host}:{args.port}", file=sys.stderr)
-    # The server's own refusals (oversized headers, a malformed request line) are JSON too.
-    app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
+    if args.dev:
+        app = create_app()
+        print(f"serving {API_PREFIX} on http://{args.host}:{args.port} (development server)", file=sys.stderr)
+        # The server's own refusals (oversized headers, a malformed request line) are JSON too.
+        app.run(host=args.host, port=args.port, threaded=True, request_handler=JsonErrorRequestHandler)
+        return 0
+    return _serve_gunicorn(args, settings)
+
+
+# --- scale-out: `serve` under gunicorn, `worker` (README "Scale-out") ---------------------------------------
+
+
+def _serve_gunicorn(args: argparse.Namespace, settings: Settings) -> int:
+    from api.common import max_header_bytes
+    from observability.metrics import prepare_multiprocess
+    from observability.tracing import configure_tracing
+    from wsgi_server import ServeOptions, StrategistServer
+
+    # Fail fast, with the one clear line, when the stores cannot be reached (each gunicorn process opens its own).
+    with open_stores(settings):
+        pass
+    prepare_multiprocess(settings.data_dir / "metrics" / "web", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    configure_tracing()
+    options = ServeOptions(args.host, args.port, args.workers, args.threads, args.timeout, max_header_bytes())
+    print(
+        f"serving /api/v1/strategist on http://{args.host}:{args.port} (gunicorn: {args.workers} workers x "
+        f"{args.threads} threads)",
+        file=sys.stderr,
+    )
+    StrategistServer(options).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a Celery worker for analysis and briefing jobs (the broker: CELERY_BROKER_URL or REDIS_URL)."""
+    from observability.metrics import prepare_multiprocess
+    from worker.config import celery_config
+
+    celery_config(settings)  # no broker: one clear line before anything starts
+    with open_stores(settings):
+        pass
+
+    prepare_multiprocess(settings.data_dir / "metrics" / "worker", clean=not os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    from worker.app import create_celery
+    from worker.config import QUEUE
+    from worker.process import install_hooks
+
+    app = create_celery(settings)
+    install_hooks(metrics_port=args.metrics_port)
+    argv = ["worker", f"--concurrency={args.concurrency}", f"--pool={args.pool}", "--queues", QUEUE]
+    argv += ["--loglevel", "INFO" if args.verbose else "WARNING", "--without-gossip", "--without-mingle"]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
     return 0
 
 
@@ -488,6 +525,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log warnings and progress details to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def stream_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stream", action="store_true", help="with --json: every progress event as a JSON line first")
+
     def request_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--depth", choices=["quick", "standard", "deep"])
         p.add_argument("--ward")
@@ -503,6 +543,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
+    stream_option(p)
     _lease_option(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -518,12 +559,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the contract's JSON body")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
+    stream_option(p)
     _lease_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
+    stream_option(p)
     _lease_option(p)
     p.set_defaults(func=cmd_resume)
 
@@ -562,17 +605,31 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("graph", help="print the graph as Mermaid")
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("serve", help="run the HTTP app")
+    p = sub.add_parser("serve", help="run the HTTP app (gunicorn)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    p.add_argument("--threads", type=int, default=8, help="threads per worker process (requests served at once)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker process is restarted")
+    p.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     p.set_defaults(func=cmd_serve)
+
+    # chat, playbook, scenario (cli_chat.py).
+    register_chat_commands(sub)
+
+    p = sub.add_parser("worker", help="run a Celery worker for analysis and briefing jobs")
+    p.add_argument("--concurrency", type=int, default=2, help="jobs run at once (pool processes or threads)")
+    p.add_argument("--pool", choices=["prefork", "threads", "solo"], default="prefork")
+    p.add_argument("--hostname", help="the worker's node name (default: celery@HOST)")
+    p.add_argument("--metrics-port", type=int, help="serve this worker's Prometheus metrics on this port")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `strategist` command; return its exit status."""
     args = _parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, json_logs=_json_logs(args.command))
     try:
         settings = load_settings()
         status: int = args.func(args, settings)
@@ -599,7 +656,13 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _configure_logging(verbose: bool) -> None:
+def _json_logs(command: str) -> bool:
+    """JSON log lines for the long-running services (their logs go to collectors), or when asked for."""
+    chosen = os.environ.get("STRATEGIST_LOG_FORMAT", "").strip().lower()
+    return chosen == "json" or (chosen != "text" and command in ("worker", "serve"))
+
+
+def _configure_logging(verbose: bool, json_logs: bool = False) -> None:
     """Send log records to stderr, redacted; warnings only with --verbose.
 
     Without --verbose a failure is the one line `main` prints: a warning on the way there (the circuit-breaker
@@ -607,8 +670,14 @@ def _configure_logging(verbose: bool) -> None:
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("strategist: %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, handlers=[handler], force=True)
+    if json_logs:
+        from observability.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("strategist: %(levelname)s %(name)s: %(message)s"))
+    level = logging.INFO if verbose else (logging.WARNING if json_logs else logging.ERROR)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def run() -> None:

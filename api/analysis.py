@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import jsonify, request
 
+from api.budget import over_budget_of
 from api.common import ApiError, bp, changes_beliefs, now_iso, orchestrator, parse_body, protected
 from api.models import AnalyzeBody, FeedbackBody
 from graphs.errors import FeedbackError, RequestError, UnknownThread
@@ -45,6 +46,9 @@ def analyze() -> Any:
     overload = overload_of(result, orchestrator().registry)
     if overload is not None:
         raise overload  # 503 with Retry-After (app.py), never 200 without an answer
+    refused = over_budget_of(result, dt.datetime.now(dt.UTC).timestamp())
+    if refused is not None:
+        raise refused  # 402 / 429: the spend caps, not an outage
     payload = result.model_dump(mode="json") | {
         "analysis_type": "content_analysis",
         "text_length": len(body.text),

@@ -18,6 +18,8 @@ import numpy as np
 from nodes.policy.query_classifier import COMPLEXITY_LABELS, DEFAULT_MODEL_PATH, TASK_LABELS, QueryClassifier
 
 DATASET = Path(__file__).resolve().parent.parent / "data" / "queries.jsonl"
+# Short imperative light jobs written separately from the training data (never used for fitting).
+LIGHT_SPLIT = Path(__file__).resolve().parent.parent / "data" / "light_jobs_eval.jsonl"
 LATENCY_PASSES = 5
 LOAD_REPEATS = 5
 
@@ -106,6 +108,20 @@ def main() -> int:
     }
     for name, value in timing.items():
         print(f"{name:<22}{value:>12.3f}{'(all heads)':>24}")
+
+    light = [json.loads(line) for line in LIGHT_SPLIT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    predicted = [classifier.predict(r["text"]) for r in light]
+    accuracy = {
+        "fresh": np.mean([(n.fresh_p >= 0.5) == bool(r["fresh"]) for n, r in zip(predicted, light, strict=True)]),
+        "complexity": np.mean([n.complexity == r["complexity"] for n, r in zip(predicted, light, strict=True)]),
+        "task": np.mean([n.task == r["task"] for n, r in zip(predicted, light, strict=True)]),
+    }
+    print(f"\nseparately written light-job split ({LIGHT_SPLIT.name}, n={len(light)}): accuracy per head")
+    print(f"{'accuracy':<22}" + "".join(f"{float(accuracy[h]):>12.3f}" for h in ("fresh", "complexity", "task")))
+    by_task: dict[str, list[bool]] = {}
+    for n, r in zip(predicted, light, strict=True):
+        by_task.setdefault(r["task"], []).append(n.task == r["task"])
+    print("task head by labelled task: " + ", ".join(f"{t} {np.mean(v):.2f} (n={len(v)})" for t, v in by_task.items()))
     return 0
 
 

@@ -29,20 +29,22 @@ from pathlib import Path
 
 from graphs.state import Constraints
 from nodes.classify import classification_of
-from nodes.policy.costing import call_cost, describe_token_model, grounding_fee
+from nodes.policy.costing import call_cost, describe_token_model, grounding_fee, research_chain_cost
+from nodes.policy.local_adequacy import default_local_adequacy, language_of
 from nodes.policy.query_classifier import default_classifier
-from nodes.route import NEEDS, SERVES, Need, intelligent_chain, legacy_chain, need_of
-from providers.config import Settings, Tier, load_settings
+from nodes.route import NEEDS, SERVES, Need, Plan, intelligent_chain, legacy_chain, need_of
+from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "data" / "queries.jsonl"
 HOLDOUT = ROOT / "bench" / "routing_holdout.jsonl"
-TIERS: tuple[Tier, ...] = ("realtime", "premium", "local")
+TIERS: tuple[Plan, ...] = ("realtime", "premium", "local", "research")
 # The production-like mix of the issue, by labelled class. Moderate jobs without fresh facts belong to none of
 # its three classes and weigh nothing in it (they count in the "as is" rows).
 PRODUCTION_MIX = {"simple": 0.60, "fresh": 0.25, "complex": 0.15, "moderate": 0.0}
 NEED_ROWS: dict[Need, str] = {
+    "research": "fresh+complex -> rsrch",
     "fresh": "fresh -> realtime",
     "complex": "complex -> premium",
     "moderate": "moderate -> prem|rt",
@@ -57,9 +59,11 @@ class Routed:
     text: str
     need: Need
     mix_class: str
-    tier: Tier
+    tier: Plan
     provider: str
     adequate: bool
+    # Adequate by the labels, and for a local answer times the local model's measured accuracy on the job's task.
+    measured_adequacy: float
     routed_usd: float
     premium_usd: float  # all-premium, with search grounding for fresh-fact queries (the same need served)
     premium_tokens_usd: float  # all-premium, tokens only (fresh-fact queries answered without search)
@@ -68,9 +72,11 @@ class Routed:
     reason: str
 
 
-def bench_registry() -> ProviderRegistry:
+def bench_registry(gemini_model: str | None = None) -> ProviderRegistry:
     """Build a registry in which every provider is available and none can be reached by accident."""
     env = dict(os.environ)
+    if gemini_model is not None:
+        env["GEMINI_MODEL"] = gemini_model
     env |= {
         "GEMINI_API_KEY": "bench-dummy-key",
         "PERPLEXITY_API_KEY": "bench-dummy-key",
@@ -91,6 +97,7 @@ def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]])
     routing = registry.settings.routing
     predict = default_classifier().predict
     legacy, _ = legacy_chain(registry)
+    local = default_local_adequacy()
     no_constraints: Constraints = {}
     out: list[Routed] = []
     for row in rows:
@@ -98,20 +105,33 @@ def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]])
         fresh = bool(row["fresh"])
         need = need_of(fresh, complexity, task, routing)
         c = classification_of(predict(text), routing.fresh_threshold)
-        chain, reasons, _ = intelligent_chain(registry, c, text, no_constraints)
+        chain, reasons, options = intelligent_chain(registry, c, text, no_constraints)
         primary = chain[0]
+        best = options[0]
         price = {name: call_cost(registry, name, text, complexity) for name in registry.names()}
         premium = next(n for n in registry.names() if registry.tier_of(n) == "premium")
-        oracle = min(price[n] for n in registry.names() if need in SERVES[registry.tier_of(n)])
+        realtime = next(n for n in registry.names() if registry.tier_of(n) == "realtime")
+        label_p = {complexity: 1.0}
+        price["research"] = research_chain_cost(registry, realtime, premium, text, label_p)
+        plan: Plan = best.plan
+        oracle = min(
+            [price[n] for n in registry.names() if need in SERVES[registry.tier_of(n)]]
+            + ([price["research"]] if need in SERVES["research"] else [])
+        )
+        adequate = need in SERVES[plan]
+        measured = float(adequate)
+        if plan == "local" and adequate:
+            measured = local.adequacy(task, language_of(text))
         out.append(
             Routed(
                 text=text,
                 need=need,
                 mix_class="fresh" if fresh else complexity,
-                tier=primary["tier"],
+                tier=plan,
                 provider=primary["provider"],
-                adequate=need in SERVES[primary["tier"]],
-                routed_usd=price[primary["provider"]],
+                adequate=adequate,
+                measured_adequacy=measured,
+                routed_usd=price["research" if plan == "research" else primary["provider"]],
                 premium_usd=price[premium] + grounding_fee(registry, premium, fresh),
                 premium_tokens_usd=price[premium],
                 legacy_usd=price[legacy[0]["provider"]],
@@ -137,43 +157,48 @@ def pct(x: float) -> str:
 def summary_cells(rows: Sequence[Routed], w: Sequence[float]) -> list[str]:
     total = sum(w)
     adequacy = sum(wi for r, wi in zip(rows, w, strict=True) if r.adequate) / total
+    measured = sum(wi * r.measured_adequacy for r, wi in zip(rows, w, strict=True)) / total
     per_1k = {
         key: 1000 * sum(getattr(r, key) * wi for r, wi in zip(rows, w, strict=True)) / total
         for key in ("routed_usd", "premium_usd", "premium_tokens_usd", "legacy_usd", "oracle_usd")
     }
+
+    def cut(base: str) -> str:
+        return f"{1 - per_1k['routed_usd'] / per_1k[base]:+.1%}" if per_1k[base] else "n/a"
+
     return [
         pct(adequacy),
+        pct(measured),
         f"{per_1k['routed_usd']:.3f}",
-        f"{per_1k['premium_usd']:.3f}",
-        f"{per_1k['legacy_usd']:.3f}",
-        f"{per_1k['oracle_usd']:.3f}",
-        f"{1 - per_1k['routed_usd'] / per_1k['premium_usd']:+.1%}",
-        f"{1 - per_1k['routed_usd'] / per_1k['premium_tokens_usd']:+.1%}",
-        f"{1 - per_1k['routed_usd'] / per_1k['legacy_usd']:+.1%}",
-        f"{1 - per_1k['oracle_usd'] / per_1k['premium_usd']:+.1%}",
+        f"{per_1k['premium_tokens_usd']:.3f}",
+        cut("premium_tokens_usd"),
+        cut("premium_usd"),
+        cut("legacy_usd"),
+        f"{1 - per_1k['oracle_usd'] / per_1k['premium_tokens_usd']:+.1%}" if per_1k["premium_tokens_usd"] else "n/a",
     ]
 
 
 HEADER = [
+    "prices",
     "set",
     "rows",
     "n",
-    "->realtime",
-    "->premium",
+    "->rt",
+    "->prem",
     "->local",
+    "->rsrch",
     "adequate",
+    "measured",
     "$/1k routed",
-    "$/1k all-prem",
-    "$/1k legacy",
-    "$/1k oracle",
-    "saved vs all-prem",
-    "vs all-prem w/o grounding",
-    "saved vs legacy",
-    "oracle saves",
+    "$/1k all-prem tok",
+    "cut vs all-prem tok",
+    "cut vs all-prem grounded",
+    "cut vs legacy",
+    "oracle cut",
 ]
 
 
-def table_rows(name: str, rows: Sequence[Routed]) -> list[list[str]]:
+def table_rows(prices: str, name: str, rows: Sequence[Routed]) -> list[list[str]]:
     """Confusion rows (labelled need x routed primary tier, counts) and the two summary rows of one set."""
     out: list[list[str]] = []
     uniform = weights(rows, None)
@@ -183,13 +208,13 @@ def table_rows(name: str, rows: Sequence[Routed]) -> list[list[str]]:
             continue
         routed = Counter(r.tier for r, _ in members)
         cells = summary_cells([r for r, _ in members], [w for _, w in members])
-        out.append([name, NEED_ROWS[need], str(len(members)), *(str(routed[t]) for t in TIERS), *cells])
+        out.append([prices, name, NEED_ROWS[need], str(len(members)), *(str(routed[t]) for t in TIERS), *cells])
     totals = Counter(r.tier for r in rows)
     tier_cells = [str(totals[t]) for t in TIERS]
-    out.append([name, "ALL, as is", str(len(rows)), *tier_cells, *summary_cells(rows, uniform)])
+    out.append([prices, name, "ALL, as is", str(len(rows)), *tier_cells, *summary_cells(rows, uniform)])
     production = weights(rows, PRODUCTION_MIX)
     shares = [pct(sum(w for r, w in zip(rows, production, strict=True) if r.tier == t)) for t in TIERS]
-    out.append([name, "ALL, production mix", str(len(rows)), *shares, *summary_cells(rows, production)])
+    out.append([prices, name, "ALL, production mix", str(len(rows)), *shares, *summary_cells(rows, production)])
     return out
 
 
@@ -197,7 +222,7 @@ def render(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
-        cells = [c.ljust(widths[j]) if j < 2 else c.rjust(widths[j]) for j, c in enumerate(row)]
+        cells = [c.ljust(widths[j]) if j < 3 else c.rjust(widths[j]) for j, c in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -219,18 +244,23 @@ def describe(settings: Settings, registry: ProviderRegistry) -> list[str]:
     return [
         f"prices in force on {today}: " + "; ".join(prices),
         f"token model: {describe_token_model(settings)}",
-        "adequacy (labels): fresh -> realtime only; complex without fresh facts -> premium only; moderate without "
-        f"fresh facts -> premium or realtime, or local for the policy's local tasks ({local_tasks}), "
-        "which makes it 'light'; simple without fresh facts -> any tier ('light')",
+        "adequacy (labels): fresh and complex -> research-then-reason only; fresh -> realtime; complex without "
+        "fresh facts -> premium; moderate without fresh facts -> premium or realtime, or local for the policy's "
+        f"local tasks ({local_tasks}), which makes it 'light'; simple without fresh facts -> any tier ('light'); "
+        "research-then-reason serves every need. 'measured' counts a local answer as adequate with the local "
+        "model's measured accuracy on its task (nodes/policy/local_adequacy.json, bench/local.py)",
         "production mix: 60% simple text jobs (simple, not fresh), 25% fresh-fact (fresh), 15% complex analysis "
         "(complex, not fresh); moderate rows without fresh facts weigh 0 in it",
-        f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; all-premium = every query on "
-        "the premium model, with search grounding for fresh facts (the same need served); 'w/o grounding' and legacy "
-        "(premium first, as before, every provider answering here) price fresh-fact queries without search; "
-        "oracle = cheapest tier that serves the labelled need",
-        "confusion rows count queries by labelled need (rows) and routed primary tier (->columns); the production "
-        "row gives the tier shares of the reweighted mix",
+        f"policy: wrong_answer_cost_usd {dict(routing.wrong_answer_cost_usd)}; 'all-prem tok' = every query on "
+        "the premium model, tokens only; 'grounded' adds the search-grounding fee to fresh-fact queries (the same "
+        "need served); legacy = premium first, as before; oracle = cheapest plan that serves the labelled need",
+        "confusion rows count queries by labelled need (rows) and routed plan (->columns); the production "
+        "row gives the plan shares of the reweighted mix",
     ]
+
+
+# The issue's reference price set, and the configured default; the router decides at the prices it is given.
+PRICE_SETS: dict[str, str | None] = {"2.5-pro": "gemini-2.5-pro", "default": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,24 +268,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failures", action="store_true", help="also list the queries routed inadequately")
     args = parser.parse_args(argv)
 
-    registry = bench_registry()
-    sets = {
-        "test split": route_rows(registry, load_rows(DATASET, "test")),
-        "holdout": route_rows(registry, load_rows(HOLDOUT, None)),
-    }
-    for line in describe(registry.settings, registry):
+    body: list[list[str]] = [HEADER]
+    failures: list[str] = []
+    for label, model in PRICE_SETS.items():
+        registry = bench_registry(model)
+        sets = {
+            "test split": route_rows(registry, load_rows(DATASET, "test")),
+            "holdout": route_rows(registry, load_rows(HOLDOUT, None)),
+        }
+        print(f"[{label}] " + describe(registry.settings, registry)[0])
+        for name, rows in sets.items():
+            body += table_rows(label, name, rows)
+            failures += [
+                f"  [{label} {name}: {r.need} -> {r.tier}] {r.text[:100]}\n      {r.reason}"
+                for r in rows
+                if not r.adequate
+            ]
+    for line in describe(registry.settings, registry)[1:]:
         print(line)
     print()
-    body: list[list[str]] = [HEADER]
-    for name, rows in sets.items():
-        body += table_rows(name, rows)
     print(render(body))
     if args.failures:
-        for name, rows in sets.items():
-            print(f"\ninadequate primaries, {name}:")
-            for r in rows:
-                if not r.adequate:
-                    print(f"  [{r.need} -> {r.tier}] {r.text[:100]}\n      {r.reason}")
+        print("\ninadequate primaries:")
+        print("\n".join(failures))
     return 0
 
 

@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
+from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import OutcomeSource, learned_from
 from nodes.policy.confidence import Judge
 from nodes.policy.query_classifier import QueryNeeds
@@ -59,6 +60,8 @@ class Context:
     feedback: SkipJsonSchema[OutcomeSource | None] = None
     # The ward's own posts and news (providers/ward_data.py), merged into briefings; None: web research only.
     ward_data: SkipJsonSchema[WardDataSource | None] = None
+    # Spend caps (graphs/stores/budget.py): route reserves the plan's estimate, score settles the actual cost.
+    budget: SkipJsonSchema[BudgetStore | None] = None
 
     def judge(self) -> Judge:
         """Return the judge of answers: the settings, what was learned from outcomes so far, and today."""

@@ -110,6 +110,10 @@ class AnalysisResult(BaseModel):
     cost_usd: float
     baseline_cost_usd: float
     fallback_mode: bool
+    # Why the answer is degraded: served by a tier that cannot serve the need (nodes/policy/degraded.py).
+    fallback_reason: str | None = None
+    # Served from the response cache (graphs/stores/response_cache.py): no provider was called, nothing was paid.
+    cached: bool = False
     error: str | None = None
     cross_check: CrossCheck | None = None
     escalation: Escalation | None = None

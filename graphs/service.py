@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,14 +17,21 @@ from langgraph.types import Durability, StateSnapshot
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
+from graphs.events import EventDeriver, ThreadStarted, Waiting
 from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
+from graphs.stores.budget import open_budget
 from graphs.stores.feedback import FeedbackStore, outcome_of
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
+from graphs.stores.response_cache import ResponseCache, open_response_cache
 from graphs.stores.retention import expire_finished
+from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import Outcome
+from nodes.policy.response_cache import cache_key
+from observability.metrics import observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth
 from providers.registry import ProviderRegistry
 
@@ -39,8 +47,18 @@ class Orchestrator:
         checkpointer: BaseCheckpointSaver[str] | None,
         ledger: Ledger | None = None,
         feedback: FeedbackStore | None = None,
+        budget: BudgetStore | None = None,
+        response_cache: ResponseCache | None = None,
     ) -> None:
         self.registry = registry
+        settings = registry.settings
+        # Spend caps from the environment (STRATEGIST_DAILY_BUDGET_USD ...); None without caps.
+        self.budget = budget if budget is not None else open_budget(settings.redis_url, settings.data_dir, os.environ)
+        self.response_cache = (
+            response_cache
+            if response_cache is not None
+            else open_response_cache(settings.redis_url, settings.data_dir, os.environ)
+        )
         self.checkpointer = checkpointer
         self.ledger = ledger
         self.feedback = feedback
@@ -66,7 +84,7 @@ class Orchestrator:
         return outcome
 
     def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
-        ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback)
+        ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback, budget=self.budget)
         if deadline_s is not None:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx
@@ -97,7 +115,7 @@ class Orchestrator:
 
         def waiting() -> None:
             if on_event is not None:
-                on_event({"event": "waiting", "thread_id": thread_id, "wait_s": wait_s})
+                on_event(Waiting(thread_id=thread_id, wait_s=wait_s).wire())
 
         return holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s, on_wait=waiting)
 
@@ -116,6 +134,10 @@ class Orchestrator:
         # "async" the save races the next step. tests/integration/test_crash_resume.py holds this. Without a
         # checkpointer there is nothing to wait for, and LangGraph 1.2 fails when asked to.
         durability: Durability | None = "sync" if self.checkpointer is not None else None
+        deriver = EventDeriver("analysis", str(config["configurable"]["thread_id"]))
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config = {**config, "callbacks": span_callbacks()}
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
                 graph_input, config, context=ctx, stream_mode=["updates", "custom", "values"], durability=durability
@@ -124,11 +146,10 @@ class Orchestrator:
                 check_held(lease, str(config["configurable"]["thread_id"]))
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in chunk:
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
+        observe_run("analysis", final.get("result"), time.perf_counter() - started, since=wall_started)
         return final
 
     def analyze(
@@ -155,10 +176,34 @@ class Orchestrator:
             "constraints": request.constraints(),
         }
         if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+            on_event(ThreadStarted(thread_id=thread_id).wire())
+        key = cache_key(request.query, {k: v for k, v in graph_input.items() if k != "query"})
+        hit = self._cached(key, thread_id)
+        if hit is not None:
+            return hit
         with self._store_guard(thread_id), self._lease(thread_id, wait_s, on_event) as lease:
             final = self._run(graph_input, config, self._context(request.deadline_s, caller_key), on_event, lease)
-            return self._finish(final)
+            result = self._finish(final)
+        self._cache(key, result)
+        return result
+
+    def _cached(self, key: str, thread_id: str) -> AnalysisResult | None:
+        """Serve an identical request's answer from the response cache: marked cached, at zero cost."""
+        if self.response_cache is None:
+            return None
+        text = self.response_cache.get(key, time.time())
+        if text is None:
+            return None
+        result = AnalysisResult.model_validate_json(text)
+        return result.model_copy(update={"thread_id": thread_id, "cached": True, "cost_usd": 0.0, "attempts": []})
+
+    def _cache(self, key: str, result: AnalysisResult) -> None:
+        # Degraded or failed answers are not kept: the next request may find the adequate provider back.
+        if self.response_cache is None or result.answer is None or result.fallback_mode:
+            return
+        fresh = bool(result.routing.classification.get("needs_fresh"))
+        ttl = self.response_cache.policy.ttl_for(fresh)
+        self.response_cache.put(key, result.model_dump_json(), time.time(), ttl)
 
     def _finish(self, final: dict[str, Any], at: float | None = None) -> AnalysisResult:
         result = AnalysisResult.model_validate(final["result"])

@@ -17,7 +17,7 @@ from providers.config import Depth, Tier
 # "cancelled": the loser of a hedged pair, abandoned when the other answered first (its cost is estimated).
 Outcome = Literal["ok", "error", "invalid", "skipped", "cancelled"]
 # "gather" and "write": the ward briefing's research calls and its writer (graphs/briefing.py).
-Role = Literal["answer", "cross_check", "gather", "write"]
+Role = Literal["answer", "cross_check", "gather", "write", "research"]
 StrategicContext = Literal["defensive", "neutral", "offensive"]
 
 
@@ -36,6 +36,9 @@ class AnalysisInput(TypedDict):
     ward: NotRequired[str | None]
     context: NotRequired[StrategicContext]
     constraints: NotRequired[Constraints]
+    # A conversation's earlier turns, already trimmed to a token budget (graphs/conversation.py); the query is
+    # the latest message, classified and routed on its own.
+    history: NotRequired[str | None]
 
 
 class ChainStep(TypedDict):
@@ -145,6 +148,9 @@ class AnalysisState(AnalysisInput):
     estimated_cost_usd: NotRequired[float]
     baseline_estimate_usd: NotRequired[float]
     cursor: NotRequired[int]  # index of the next chain step to try
+    research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
+    research: NotRequired[ResearchNote | None]  # what the research step found (None: it failed)
+    budget_reservation: NotRequired[dict[str, object]]  # spend reserved by route, settled by score
     attempts: Annotated[list[Attempt], operator.add]
     candidate: NotRequired[Candidate | None]
     answer: NotRequired[Candidate | None]  # the validated answer
@@ -176,6 +182,10 @@ class RouteUpdate(TypedDict, total=False):
     estimated_cost_usd: float
     baseline_estimate_usd: float
     cursor: int
+    # Research, then reason: the realtime step whose cited facts the chain's premium answer reasons over.
+    research_step: ChainStep | None
+    # The spend reserved against the caps for this analysis (graphs/stores/budget.py), settled by score.
+    budget_reservation: dict[str, object]
 
 
 class CallUpdate(TypedDict, total=False):
@@ -193,6 +203,20 @@ class ValidateUpdate(TypedDict, total=False):
     rejections: list[Rejection]
     escalation: Escalation
     cross_chain: list[ChainStep]
+    deadline_passed: bool
+
+
+class ResearchNote(TypedDict):
+    """The research step's findings: fresh facts with their sources, for the reasoning step to cite."""
+
+    provider: str
+    text: str
+    citations: list[CitationDict]
+
+
+class ResearchUpdate(TypedDict, total=False):
+    attempts: list[Attempt]
+    research: ResearchNote | None
     deadline_passed: bool
 
 

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -33,6 +34,8 @@ from graphs.briefing import build_briefing_graph
 from graphs.briefing_result import BriefingResult
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, RequestError, UnknownThread
+from graphs.events import EventDeriver, Failed, ThreadStarted
+from graphs.progress_hub import LocalHub, ProgressHub
 from graphs.state import StrategicContext
 from graphs.stores import describe_store, is_store_failure, open_stores, store_failure_text
 from graphs.stores.briefing_cache import (
@@ -47,11 +50,15 @@ from graphs.stores.feedback import FeedbackStore
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.retention import expire_finished
+from observability.metrics import observe_cache, observe_run
+from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
 from providers.registry import ProviderRegistry
+from providers.secrets import redact
 from providers.ward_data import WardDataSource, open_ward_data
 
 EventSink = Callable[[dict[str, Any]], None]
+log = logging.getLogger("strategist.briefing")
 MAX_WARD_CHARS = 64
 DEPTHS: tuple[Depth, ...] = ("quick", "standard", "deep")
 CONTEXTS: tuple[StrategicContext, ...] = ("defensive", "neutral", "offensive")
@@ -122,6 +129,7 @@ class WardReports:
         ward_data: WardDataSource | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        hub: ProgressHub | None = None,
     ) -> None:
         self.registry = registry
         self.checkpointer = checkpointer
@@ -131,6 +139,8 @@ class WardReports:
         self.ward_data = ward_data
         self._clock = clock
         self._sleep = sleep
+        # Where running briefings publish their progress, by ward, for the live feeds (GET /feed).
+        self.hub: ProgressHub = hub or LocalHub()
         self.graph = build_briefing_graph().compile(checkpointer=checkpointer)
         self._flights: dict[str, Future[Report]] = {}
         self._lock = threading.Lock()
@@ -169,8 +179,11 @@ class WardReports:
     def _stream(
         self, graph_input: Any, thread_id: str, ctx: Context, on_event: EventSink | None, lease: Lease | None = None
     ) -> BriefingResult:
-        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        # Scale-out: spans per node and provider call when tracing exports; metrics of the run once it ends.
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}, "callbacks": span_callbacks()}
         final: dict[str, Any] = {}
+        deriver = EventDeriver("briefing", thread_id)
+        started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(thread_id):
             # "sync" durability, as for analyses: a step's checkpoint (and each finished gather branch's writes)
             # is saved before the next step calls a provider.
@@ -180,12 +193,33 @@ class WardReports:
                 check_held(lease, thread_id)
                 if mode == "values":
                     final = cast(dict[str, Any], chunk)
-                elif on_event is not None and mode == "custom":
-                    on_event(cast(dict[str, Any], chunk))
-                elif on_event is not None and mode == "updates":
-                    for node in cast(dict[str, Any], chunk):
-                        on_event({"event": "node", "node": node})
+                elif on_event is not None:
+                    for event in deriver.feed(mode, chunk):
+                        on_event(event.wire())
+        observe_run("briefing", final.get("result"), time.perf_counter() - started, since=wall_started)
         return self._finish(final["result"])
+
+    def _publishing(self, ward: str, thread_id: str, on_event: EventSink | None) -> EventSink:
+        """Return a sink that sends each event to the caller's sink and to the ward's live feeds."""
+
+        def sink(event: dict[str, Any]) -> None:
+            try:
+                self.hub.publish(ward, event, thread_id)
+            except Exception:  # a feed that cannot be told (its Redis is down) must not stop the briefing
+                log.warning("could not publish progress of briefing %s", thread_id, exc_info=True)
+            if on_event is not None:
+                on_event(event)
+
+        return sink
+
+    def _published(
+        self, graph_input: Any, thread_id: str, ctx: Context, sink: EventSink, lease: Lease | None = None
+    ) -> BriefingResult:
+        try:
+            return self._stream(graph_input, thread_id, ctx, sink, lease)
+        except Exception as exc:
+            sink(Failed(error_class=type(exc).__name__, message=redact(str(exc)), thread_id=thread_id).wire())
+            raise
 
     def _finish(self, raw: dict[str, Any]) -> BriefingResult:
         result = BriefingResult.model_validate(raw)
@@ -222,13 +256,13 @@ class WardReports:
     ) -> BriefingResult:
         """Run one briefing (no cache) and return its result, also when nothing could be said."""
         thread_id = thread_id or str(uuid.uuid4())
-        if on_event:
-            on_event({"event": "thread", "thread_id": thread_id})
+        sink = self._publishing(ward, thread_id, on_event)
+        sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
         with self._lock:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
         with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
-            return self._stream(graph_input, thread_id, self._context(), on_event, lease)
+            return self._published(graph_input, thread_id, self._context(), sink, lease)
 
     def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> BriefingResult:
         """Continue an interrupted briefing from its last checkpoint (finished research branches are kept).
@@ -248,7 +282,9 @@ class WardReports:
             return self._finish(snapshot.values["result"])
         depth: Depth = snapshot.values.get("depth", "standard")
         ctx = self._context(self.registry.settings.deadlines.for_depth(depth))
-        return self._stream(None, thread_id, ctx, on_event, lease)
+        sink = self._publishing(snapshot.values["ward"], thread_id, on_event)
+        sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
+        return self._published(None, thread_id, ctx, sink, lease)
 
     # --- cache and single flight ------------------------------------------------------------------------------
 
@@ -259,6 +295,7 @@ class WardReports:
             return None
         with self._lock:
             self.hits += 1
+        observe_cache(hit=True)
         return self._report(entry, cached=True)
 
     def report(
@@ -281,6 +318,7 @@ class WardReports:
                 return hit
         with self._lock:
             self.misses += 1
+        observe_cache(hit=False)
         key = cache_key(ward, depth, context)
         with self._lock:
             flight = self._flights.get(key)

@@ -25,8 +25,10 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, CallUpdate
 from nodes.policy.answers import candidate_from
 from nodes.policy.attempts import make_attempt, retry_wait_s
+from nodes.policy.events import RetryScheduled
 from nodes.policy.exclusion import failed_providers
 from nodes.policy.hedging import race, record_group
+from nodes.policy.progress import emit
 from nodes.policy.prompt import build_prompt
 from providers.registry import ProviderRegistry
 
@@ -43,8 +45,6 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         ctx.sleep(retry_at - ctx.clock())
     skipped = _skips(state, registry, cursor, deadline_at - ctx.clock(), retrying=retry_at is not None)
     if skipped:
-        for attempt in skipped:
-            runtime.stream_writer({"event": "attempt_end", **attempt})
         # No provider was called: the next execution starts at the first step worth calling.
         return {
             "attempts": skipped,
@@ -58,8 +58,6 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer
     )
     attempts = record_group(registry, state, group, reservation)
-    for attempt in attempts:
-        runtime.stream_writer({"event": "attempt_end", **attempt})
     update: CallUpdate = {"attempts": attempts, "retry_at": None, "stop_reason": None}
     chosen = group.chosen
     if chosen is not None and chosen.reply is not None:
@@ -82,7 +80,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             registry.health.breaker(provider).note_retry()
             update["retry_at"] = ctx.clock() + wait
             next_cursor = cursor + len(group.calls) - 1
-            runtime.stream_writer({"event": "retry_scheduled", "provider": provider, "wait_s": round(wait, 3)})
+            emit(runtime, RetryScheduled(provider=provider, wait_s=round(wait, 3)))
     update["cursor"] = next_cursor
     update["deadline_passed"] = ctx.clock() >= deadline_at
     return update

@@ -18,6 +18,8 @@ from graphs.context import Context, context_of
 from nodes.policy.attempts import attempt_call
 from nodes.policy.briefing_chains import check_chain
 from nodes.policy.briefing_prompts import check_prompt
+from nodes.policy.events import CrossCheckStarted
+from nodes.policy.progress import emit
 from nodes.policy.structured import parse_structured
 
 
@@ -48,7 +50,7 @@ def cross_check(state: BriefingState, runtime: Runtime[Context]) -> CheckUpdate:
         return update
     step = chain[cursor]
     items = [item["content"] for item in draft["key_intelligence"]]
-    runtime.stream_writer({"event": "cross_check_start", "provider": step["provider"]})
+    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     prompt = check_prompt(state["ward"], items, state.get("sources", []))
     attempt, reply, _ = attempt_call(registry, ctx.clock, step, prompt, deadline_at - ctx.clock(), "cross_check")
     update["deadline_passed"] = ctx.clock() >= deadline_at
@@ -69,7 +71,6 @@ def cross_check(state: BriefingState, runtime: Runtime[Context]) -> CheckUpdate:
                 "agreement": round(supported / len(items), 4) if items else 0.0,
                 "verdicts": sorted(verdicts.values(), key=lambda v: v["item"]),
             }
-    runtime.stream_writer({"event": "attempt_end", **attempt})
     update["attempts"] = [attempt]
     return update
 

@@ -14,6 +14,8 @@ from graphs.briefing_state import BriefingState, CredibilityUpdate
 from graphs.context import Context, context_of
 from nodes.policy.briefing_chains import write_chain
 from nodes.policy.credibility import score_sources
+from nodes.policy.events import CredibilityScored
+from nodes.policy.progress import emit
 
 
 def credibility(state: BriefingState, runtime: Runtime[Context]) -> CredibilityUpdate:
@@ -23,7 +25,7 @@ def credibility(state: BriefingState, runtime: Runtime[Context]) -> CredibilityU
     sources = score_sources(state.get("findings", []), ctx.registry.settings.sources, today)
     chain, notes = write_chain(ctx.registry)
     weak = sum(1 for s in sources if s["credibility"] < 0.5)
-    runtime.stream_writer({"event": "stage", "stage": "credibility", "sources": len(sources), "weak": weak})
+    emit(runtime, CredibilityScored(sources=len(sources), weak=weak))
     return {
         "sources": sources,
         "write_chain": chain,

@@ -23,7 +23,9 @@ from nodes.policy.attempts import attempt_call
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
 from nodes.policy.deadlines import cold_floor_of, cross_check_deadline_s
+from nodes.policy.events import CrossCheckStarted, Validated
 from nodes.policy.exclusion import failed_providers
+from nodes.policy.progress import emit
 from nodes.policy.verdict import METHOD, UnusableVerdict, parse_verdicts, verdict_prompt
 
 
@@ -60,7 +62,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
     step = chain[cursor]
-    runtime.stream_writer({"event": "cross_check_start", "provider": step["provider"]})
+    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     # Bounded: the answer is ready, and the check may hold it back by its share of the time left at most.
     resilience = ctx.registry.settings.resilience
     latency = ctx.registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
@@ -84,7 +86,7 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     if problem is not None:
         # An unusable check measures nothing: recorded as an invalid attempt, and the next checker gets the query.
         update["rejections"] = [{"attempt_index": len(state.get("attempts", [])), "reason": problem}]
-        runtime.stream_writer({"event": "rejected", "provider": step["provider"], "reason": problem})
+        emit(runtime, Validated(provider=step["provider"], verdict="rejected", reason=problem))
         if escalation is not None:
             update["escalation"] = escalation | {"outcome": f"{step['provider']}'s check unusable: {problem}"}
         return update

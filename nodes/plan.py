@@ -13,6 +13,8 @@ from langgraph.types import Send
 from graphs.briefing_state import BriefingState, GatherTask, PlanUpdate, WardDataTask
 from graphs.context import Context, context_of
 from nodes.policy.briefing_chains import gather_chain
+from nodes.policy.events import PlanMade
+from nodes.policy.progress import emit
 from nodes.policy.research import plan_questions
 
 
@@ -35,7 +37,7 @@ def plan(state: BriefingState, runtime: Runtime[Context]) -> PlanUpdate:
             "deadline_at": now + total,
             "gather_deadline_at": now + total * settings.briefing.gather_share,
         }
-    runtime.stream_writer({"event": "stage", "stage": "plan", "questions": [q["text"] for q in update["questions"]]})
+    emit(runtime, PlanMade(questions=[q["text"] for q in update["questions"]]))
     return update
 
 

@@ -3,6 +3,8 @@
 Adequacy model. A query falls in exactly one need class, and each tier serves some of them:
 
     need class  what it is                                                  served by
+    research    fresh facts and complex reasoning ("campaign focus for      research-then-reason (realtime, then
+                next week in Jubilee Hills")                                premium reasoning over its citations)
     fresh       needs fresh facts (news, polls, schedules, who leads now)   realtime (web search, citations)
     complex     no fresh facts; multi-step strategic analysis               premium
     moderate    no fresh facts; moderate job of a task the local model      premium, realtime
@@ -11,13 +13,18 @@ Adequacy model. A query falls in exactly one need class, and each tier serves so
                 local task (summary, translation, extraction, tagging)
 
 One softening, for the router only: realtime is credited with serving ``[routing].realtime_complex_adequacy``
-(a quarter) of complex jobs, because a capable general model with search is a far better stand-in for premium
-than the local model; the benchmark's adequacy (bench/routing.py) keeps the strict table.
+(a quarter) of complex jobs (and of research jobs), because a capable general model with search is a far better
+stand-in for premium than the local model; the benchmark's adequacy (bench/routing.py) keeps the strict table.
+The research-then-reason chain serves every class (its premium step answers light and moderate jobs too).
+
+The local tier is not taken to serve every light job: its share of a light job of task t is the accuracy
+measured on labelled light jobs through the real model (bench/local.py -> nodes/policy/local_adequacy.json),
+in the query's script (Telugu or Latin); a wrong light answer costs ``wrong_answer_cost_usd.light``.
 
 The classifier gives P(fresh), P(complexity) and P(task); taking its three heads as independent,
-P(fresh) = f, P(complex) = (1-f) p_complex, P(moderate) = (1-f) p_moderate (1-q), P(light) = (1-f) (p_simple +
-p_moderate q), with q = P(task is a local task). P(tier adequate) = sum over the classes of P(class) x the share
-of that class the tier serves.
+P(research) = f p_complex, P(fresh) = f (1-p_complex), P(complex) = (1-f) p_complex,
+P(moderate) = (1-f) p_moderate (1-q), P(light) = (1-f) (p_simple + p_moderate q), with q = P(task is a local
+task). P(tier adequate) = sum over the classes of P(class) x the share of that class the tier serves.
 
 Decision rule. Among the usable providers (available, citing when citations are required, within max_cost_usd,
 not observed to be slower than the time left), the primary minimises the expected cost
@@ -33,7 +40,9 @@ Every choice carries its reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -41,24 +50,35 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
-from nodes.policy.costing import baseline_cost, estimate_call_cost
+from nodes.policy.budget import BudgetStore, Reservation
+from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
+from nodes.policy.learned_adequacy import Learned
+from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
 from providers.config import RoutingMode, RoutingSettings, Tier
 from providers.registry import ProviderRegistry
 from providers.resilience.breaker import HealthSnapshot
 
-Need = Literal["fresh", "complex", "moderate", "light"]
+Need = Literal["research", "fresh", "complex", "moderate", "light"]
 NEEDS: tuple[Need, ...] = get_args(Need)
-SERVES: dict[Tier, frozenset[Need]] = {
+# "research" is the research-then-reason plan (realtime facts, then premium reasoning); not a provider tier.
+Plan = Literal["realtime", "premium", "local", "research"]
+SERVES: dict[Plan, frozenset[Need]] = {
     "realtime": frozenset({"fresh", "moderate", "light"}),
     "premium": frozenset({"complex", "moderate", "light"}),
     "local": frozenset({"light"}),
+    "research": frozenset(NEEDS),
 }
 _NEED_WORDS: dict[Need, str] = {
+    "research": "fresh facts and complex reasoning",
     "fresh": "fresh facts",
     "complex": "complex analysis",
     "moderate": "a moderate job beyond the local model",
     "light": "a light text job",
 }
+# A provider (or plan) serving less than this share of the query's likely needs is not planned as a fallback
+# while one that serves at least this much is usable: its answer would be degraded (nodes/policy/degraded.py).
+# A fifth: realtime's credited share of complex analyses stays a fallback for premium, local for fresh facts does not.
+ADEQUATE_FROM = 0.2
 # Successful calls a provider needs in its health window before its median latency is trusted.
 MIN_LATENCY_SAMPLES = 3
 
@@ -66,7 +86,7 @@ MIN_LATENCY_SAMPLES = 3
 def need_of(fresh: bool, complexity: str, task: str, routing: RoutingSettings) -> Need:
     """Return the need class of a query whose labels are known (the benchmark's ground truth)."""
     if fresh:
-        return "fresh"
+        return "research" if complexity == "complex" else "fresh"
     if complexity == "complex":
         return "complex"
     if complexity == "moderate" and task not in routing.local_moderate_tasks:
@@ -81,16 +101,36 @@ def need_probabilities(c: Classification, routing: RoutingSettings) -> dict[Need
     simple, moderate, complex_ = (c["complexity_p"].get(k, 0.0) / total for k in ("simple", "moderate", "complex"))
     local_task = min(1.0, sum(c["task_p"].get(t, 0.0) for t in routing.local_moderate_tasks))
     return {
-        "fresh": f,
+        "research": f * complex_,
+        "fresh": f * (1 - complex_),
         "complex": (1 - f) * complex_,
         "moderate": (1 - f) * moderate * (1 - local_task),
         "light": (1 - f) * (simple + moderate * local_task),
     }
 
 
+def local_light_share(c: Classification, query: str, routing: RoutingSettings, measured: LocalAdequacy) -> float:
+    """Return the share of this query's light-job mass the local model does right, by its measured accuracy.
+
+    P(light and task t) is proportional to P(t) (P(simple) + P(moderate) [t is a local moderate task]); each task's
+    share is its measured accuracy in the query's script.
+    """
+    total = sum(c["complexity_p"].values()) or 1.0
+    simple = c["complexity_p"].get("simple", 0.0) / total
+    moderate = c["complexity_p"].get("moderate", 0.0) / total
+    language = language_of(query)
+    mass = 0.0
+    served = 0.0
+    for task, p in c["task_p"].items():
+        light = p * (simple + (moderate if task in routing.local_moderate_tasks else 0.0))
+        mass += light
+        served += light * measured.adequacy(task, language)
+    return served / mass if mass > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Option:
-    """One usable provider, priced and judged for this query."""
+    """One usable provider (or the research-then-reason pair), priced and judged for this query."""
 
     provider: str
     tier: Tier
@@ -98,6 +138,12 @@ class Option:
     p_adequate: float
     expected_loss_usd: float
     error_rate: float
+    # Research-then-reason: the realtime provider that researches before ``provider`` (premium) reasons.
+    research: str | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return "research" if self.research is not None else self.tier
 
     @property
     def expected_cost_usd(self) -> float:
@@ -112,20 +158,28 @@ class Usable:
     tier: Tier
     price_usd: float
     error_rate: float
+    research: str | None = None
 
 
-def serves(tier: Tier, need: Need, routing: RoutingSettings) -> float:
-    """Return the share of queries of this need class that the tier serves adequately."""
-    if tier == "realtime" and need == "complex":
+def serves(plan: Plan, need: Need, routing: RoutingSettings, local_light: float = 1.0) -> float:
+    """Return the share of queries of this need class that the tier (or plan) serves adequately."""
+    if plan == "realtime" and need in ("complex", "research"):
         return routing.realtime_complex_adequacy
-    return 1.0 if need in SERVES[tier] else 0.0
+    if plan == "local" and need == "light":
+        return local_light
+    return 1.0 if need in SERVES[plan] else 0.0
 
 
 def evaluate(
-    candidate: Usable, needs: dict[Need, float], loss_usd: dict[str, float], routing: RoutingSettings
+    candidate: Usable,
+    needs: dict[Need, float],
+    loss_usd: dict[str, float],
+    routing: RoutingSettings,
+    local_light: float = 1.0,
 ) -> Option:
     """Price and judge one usable provider for this query: adequacy and expected cost of being wrong."""
-    share = {k: serves(candidate.tier, k, routing) for k in needs}
+    plan: Plan = "research" if candidate.research is not None else candidate.tier
+    share = {k: serves(plan, k, routing, local_light) for k in needs}
     return Option(
         provider=candidate.provider,
         tier=candidate.tier,
@@ -133,7 +187,48 @@ def evaluate(
         p_adequate=sum(p * share[k] for k, p in needs.items()),
         expected_loss_usd=sum(p * (1 - share[k]) * loss_usd.get(k, 0.0) for k, p in needs.items()),
         error_rate=candidate.error_rate,
+        research=candidate.research,
     )
+
+
+def learn(
+    options: list[Option], learned: Learned, task: str, needs: dict[Need, float], loss_usd: dict[str, float]
+) -> tuple[list[Option], list[str]]:
+    """Replace a provider's adequacy on this task by what outcomes taught, once there is enough evidence.
+
+    The expected cost of being wrong becomes (1 - learned adequacy) x this query's mean cost of a wrong answer.
+    """
+    wrong_cost = sum(p * loss_usd.get(k, 0.0) for k, p in needs.items())
+    out: list[Option] = []
+    notes: list[str] = []
+    for o in options:
+        found = learned.adequacy(o.provider, task, o.p_adequate) if o.research is None else None
+        if found is None:
+            out.append(o)
+            continue
+        value, record = found
+        notes.append(
+            f"{o.provider} on {task}: {record.right}/{record.n} outcomes right, adequacy {o.p_adequate:.2f} -> "
+            f"{value:.2f}"
+        )
+        out.append(dataclasses.replace(o, p_adequate=value, expected_loss_usd=(1 - value) * wrong_cost))
+    return out, notes
+
+
+def research_pairs(
+    registry: ProviderRegistry, usable: list[Usable], c: Classification, query: str, constraints: Constraints
+) -> tuple[list[Usable], list[str]]:
+    """Return the research-then-reason plans this request may use: a usable realtime then a usable premium."""
+    realtime = next((u for u in usable if u.tier == "realtime"), None)
+    premium = next((u for u in usable if u.tier == "premium"), None)
+    if realtime is None or premium is None:
+        return [], []
+    price = research_chain_cost(registry, realtime.provider, premium.provider, query, c["complexity_p"])
+    max_cost = constraints.get("max_cost_usd")
+    if max_cost is not None and price > max_cost:
+        return [], [f"research-then-reason skipped: estimated ${price:.4f} exceeds max_cost_usd ${max_cost:.4f}"]
+    error_rate = 1 - (1 - realtime.error_rate) * (1 - premium.error_rate)
+    return [Usable(premium.provider, "premium", price, error_rate, research=realtime.provider)], []
 
 
 def observed_latency_s(snap: HealthSnapshot) -> float | None:
@@ -181,15 +276,21 @@ def usable_providers(
     return usable, reasons
 
 
+def _label(o: Option) -> str:
+    if o.research is not None:
+        return f"research-then-reason ({o.research} researches with citations, then {o.provider} reasons)"
+    return f"{o.provider} ({o.tier})"
+
+
 def _primary_reason(best: Option, options: list[Option], needs: dict[Need, float], band: float) -> str:
     likely = max(needs, key=needs.__getitem__)
     spread = ", ".join(f"{k} {p:.2f}" for k, p in needs.items())
     # The label rule: the cheapest usable provider that serves the most likely need.
-    rule = min((o for o in options if likely in SERVES[o.tier]), key=lambda o: o.price_usd, default=None)
+    rule = min((o for o in options if likely in SERVES[o.plan]), key=lambda o: o.price_usd, default=None)
     uncertain = needs[likely] < 1 - band
-    if rule is not None and rule.provider == best.provider and not uncertain:
+    if rule is not None and rule == best and not uncertain:
         return (
-            f"primary {best.provider} ({best.tier}): the query needs {_NEED_WORDS[likely]} "
+            f"primary {_label(best)}: the query needs {_NEED_WORDS[likely]} "
             f"(p={needs[likely]:.2f}; {spread}); cheapest tier that serves it, P(adequate)={best.p_adequate:.2f}, "
             f"est. ${best.price_usd:.4f}"
         )
@@ -200,12 +301,12 @@ def _primary_reason(best: Option, options: list[Option], needs: dict[Need, float
     else:
         why = f"expected cost overrides the label rule ({likely}, p={needs[likely]:.2f}; {spread})"
     others = ", ".join(
-        f"{o.provider} ${o.expected_cost_usd:.4f}"
+        f"{_label(o)} ${o.expected_cost_usd:.4f}"
         for o in sorted(options, key=lambda o: o.expected_cost_usd)
-        if o.provider != best.provider
+        if o != best
     )
     return (
-        f"{why}: chose {best.provider} ({best.tier}) by expected cost ${best.expected_cost_usd:.4f} = price "
+        f"{why}: chose {_label(best)} by expected cost ${best.expected_cost_usd:.4f} = price "
         f"${best.price_usd:.4f} + expected cost of being wrong ${best.expected_loss_usd:.4f} "
         f"(P(inadequate)={1 - best.p_adequate:.2f})" + (f"; others: {others}" if others else "")
     )
@@ -217,41 +318,85 @@ def intelligent_chain(
     query: str,
     constraints: Constraints,
     budget_s: float | None = None,
+    local_adequacy: LocalAdequacy | None = None,
+    learned: Learned | None = None,
 ) -> tuple[list[ChainStep], list[str], list[Option]]:
-    """Order the usable providers: least expected cost first, then by adequacy, health and price."""
+    """Order the usable providers: least expected cost first, then by adequacy, health and price.
+
+    The first option may be research-then-reason (``Option.research`` set): the chain then starts with its
+    premium step, and its realtime step is ``research_step_of(options[0])``. Fallbacks are single providers.
+    """
     routing = registry.settings.routing
     usable, reasons = usable_providers(registry, c, query, constraints, budget_s)
+    pairs, pair_reasons = research_pairs(registry, usable, c, query, constraints)
+    reasons += pair_reasons
+    measured = local_adequacy if local_adequacy is not None else default_local_adequacy()
+    local_light = local_light_share(c, query, routing, measured)
     factor = 1.0
     if constraints.get("cost_sensitive"):
         factor = routing.cost_sensitive_loss_factor
         reasons.append(f"cost-sensitive request: the cost of a wrong answer is weighted at {factor:.0%}")
     loss = {str(k): v * factor for k, v in routing.wrong_answer_cost_usd.items()}
     needs = need_probabilities(c, routing)
-    options = [evaluate(candidate, needs, loss, routing) for candidate in usable]
+    options = [evaluate(candidate, needs, loss, routing, local_light) for candidate in [*usable, *pairs]]
+    if learned is not None:
+        options, notes = learn(options, learned, c["task"], needs, loss)
+        reasons += notes
     if not options:
         reasons.append("no provider can serve this request")
         return [], reasons, []
 
     best = min(options, key=lambda o: (o.expected_cost_usd, o.price_usd))
-    reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
     # Adequacy to the nearest 5 points and error rate to the nearest 10, so that a negligible difference in
     # one does not outrank a real difference in the next.
     rest = sorted(
-        (o for o in options if o is not best),
+        (o for o in options if o is not best and o.research is None),
         key=lambda o: (-round(o.p_adequate * 20), round(o.error_rate * 10), o.price_usd),
     )
+    rest, dropped = adequate_fallbacks(best, rest)
+    reasons += [
+        f"{_label(o)} not planned as a fallback: P(adequate)={o.p_adequate:.2f} while an adequate provider is usable"
+        for o in dropped
+    ]
+    reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
     ordered = [best, *rest]
     chain: list[ChainStep] = [
         {
             "provider": o.provider,
             "tier": o.tier,
             "model": registry.model_of(o.provider),
-            "reason": f"{'primary' if i == 0 else f'fallback {i}'} {o.provider}: P(adequate)={o.p_adequate:.2f}, "
+            "reason": f"{'primary' if i == 0 else f'fallback {i}'} {_label(o)}: P(adequate)={o.p_adequate:.2f}, "
             f"est. ${o.price_usd:.4f}, expected cost ${o.expected_cost_usd:.4f}, recent error rate {o.error_rate:.0%}",
         }
         for i, o in enumerate(ordered)
     ]
+    if best.research is not None:
+        # The premium step's fallbacks must not repeat it: a failed reasoning call falls back to the others.
+        chain = [chain[0], *(step for step in chain[1:] if step["provider"] != best.provider)]
     return chain, reasons, ordered
+
+
+def adequate_fallbacks(best: Option, rest: list[Option]) -> tuple[list[Option], list[Option]]:
+    """Split the fallbacks into those to plan and those left out: inadequate ones, while an adequate one is usable.
+
+    When nothing usable is adequate (premium down for a complex analysis), every fallback stays: a degraded
+    answer that says so beats none.
+    """
+    if not any(o.p_adequate >= ADEQUATE_FROM for o in [best, *rest]):
+        return rest, []
+    return [o for o in rest if o.p_adequate >= ADEQUATE_FROM], [o for o in rest if o.p_adequate < ADEQUATE_FROM]
+
+
+def research_step_of(registry: ProviderRegistry, best: Option) -> ChainStep | None:
+    """Return the realtime step a research-then-reason plan runs before its chain (None for a single provider)."""
+    if best.research is None:
+        return None
+    return {
+        "provider": best.research,
+        "tier": registry.tier_of(best.research),
+        "model": registry.model_of(best.research),
+        "reason": f"research for {best.provider}: fresh facts with citations, which the reasoning step cites",
+    }
 
 
 def legacy_chain(registry: ProviderRegistry) -> tuple[list[ChainStep], list[str]]:
@@ -292,6 +437,7 @@ def plan(
     constraints: Constraints,
     caller_key: str | None = None,
     remaining_s: float | None = None,
+    learned: Learned | None = None,
 ) -> RouteUpdate:
     """Build the routing update (also used by the `route` dry run, which makes no model call).
 
@@ -301,8 +447,13 @@ def plan(
     budget_s = remaining_s if remaining_s is not None else constraints.get("deadline_s")
     baseline = baseline_cost(registry, c, query)
     shadow: dict[str, object] | None = None
+    research: ChainStep | None = None
+    estimated: float | None = None
     if mode == "intelligent":
-        chain, reasons, _ = intelligent_chain(registry, c, query, constraints, budget_s)
+        chain, reasons, options = intelligent_chain(registry, c, query, constraints, budget_s, learned=learned)
+        if options and options[0].research is not None:
+            research = research_step_of(registry, options[0])
+            estimated = options[0].price_usd
     else:
         chain, reasons = legacy_chain(registry)
         if mode == "legacy" and registry.settings.routing.mode == "intelligent":
@@ -323,7 +474,8 @@ def plan(
                 f"shadow: intelligent routing would have chosen {would.provider if would else 'nothing'} "
                 f"(est. ${would.price_usd if would else 0.0:.4f} vs ${served:.4f} served)"
             )
-    estimated = estimate_call_cost(registry, chain[0]["provider"], c, query) if chain else 0.0
+    if estimated is None:
+        estimated = estimate_call_cost(registry, chain[0]["provider"], c, query) if chain else 0.0
     return {
         "chain": chain,
         "reasons": reasons,
@@ -332,7 +484,49 @@ def plan(
         "estimated_cost_usd": round(estimated, 6),
         "baseline_estimate_usd": round(baseline, 6),
         "cursor": 0,
+        "research_step": research,
     }
+
+
+def within_budget(
+    plan_once: Callable[[Constraints], RouteUpdate], constraints: Constraints, reserve: Reserve
+) -> RouteUpdate:
+    """Plan, then reserve the plan's estimate against the spend caps; over a cap, plan again within what is left.
+
+    Pure apart from ``reserve`` (the budget store's atomic reserve, injected): over budget the router falls back
+    to cheaper tiers (the local model costs nothing) and, when nothing fits, plans an empty chain whose reasons
+    say which cap refused it.
+    """
+    update = plan_once(constraints)
+    if not update["chain"]:
+        return update
+    granted, refusal = reserve(update["estimated_cost_usd"])
+    if granted is not None:
+        return update | {"budget_reservation": granted}
+    cap = constraints.get("max_cost_usd")
+    cheaper: Constraints = {**constraints, "max_cost_usd": min(refusal, cap) if cap is not None else refusal}
+    retry = plan_once(cheaper)
+    note = [f"{reserve.why}: only plans within ${refusal:.4f} considered"]
+    if retry["chain"]:
+        granted, _ = reserve(retry["estimated_cost_usd"])
+        if granted is not None:
+            return retry | {"reasons": note + retry["reasons"], "budget_reservation": granted}
+    return retry | {"chain": [], "research_step": None, "reasons": [*note, *retry["reasons"], reserve.why]}
+
+
+class Reserve:
+    """Reserve an amount against the context's budget store; remembers why the last refusal happened."""
+
+    def __init__(self, budget: BudgetStore, caller: str, at: float) -> None:
+        self._budget, self._caller, self._at = budget, caller, at
+        self.why = ""
+
+    def __call__(self, amount_usd: float) -> tuple[dict[str, object] | None, float]:
+        outcome = self._budget.reserve(self._caller, amount_usd, self._at)
+        if isinstance(outcome, Reservation):
+            return dataclasses.asdict(outcome), 0.0
+        self.why = outcome.message
+        return None, outcome.left_usd
 
 
 def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
@@ -341,4 +535,10 @@ def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
     deadline_at = ctx.deadline_at or state.get("deadline_at")
     remaining = deadline_at - ctx.clock() if deadline_at is not None else None
     constraints = state.get("constraints", {})
-    return plan(ctx.registry, state["classification"], state["query"], constraints, ctx.caller_key, remaining)
+
+    def plan_once(with_constraints: Constraints) -> RouteUpdate:
+        return plan(ctx.registry, state["classification"], state["query"], with_constraints, ctx.caller_key, remaining)
+
+    if ctx.budget is None:
+        return plan_once(constraints)
+    return within_budget(plan_once, constraints, Reserve(ctx.budget, ctx.caller_key or "anonymous", ctx.clock()))

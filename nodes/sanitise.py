@@ -15,6 +15,8 @@ from langgraph.runtime import Runtime
 
 from graphs.briefing_state import BriefingState, SanitiseUpdate
 from graphs.context import Context, context_of
+from nodes.policy.events import Sanitised
+from nodes.policy.progress import emit
 from nodes.policy.redaction import sanitise_value
 
 
@@ -32,9 +34,7 @@ def sanitise(state: BriefingState, runtime: Runtime[Context]) -> SanitiseUpdate:
         "filtered_keys": sorted(touched),
         "redactions": dict(sorted(counts.items())),
     }
-    runtime.stream_writer(
-        {"event": "stage", "stage": "sanitise", "redactions": sum(counts.values()), "filtered": len(filtered)}
-    )
+    emit(runtime, Sanitised(redactions=sum(counts.values()), filtered=len(filtered)))
     return {
         "sanitised": clean,
         "compliance": {"pii_redacted": True, "content_filtered": True, "strategic_focus": True, "audit_trail": audit},

@@ -10,7 +10,9 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.result import AnalysisResult, Review
 from graphs.state import AnalysisState, Attempt, ScoreUpdate
+from nodes.policy.budget import settle_budget
 from nodes.policy.costing import answered_baseline
+from nodes.policy.degraded import degraded_reason, with_notice
 
 
 def _error(state: AnalysisState) -> str:
@@ -58,13 +60,16 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
         confidence = {"value": 0.0, "factors": [], "method": "no answer"}
         review = None
     chain = state.get("chain", [])
+    degraded = degraded_reason(state, answer)
+    research = state.get("research")
+    citations = (answer["citations"] or (research["citations"] if research else [])) if answer else []
     config = get_config()
     result = AnalysisResult.model_validate(
         {
             "thread_id": str(config.get("configurable", {}).get("thread_id", "")),
             "query": state["query"],
             "depth": state.get("depth", "standard"),
-            "answer": answer["text"] if answer else None,
+            "answer": (with_notice(answer["text"], degraded) if degraded else answer["text"]) if answer else None,
             "provider": answer["provider"] if answer else None,
             "model": answer["model"] if answer else None,
             "tier": answer["tier"] if answer else None,
@@ -78,10 +83,13 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
                 "shadow": state.get("shadow"),
             },
             "confidence": confidence,
-            "citations": answer["citations"] if answer else [],
+            "citations": citations,
             "cost_usd": round(sum(a["cost_usd"] for a in attempts), 8),
             "baseline_cost_usd": round(answered_baseline(ctx.registry, state, answering), 8),
-            "fallback_mode": answer is None or (bool(chain) and (first or answer)["provider"] != chain[0]["provider"]),
+            "fallback_mode": answer is None
+            or degraded is not None
+            or (bool(chain) and (first or answer)["provider"] != chain[0]["provider"]),
+            "fallback_reason": degraded,
             "error": None if answer else _error(state),
             "cross_check": state.get("cross_check"),
             "escalation": state.get("escalation"),
@@ -93,4 +101,5 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
             },
         }
     )
+    settle_budget(ctx.budget, state.get("budget_reservation"), result.cost_usd)
     return {"result": result.model_dump(mode="json")}

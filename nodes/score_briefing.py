@@ -189,5 +189,4 @@ def score(state: BriefingState, runtime: Runtime[Context]) -> ScoreBriefingUpdat
         "calibration": assessed.calibration,
     }
     result = BriefingResult.model_validate(common | {"briefing": briefing, "confidence": confidence})
-    runtime.stream_writer({"event": "stage", "stage": "score", "confidence": value, "fallback_mode": fallback})
     return {"result": result.model_dump(mode="json")}

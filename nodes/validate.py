@@ -16,6 +16,8 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Candidate, ChainStep, Escalation, ValidateUpdate
 from nodes.policy.answers import problem_with
 from nodes.policy.checkers import checker_chain
+from nodes.policy.events import Validated
+from nodes.policy.progress import emit
 
 
 def wants_cross_check(state: AnalysisState) -> bool:
@@ -80,7 +82,7 @@ def validate(state: AnalysisState, runtime: Runtime[Context]) -> ValidateUpdate:
         if chain is not None:
             update["cross_chain"] = chain
         return update
-    runtime.stream_writer({"event": "rejected", "provider": candidate["provider"], "reason": problem})
+    emit(runtime, Validated(provider=candidate["provider"], verdict="rejected", reason=problem))
     return {
         "rejections": [{"attempt_index": len(state["attempts"]) - 1, "reason": problem}],
         "candidate": None,

@@ -10,6 +10,8 @@ from langgraph.runtime import Runtime
 
 from graphs.briefing_state import Finding, GatherUpdate, SourceDict, WardDataTask
 from graphs.context import Context, context_of
+from nodes.policy.events import WardDataRead
+from nodes.policy.progress import emit
 from providers.ward_data import WardDataError
 
 
@@ -23,9 +25,9 @@ def ward_data(task: WardDataTask, runtime: Runtime[Context]) -> GatherUpdate:
     try:
         items = source.recent(task["ward"], limit)
     except WardDataError as exc:
-        runtime.stream_writer({"event": "ward_data", "items": 0, "error": str(exc)})
+        emit(runtime, WardDataRead(items=0, error=str(exc)))
         return {"findings": [_finding(None, [], str(exc))]}
-    runtime.stream_writer({"event": "ward_data", "items": len(items), "error": None})
+    emit(runtime, WardDataRead(items=len(items)))
     if not items:
         return {"findings": []}
     sources: list[SourceDict] = [

@@ -24,6 +24,8 @@ from graphs.context import Context, context_of
 from nodes.policy.attempts import attempt_call, attempt_timeout_s, retry_wait_s
 from nodes.policy.briefing_prompts import plain_prompt, write_prompt
 from nodes.policy.drafting import fallback_draft
+from nodes.policy.events import AttemptStarted
+from nodes.policy.progress import emit
 from nodes.policy.prompt import split_stated_confidence
 from nodes.policy.research import ITEMS_BY_DEPTH, cross_checked
 from nodes.policy.structured import parse_structured
@@ -78,13 +80,10 @@ def write(state: BriefingState, runtime: Runtime[Context]) -> WriteUpdate:
         prompt = plain_prompt(state["ward"], context, findings)
     policy = registry.settings.resilience.retry
     timeout_s = attempt_timeout_s(deadline_at - ctx.clock(), cursor + 1 < len(chain), policy)
-    runtime.stream_writer(
-        {"event": "attempt_start", "stage": "write", "provider": step["provider"], "model": step["model"]}
-    )
+    emit(runtime, AttemptStarted(provider=step["provider"], model=step["model"], stage="write"))
     attempt, reply, error = attempt_call(registry, ctx.clock, step, prompt, timeout_s, "write")
     update: WriteUpdate = {"retry_at": None, "deadline_passed": ctx.clock() >= deadline_at}
     if reply is None:
-        runtime.stream_writer({"event": "attempt_end", **attempt})
         made = sum(1 for a in state["attempts"] if a["provider"] == step["provider"] and a["role"] == "write") + 1
         wait = None
         if error is not None:
@@ -106,12 +105,10 @@ def write(state: BriefingState, runtime: Runtime[Context]) -> WriteUpdate:
         draft = BriefingDraft.model_validate(fallback) if enough and fallback is not None else None
     if draft is None:
         attempt |= {"outcome": "invalid", "error_class": "invalid_answer", "error": f"invalid answer: {problem}"}
-        runtime.stream_writer({"event": "attempt_end", **attempt})
         if step["mode"] == "structured" and tries == 0:
             # Once more on the same provider, told what was wrong.
             return update | {"attempts": [attempt], "write_tries": 1, "write_feedback": problem}
         return update | {"attempts": [attempt], "write_cursor": cursor + 1, "write_tries": 0, "write_feedback": None}
-    runtime.stream_writer({"event": "attempt_end", **attempt})
     writer: Writer = {
         "provider": step["provider"],
         "model": reply.model,

@@ -7,6 +7,7 @@ Adapters know nothing of the graph. They turn a prompt into a :class:`ModelReply
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -163,9 +164,16 @@ class ProviderAdapter:
         future: concurrent.futures.Future[ModelReply]
         try:
             if natively_async(chat):
+                # The task runs in a copy of this thread's context (run_coroutine_threadsafe schedules it with
+                # one): LangChain's callbacks (a streaming caller's token handler) follow the call.
                 future = async_calls.submit(self._invoke_async(prompt))
             else:
-                future = self._executor().submit(self._invoke_blocking, prompt, stop, time.monotonic() + limit)
+                # In a copy of the caller's context, for the same reason: the run's callbacks (a streaming
+                # handler, tracing spans, LangSmith) see the model call; without a streaming handler the client is
+                # invoked, not streamed.
+                future = self._executor().submit(
+                    contextvars.copy_context().run, self._invoke_blocking, prompt, stop, time.monotonic() + limit
+                )
         except BaseException:
             self._slots.release()
             raise

@@ -91,11 +91,12 @@ class Deadlines(_Strict):
 
 
 # The needs a tier can fail (nodes/route.py): a light text job is within every tier's reach.
-LossClass = Literal["fresh", "complex", "moderate"]
+LossClass = Literal["fresh", "complex", "moderate", "light", "research"]
 
 
 def _default_wrong_answer_costs() -> dict[LossClass, float]:
-    return {"fresh": 0.02, "complex": 0.02, "moderate": 0.02}
+    # light: a wrong light job is re-asked (about one premium call); research: fresh facts and deep reasoning.
+    return {"fresh": 0.05, "complex": 0.05, "moderate": 0.02, "light": 0.002, "research": 0.05}
 
 
 class RoutingSettings(_Strict):

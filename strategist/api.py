@@ -94,7 +94,7 @@ def stream(
     """Answer one query, yielding progress events as the graph runs and finally ``{"event": "result", ...}``.
 
     Progress events are dicts with an ``event`` key: ``thread``, ``node`` (a step finished), ``attempt_start``,
-    ``attempt_end`` (with the attempt's provider, outcome, latency and cost), ``rejected``, ``retry_scheduled``,
+    ``attempt_end`` (with the attempt's provider, outcome, latency and cost), ``validated``, ``retry_scheduled``,
     ``cross_check_start`` and the like.
     """
     request = _request(query, options)

@@ -116,3 +116,25 @@ def describe_token_model(settings: Settings) -> str:
         f"thinking models add {think} (billed as output); plus per-request fees; the all-premium baseline adds "
         "the premium model's search-grounding fee to fresh-fact queries"
     )
+
+
+def research_input_tokens(registry: ProviderRegistry, realtime: str, complexity_p: Mapping[str, float]) -> float:
+    """Return the tokens the research step adds to the reasoning call's input: the realtime answer, expected."""
+    total = sum(complexity_p.values()) or 1.0
+    return sum(p / total * expected_output_tokens(registry, realtime, c) for c, p in complexity_p.items())
+
+
+def research_chain_cost(
+    registry: ProviderRegistry, realtime: str, premium: str, query: str, complexity_p: Mapping[str, float]
+) -> float:
+    """Price research-then-reason: the realtime call, then the premium call reading the query and the research."""
+    extra = research_input_tokens(registry, realtime, complexity_p)
+    price = registry.price_of(premium)
+    total = sum(complexity_p.values()) or 1.0
+    reason = sum(
+        p
+        / total
+        * price.cost_usd(estimate_input_tokens(query) + int(extra), expected_output_tokens(registry, premium, c))
+        for c, p in complexity_p.items()
+    )
+    return expected_call_cost(registry, realtime, query, complexity_p) + reason

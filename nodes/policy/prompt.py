@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from graphs.state import AnalysisState
+from nodes.policy.research_prompt import with_research
 from providers.base import Prompt
 
 _DEPTH_BRIEF = {
@@ -47,6 +48,13 @@ def build_prompt(state: AnalysisState) -> Prompt:
     if state.get("instructions"):
         # Content to analyse: the instructions, then the content whole (never cut to fit them).
         user = f"{state['instructions']}\n\nContent:\n{user}"
+    if state.get("history"):
+        # A conversation's reply: the earlier turns first, so "shorten that" knows what "that" is.
+        user = f"Conversation so far:\n{state['history']}\n\nReply to the latest message:\n{user}"
+    note = state.get("research")
+    if note is not None:
+        # Research, then reason: the findings of the research step, for this step to reason over and cite.
+        user = with_research(user, note)
     return Prompt(system=" ".join(parts), user=user, brief=brief)
 
 

@@ -14,6 +14,7 @@ from graphs.result import AnalysisResult
 from graphs.state import AnalysisInput
 from nodes.policy.query_classifier import QueryNeeds
 from providers.errors import AuthError, BadRequest, RateLimited, ServerError
+from providers.resilience.board import HealthBoard
 from providers.testing import fake_registry, reply
 from providers.testing.checker import verdict_text
 
@@ -75,7 +76,7 @@ def test_bad_request_stops_instead_of_failing_over() -> None:
     assert result.answer is None and result.error and "refused" in result.error
 
 
-def test_uncited_fresh_answer_is_rejected_and_cascades() -> None:
+def test_uncited_fresh_answer_is_rejected_and_not_replaced_by_an_answer_from_memory() -> None:
     registry = fake_registry(
         {
             "perplexity": [reply("It is probably on, I think, as usual.")],
@@ -85,10 +86,50 @@ def test_uncited_fresh_answer_is_rejected_and_cascades() -> None:
     )
     result = run(registry, FRESH)
     assert outcomes(result)[0] == ("perplexity", "invalid", "invalid_answer")
+    # Premium and local cannot serve fresh facts: while realtime is usable they are not planned (issue 11 item 5).
+    assert [a.provider for a in result.attempts] == ["perplexity"]
+    assert result.answer is None and result.fallback_mode is True
+
+
+def test_fresh_facts_without_a_usable_search_provider_are_served_degraded_and_say_so() -> None:
+    health = HealthBoard(clock=lambda: 1000.0)
+    for _ in range(health.policy.failure_threshold):
+        health.record("perplexity", ok=False, latency_ms=10.0)
+    registry = fake_registry(
+        {"perplexity": [CITED], "gemini": [reply("Premium says: check the police notice.")]}, health=health
+    )
+    result = run(registry, FRESH)
     assert result.provider == "gemini"
+    assert result.fallback_mode is True
+    assert result.fallback_reason and "without sources" in result.fallback_reason
+    assert result.answer and result.answer.startswith("[Degraded answer: fresh facts were needed")
     # Fresh facts without sources: the source-quality factor is measured, and it is zero.
     factors = {f.name: f for f in result.confidence.factors}
     assert factors["source_quality"].value == 0.0
+
+
+def test_complex_analysis_from_the_local_model_is_marked_degraded() -> None:
+    result = run(fake_registry({"local": [reply("Local answer to a complex question.")]}), COMPLEX)
+    assert result.provider == "local" and result.fallback_mode is True
+    assert result.fallback_reason and "local model" in result.fallback_reason
+    # A light job from the local model is not degraded.
+    light = run(fake_registry({"local": [reply("Short summary of the speech.")]}), SIMPLE)
+    assert light.provider == "local" and light.fallback_reason is None
+
+
+def test_research_then_reason_runs_research_first_and_the_answer_cites_its_sources() -> None:
+    scripts = {
+        "perplexity": [CITED],
+        "gemini": [reply("Focus on the rally [1]: it is confirmed for 5 pm.\nConfidence: 0.8")],
+        "local": [reply("x y")],
+    }
+    registry = fake_registry(scripts)
+    both = QueryNeeds.confident(0.95, "complex", "scenario")
+    result = run(registry, both, "What should be our campaign focus for next week in Jubilee Hills?")
+    assert [(a.provider, a.role) for a in result.attempts][:2] == [("perplexity", "research"), ("gemini", "answer")]
+    assert result.provider == "gemini" and result.fallback_reason is None
+    assert [c.url for c in result.citations] == ["https://epaper.thehindu.com/news/rally", "https://ghmc.gov.in/notice"]
+    assert result.cost_usd == pytest.approx(sum(a.cost_usd for a in result.attempts))
 
 
 def test_exhausted_chain_reports_error_instead_of_raising() -> None:
@@ -97,7 +138,8 @@ def test_exhausted_chain_reports_error_instead_of_raising() -> None:
     )
     result = run(registry, COMPLEX)
     assert result.answer is None and result.fallback_mode is True
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "local"]
+    # Local is not planned for a complex analysis while premium or realtime is usable.
+    assert [a.provider for a in result.attempts] == ["gemini", "perplexity"]
     assert result.error and "every provider in the chain failed" in result.error
 
 

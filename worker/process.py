@@ -1,0 +1,35 @@
+"""Hooks of a worker's processes: traces and logs set up in each pool process, metrics of dead processes
+dropped, and (optionally) the worker's own ``/metrics`` port for a worker on another machine than the web."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import signals
+
+from observability.metrics import mark_process_dead, multiprocess_dir
+from observability.tracing import configure_tracing
+
+
+def _process_init(**_: Any) -> None:
+    configure_tracing()
+
+
+def _process_shutdown(**_: Any) -> None:
+    mark_process_dead(os.getpid())
+
+
+def install_hooks(metrics_port: int | None = None) -> None:
+    """Connect the pool-process hooks; serve metrics on ``metrics_port`` from the main process when given."""
+    configure_tracing()
+    signals.worker_process_init.connect(_process_init, weak=False)
+    signals.worker_process_shutdown.connect(_process_shutdown, weak=False)
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import multiprocess as mp
+
+        registry = CollectorRegistry()
+        if multiprocess_dir():
+            mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(metrics_port, registry=registry)
