@@ -48,7 +48,7 @@ def _env(
         "LOCAL_MODEL_PATH": str(data / "no-such-model.gguf"),
         "NO_PROXY": "127.0.0.1,localhost",
         "STRATEGIST_DATA_DIR": str(data),
-        "STRATEGIST_CONFIG": str(config),  # no hedge: the first runner stays in its slow Gemini call
+        "STRATEGIST_CONFIG": str(config),  # no hedge, no early per-call deadline: the first stays in its slow call
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -73,7 +73,10 @@ def run(root: Path, store: str, work: Path) -> dict[str, object]:
     data = work / store / "data"
     data.mkdir(parents=True)
     config = work / store / "strategist.toml"
-    config.write_text("[resilience.hedge]\nenabled = false\n")
+    text = "[resilience.hedge]\nenabled = false\n"
+    if "[resilience.deadlines]" in (root / "providers" / "defaults.toml").read_text():  # older checkouts lack it
+        text += "\n[resilience.deadlines]\ncold_s = 600.0\n"
+    config.write_text(text)
     with FakeGemini() as gemini, FakePerplexity() as perplexity:
         gemini.script([Delay(seconds=20.0, then=PREMIUM), Delay(seconds=20.0, then=PREMIUM)])
         perplexity.script([CHECK, CHECK])

@@ -61,6 +61,13 @@ def _env(servers: tuple[FakeGemini, FakePerplexity], store: Store, tmp_path: Pat
     return child_env(servers, store.env())
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Leave no runner behind, whatever the test's outcome."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=WAIT_S)
+
+
 def _one_line_refusal(done: subprocess.CompletedProcess[str], thread_id: str) -> None:
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if not line.startswith("thread ")]
@@ -81,16 +88,17 @@ def test_second_runner_is_refused_and_makes_no_call(
     logs = tmp_path / "logs"
 
     first = start_analyze(env, thread_id, logs)
-    wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
-
-    # The first runner is inside its premium call: a resume and a second analyze of the thread are refused.
-    _one_line_refusal(run_cli(env, "resume", thread_id, "--json"), thread_id)
-    _one_line_refusal(run_cli(env, "analyze", "another question", "--thread-id", thread_id, "--json"), thread_id)
-    assert first.poll() is None
-    assert counts(servers) == (1, 0)  # before the leases: (2, 0), the resume asked Gemini again
-
-    # The first runner dies holding the thread: the next resume is not blocked and finishes the analysis.
-    sigkill(first)
+    try:
+        wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+        # The first runner is inside its premium call: a resume and a second analyze of the thread are refused.
+        _one_line_refusal(run_cli(env, "resume", thread_id, "--json"), thread_id)
+        _one_line_refusal(run_cli(env, "analyze", "another question", "--thread-id", thread_id, "--json"), thread_id)
+        assert first.poll() is None
+        assert counts(servers) == (1, 0)  # before the leases: (2, 0), the resume asked Gemini again
+        sigkill(first)  # the first runner dies holding the thread
+    finally:
+        _reap(first)
+    # The next resume is not blocked and finishes the analysis.
     resumed = run_cli(env, "resume", thread_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["provider"] == "gemini"
@@ -108,7 +116,11 @@ def test_wait_makes_the_second_runner_wait_for_the_first(
     logs = tmp_path / "logs"
 
     first = start_analyze(env, thread_id, logs)
-    wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+    try:
+        wait_for(lambda: gemini.request_count >= 1, first, logs, "the first runner's Gemini request")
+    except BaseException:
+        _reap(first)
+        raise
     err = logs / "second.err"
     with err.open("wb") as err_file, (logs / "second.out").open("wb") as out_file:
         second = subprocess.Popen(
@@ -127,8 +139,8 @@ def test_wait_makes_the_second_runner_wait_for_the_first(
         sigkill(first)
         assert second.wait(timeout=WAIT_S) == 0, err.read_text()
     finally:
-        if second.poll() is None:
-            second.kill()
+        _reap(first)
+        _reap(second)
     result = json.loads((logs / "second.out").read_text())
     assert result["thread_id"] == thread_id and result["provider"] == "gemini"
     assert counts(servers) == (2, 1)  # the killed, never-answered request once more; nothing else twice
