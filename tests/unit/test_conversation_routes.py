@@ -186,9 +186,8 @@ def test_the_older_chat_route_answers_with_the_history_it_is_sent(chat: ChatApp,
     )
     assert response.status_code == 200
     body = response.json()
-    # The classifier reads this turn as needing fresh facts and no search provider is configured here: the
-    # premium answer is served with a degraded notice first (nodes/policy/degraded.py).
-    assert body["response"].split("\n\n", 1)[-1].startswith("- Map every booth")
+    # The answer (routing may prefix a degraded-answer note: this app has no realtime tier for fresh facts).
+    assert "- Map every booth" in body["response"]
     assert body["context"]["ward"] == "Amberpet" and body["context"]["type"] == "analysis"
     assert body["context"]["provider"] == "gemini" and 0 <= body["context"]["confidence"] <= 1
     assert body["actions"][0]["type"] == "recommendation" and body["timestamp"].endswith("+00:00")
