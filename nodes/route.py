@@ -347,11 +347,11 @@ def intelligent_chain(
         return [], reasons, []
 
     best = min(options, key=lambda o: (o.expected_cost_usd, o.price_usd))
-    # Adequacy to the nearest 5 points and error rate to the nearest 10, so that a negligible difference in
-    # one does not outrank a real difference in the next.
+    # Adequacy and error rate to the nearest 10 points, so that a negligible difference in one does not outrank
+    # a real difference in the next.
     rest = sorted(
         (o for o in options if o is not best and o.research is None),
-        key=lambda o: (-round(o.p_adequate * 20), round(o.error_rate * 10), o.price_usd),
+        key=lambda o: (-round(o.p_adequate * 10), round(o.error_rate * 10), o.price_usd),
     )
     rest, dropped = adequate_fallbacks(best, rest)
     reasons += [
