@@ -186,7 +186,7 @@ def test_the_older_chat_route_answers_with_the_history_it_is_sent(chat: ChatApp,
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["response"].startswith("- Map every booth")
+    assert "- Map every booth" in body["response"]  # a degraded answer (no sources) is prefixed by a note
     assert body["context"]["ward"] == "Amberpet" and body["context"]["type"] == "analysis"
     assert body["context"]["provider"] == "gemini" and 0 <= body["context"]["confidence"] <= 1
     assert body["actions"][0]["type"] == "recommendation" and body["timestamp"].endswith("+00:00")
