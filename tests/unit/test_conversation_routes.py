@@ -186,7 +186,8 @@ def test_the_older_chat_route_answers_with_the_history_it_is_sent(chat: ChatApp,
     )
     assert response.status_code == 200
     body = response.json()
-    assert "- Map every booth" in body["response"]  # a degraded answer (no sources) is prefixed by a note
+    # The answer (routing may prefix a degraded-answer note: this app has no realtime tier for fresh facts).
+    assert "- Map every booth" in body["response"]
     assert body["context"]["ward"] == "Amberpet" and body["context"]["type"] == "analysis"
     assert body["context"]["provider"] == "gemini" and 0 <= body["context"]["confidence"] <= 1
     assert body["actions"][0]["type"] == "recommendation" and body["timestamp"].endswith("+00:00")

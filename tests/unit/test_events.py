@@ -47,8 +47,14 @@ def stream_events(registry: Any, **state: Any) -> list[Event]:
 
 
 def test_a_failover_run_reports_every_stage_in_order() -> None:
+    # Gemini fails and Perplexity answers (a cold process has no retry budget yet, and the local model is no
+    # planned fallback for a complex analysis while a cloud tier is healthy).
     registry = fake_registry(
-        {"gemini": [ServerError("500 INTERNAL"), reply(ANSWER)], "local": [reply("Local fallback answer.")]}
+        {
+            "gemini": [ServerError("500 INTERNAL")],
+            "perplexity": [reply(ANSWER, citations=["https://ghmc.gov.in/x"])],
+            "local": [],
+        }
     )
     events = stream_events(registry, depth="quick")
     kinds = [e.event for e in events]
