@@ -1,4 +1,5 @@
-"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve.
+"""The `strategist` command: analyze, brief, route, resume, feedback, costs, prune, health, graph, serve; chat,
+playbook, scenario (cli_chat.py).
 
 Each command opens the configured stores for its own lifetime; bad input is one line on stderr and exit 2.
 """
@@ -16,9 +17,10 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
+from cli_chat import register as register_chat_commands
 from cli_progress import print_result_line, progress_sink
 from graphs.briefing_result import BriefingResult
 from graphs.errors import CheckpointStoreError, FeedbackError, RequestError, ThreadBusy, UnknownThread
@@ -48,28 +50,6 @@ def _orchestrator_for_cli(
         if notice:
             print(outcome_notice(len(stores.feedback.outcomes()), stores.location), file=sys.stderr)
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
-
-
-def _waiting_notice(event: dict[str, Any]) -> None:
-    """Say, in every output mode, that the thread runs elsewhere and we wait for it (--wait)."""
-    if event.get("event") == "waiting":
-        print(
-            f"thread {event['thread_id']} is running in another process: waiting up to {event['wait_s']:g}s for it",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _with_waiting(sink: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None]:
-    """Return the progress sink plus the notice that the thread runs elsewhere (--wait), shown in every mode."""
-
-    def on_event(event: dict[str, Any]) -> None:
-        if event.get("event") == "waiting":
-            _waiting_notice(event)
-        elif sink is not None:
-            sink(event)
-
-    return on_event
 
 
 def render(result: AnalysisResult) -> str:
@@ -160,7 +140,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         _orchestrator_for_cli(settings, notice=not args.json, thread_id=thread_id) as orch,
         progress_sink(as_json=args.json, stream=args.stream) as sink,
     ):
-        result = orch.analyze(req, thread_id=thread_id, on_event=_with_waiting(sink), wait_s=args.wait)
+        result = orch.analyze(req, thread_id=thread_id, on_event=sink, wait_s=args.wait)
     return _emit_streamed(result, args)
 
 
@@ -226,12 +206,11 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
         thread_id = args.resume or args.thread_id or str(uuid.uuid4())
         print(f"thread {thread_id}", file=sys.stderr, flush=True)
         with progress_sink(as_json=args.json, stream=args.stream) as sink:
-            on_event = _with_waiting(sink)
             if args.resume is not None:
-                result = reports.resume(args.resume, on_event=on_event, wait_s=args.wait)
+                result = reports.resume(args.resume, on_event=sink, wait_s=args.wait)
             else:
                 result = reports.run(
-                    ward, args.depth, args.context, thread_id=thread_id, on_event=on_event, wait_s=args.wait
+                    ward, args.depth, args.context, thread_id=thread_id, on_event=sink, wait_s=args.wait
                 )
     if args.json and args.stream:
         print_result_line(result)
@@ -249,7 +228,7 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     """Continue an interrupted analysis from its last checkpoint."""
     with _orchestrator_for_cli(settings) as orch, progress_sink(as_json=args.json, stream=args.stream) as sink:
-        result = orch.resume(args.thread_id, on_event=_with_waiting(sink), wait_s=args.wait)
+        result = orch.resume(args.thread_id, on_event=sink, wait_s=args.wait)
     return _emit(result, args.json)
 
 
@@ -536,8 +515,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     request_options(p)
-    _lease_option(p)
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("route", help="show the routing decision without calling a model")
@@ -552,15 +531,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the contract's JSON body")
     p.add_argument("--thread-id", help="checkpoint under this id (default: a new UUID)")
     p.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted briefing")
-    _lease_option(p)
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_brief)
 
     p = sub.add_parser("resume", help="continue an interrupted analysis")
     p.add_argument("thread_id")
     p.add_argument("--json", action="store_true")
-    _lease_option(p)
     stream_option(p)
+    _lease_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser(
@@ -606,6 +585,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=60, help="seconds before a silent worker process is restarted")
     p.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     p.set_defaults(func=cmd_serve)
+
+    # chat, playbook, scenario (cli_chat.py).
+    register_chat_commands(sub)
 
     p = sub.add_parser("worker", help="run a Celery worker for analysis and briefing jobs")
     p.add_argument("--concurrency", type=int, default=2, help="jobs run at once (pool processes or threads)")

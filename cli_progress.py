@@ -18,6 +18,7 @@ from typing import IO, Any
 from rich.console import Console
 
 from graphs.events import (
+    AttemptAbandoned,
     AttemptEnded,
     AttemptStarted,
     Classified,
@@ -39,6 +40,7 @@ from graphs.events import (
     ThreadStarted,
     UnknownEvent,
     Validated,
+    Waiting,
     WardDataRead,
     parse_event,
 )
@@ -66,6 +68,10 @@ def describe(event: Event) -> list[str]:
             if event.outcome == "ok":
                 return [f"{who}: answered in {event.latency_ms:.0f} ms, ${event.cost_usd:.4f}"]
             return [f"{who}: {event.outcome} {event.error_class or ''} ({event.error or 'no detail'})"]
+        case Waiting():
+            return [waiting_line(event)]
+        case AttemptAbandoned():
+            return [f"  gave up on {event.provider} (it started failing elsewhere): the next provider goes"]
         case HedgeRefused():
             return [f"  hedge to {event.provider} refused (budget or availability)"]
         case RetryScheduled():
@@ -104,6 +110,11 @@ def describe(event: Event) -> list[str]:
     return []
 
 
+def waiting_line(event: Waiting) -> str:
+    """Return the notice that the thread runs in another process and this one waits (shown in every mode)."""
+    return f"thread {event.thread_id} is running in another process: waiting up to {event.wait_s:g}s for it"
+
+
 def _typed(raw: dict[str, Any]) -> Event | None:
     try:
         return parse_event(raw)
@@ -122,11 +133,16 @@ def plain_sink(out: IO[str]) -> Sink:
     return sink
 
 
-def json_sink(out: IO[str]) -> Sink:
-    """Return a sink printing each event's JSON form as one line."""
+def json_sink(out: IO[str] | None) -> Sink:
+    """Return a sink printing each event's JSON form as one line (``out`` None: none); a wait is also said on
+    standard error, in every mode, since the command may sit there for a while."""
 
     def sink(raw: dict[str, Any]) -> None:
-        print(json.dumps(raw, separators=(",", ":"), ensure_ascii=False), file=out, flush=True)
+        if out is not None:
+            print(json.dumps(raw, separators=(",", ":"), ensure_ascii=False), file=out, flush=True)
+        event = _typed(raw) if raw.get("event") == "waiting" else None
+        if isinstance(event, Waiting):
+            print(waiting_line(event), file=sys.stderr, flush=True)
 
     return sink
 
@@ -152,13 +168,14 @@ def terminal_sink(console: Console) -> Iterator[Sink]:
 
 
 @contextlib.contextmanager
-def progress_sink(*, as_json: bool, stream: bool) -> Iterator[Sink | None]:
+def progress_sink(*, as_json: bool, stream: bool) -> Iterator[Sink]:
     """Yield where a command sends its events: JSON lines, the terminal display, plain lines, or nowhere.
 
-    ``--json`` alone prints only the result (no progress); ``--stream --json`` prints every event first.
+    ``--json`` alone prints only the result (and a wait notice on standard error); ``--stream --json`` prints
+    every event first.
     """
     if as_json:
-        yield json_sink(sys.stdout) if stream else None
+        yield json_sink(sys.stdout if stream else None)
         return
     if sys.stderr.isatty():
         with terminal_sink(Console(file=sys.stderr)) as sink:

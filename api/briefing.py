@@ -20,6 +20,7 @@ from graphs.ward_reports import BriefingFailed, Report, normalise_context, norma
 # Paths of the blueprint's other routes: a GET on one of them is a wrong method, not a ward of that name.
 RESERVED = frozenset(
     {"analyze", "trigger", "feedback", "health", "ready", "alive", "status", "cache", "circuit-breaker", "alerts"}
+    | {"conversation", "conversations", "chat", "playbook", "scenario", "scenarios"}
 )
 
 

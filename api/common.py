@@ -54,6 +54,19 @@ ENDPOINTS = [
     "POST /alerts/contextual",
     "POST /alerts/priority-score",
     "GET /openapi.json",
+    # Conversations, playbooks and scenarios (api/conversation.py, api/playbook.py, api/scenario.py).
+    "POST /conversation",
+    "GET /conversation/<id>",
+    "DELETE /conversation/<id>",
+    "POST /conversation/message",
+    "GET /conversation/stream",
+    "GET /conversations",
+    "POST /chat",
+    "POST /playbook/generate",
+    "POST /playbook/opposition-response",
+    "POST /playbook/customize",
+    "POST /scenario/simulate",
+    "GET /scenarios/history",
 ]
 
 bp = Blueprint("strategist", __name__, url_prefix=API_PREFIX)

@@ -6,7 +6,8 @@ re-exported here); ``EventDeriver`` does the same one chunk at a time for loops 
 mode. Derived from an update: the classification, the route (chain and reasons), each attempt's end (answered,
 failed with its error class, invalid, cancelled) and the cost so far, a cross-check's agreement, the confidence
 with its factors and the completion. Emitted by the nodes themselves (they happen inside a step): attempt and
-hedge starts, refused hedges, scheduled retries, validation verdicts, briefing stage details.
+hedge starts, refused hedges, scheduled retries, rejected answers, briefing stage details. Also derived: accepted
+answers (with the cascade's decision) and finished research questions.
 
 A custom chunk that is not one of these events (a node of a newer version) is dropped with a debug log: add
 its type to the union in nodes/policy/events.py to send it on.
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nodes.policy.events import (
+    AttemptAbandoned,
     AttemptEnded,
     AttemptStarted,
     Classified,
@@ -44,12 +46,14 @@ from nodes.policy.events import (
     ThreadStarted,
     UnknownEvent,
     Validated,
+    Waiting,
     WardDataRead,
     event_schema,
     parse_event,
 )
 
 __all__ = [
+    "AttemptAbandoned",
     "AttemptEnded",
     "AttemptStarted",
     "Classified",
@@ -73,6 +77,7 @@ __all__ = [
     "ThreadStarted",
     "UnknownEvent",
     "Validated",
+    "Waiting",
     "WardDataRead",
     "event_schema",
     "events_of",
@@ -122,6 +127,27 @@ class EventDeriver:
                     reasons=list(update.get("reasons", [])),
                     mode=update["routing_mode"],
                     estimated_cost_usd=update.get("estimated_cost_usd", 0.0),
+                )
+            )
+        for finding in update.get("findings") or []:
+            if finding.get("question_id") != "ward_data":  # the ward's own data reports itself (WardDataRead)
+                events.append(
+                    GatherFinished(
+                        question=finding["question_id"],
+                        provider=finding.get("provider"),
+                        sources=len(finding.get("sources") or []),
+                        error=finding.get("error"),
+                    )
+                )
+        answer, escalation = update.get("answer"), update.get("escalation")
+        if isinstance(answer, dict) and isinstance(escalation, dict) and "cross_cursor" not in update:
+            # validate accepted the answer (cross_check, which may also serve an answer, always moves its cursor).
+            events.append(
+                Validated(
+                    provider=answer.get("provider"),
+                    verdict="accepted",
+                    escalation=escalation.get("decision"),
+                    reason=escalation.get("reason", ""),
                 )
             )
         attempts = update.get("attempts") or []

@@ -16,7 +16,7 @@ from langgraph.types import Durability, StateSnapshot
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
 from graphs.errors import CheckpointStoreError, FeedbackError, UnknownThread
-from graphs.events import EventDeriver, ThreadStarted
+from graphs.events import EventDeriver, ThreadStarted, Waiting
 from graphs.request import AnalysisRequest
 from graphs.result import AnalysisResult
 from graphs.stores import describe_store, is_store_failure, store_failure_text
@@ -100,7 +100,7 @@ class Orchestrator:
 
         def waiting() -> None:
             if on_event is not None:
-                on_event({"event": "waiting", "thread_id": thread_id, "wait_s": wait_s})
+                on_event(Waiting(thread_id=thread_id, wait_s=wait_s).wire())
 
         return holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s, on_wait=waiting)
 

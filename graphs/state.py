@@ -36,6 +36,9 @@ class AnalysisInput(TypedDict):
     ward: NotRequired[str | None]
     context: NotRequired[StrategicContext]
     constraints: NotRequired[Constraints]
+    # A conversation's earlier turns, already trimmed to a token budget (graphs/conversation.py); the query is
+    # the latest message, classified and routed on its own.
+    history: NotRequired[str | None]
 
 
 class ChainStep(TypedDict):

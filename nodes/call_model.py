@@ -45,8 +45,6 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         ctx.sleep(retry_at - ctx.clock())
     skipped = _skips(state, registry, cursor, deadline_at - ctx.clock(), retrying=retry_at is not None)
     if skipped:
-        for attempt in skipped:
-            runtime.stream_writer({"event": "attempt_end", **attempt})
         # No provider was called: the next execution starts at the first step worth calling.
         return {
             "attempts": skipped,

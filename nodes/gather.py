@@ -19,7 +19,7 @@ from graphs.briefing_state import Finding, GatherTask, GatherUpdate, SourceDict
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, Classification
 from nodes.policy.briefing_prompts import gather_prompt
-from nodes.policy.events import GatherFinished, GatherStarted
+from nodes.policy.events import GatherStarted
 from nodes.policy.hedging import race, record_group
 from nodes.policy.progress import emit
 
@@ -65,7 +65,9 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
     }
     cursor = 0
     while cursor < len(chain) and ctx.clock() < deadline_at:
-        group, reservation = race(registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer)
+        group, reservation = race(
+            registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer, "gather"
+        )
         recorded: list[Attempt] = [a | {"role": "gather"} for a in record_group(registry, view, group, reservation)]
         attempts += recorded
         chosen = group.chosen
@@ -88,13 +90,4 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         cursor += len(group.calls)
     if finding["text"] is None and finding["error"] is None:
         finding["error"] = "the research deadline passed"
-    emit(
-        runtime,
-        GatherFinished(
-            question=question["id"],
-            provider=finding["provider"],
-            sources=len(finding["sources"]),
-            error=finding["error"],
-        ),
-    )
     return {"findings": [finding], "attempts": attempts}

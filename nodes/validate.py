@@ -78,15 +78,6 @@ def validate(state: AnalysisState, runtime: Runtime[Context]) -> ValidateUpdate:
     passed = now >= deadline_at
     if problem is None:
         escalation, chain = escalation_decision(candidate, state, ctx, now)
-        emit(
-            runtime,
-            Validated(
-                provider=candidate["provider"],
-                verdict="accepted",
-                escalation=escalation["decision"],
-                reason=escalation["reason"],
-            ),
-        )
         update: ValidateUpdate = {"answer": candidate, "deadline_passed": passed, "escalation": escalation}
         if chain is not None:
             update["cross_chain"] = chain

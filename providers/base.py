@@ -164,9 +164,13 @@ class ProviderAdapter:
         future: concurrent.futures.Future[ModelReply]
         try:
             if natively_async(chat):
+                # The task runs in a copy of this thread's context (run_coroutine_threadsafe schedules it with
+                # one): LangChain's callbacks (a streaming caller's token handler) follow the call.
                 future = async_calls.submit(self._invoke_async(prompt))
             else:
-                # In the caller's context: the run's callbacks (tracing spans, LangSmith) see the model call.
+                # In a copy of the caller's context, for the same reason: the run's callbacks (a streaming
+                # handler, tracing spans, LangSmith) see the model call; without a streaming handler the client is
+                # invoked, not streamed.
                 future = self._executor().submit(
                     contextvars.copy_context().run, self._invoke_blocking, prompt, stop, time.monotonic() + limit
                 )

@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 Kind = Literal["analysis", "briefing"]
-BriefingStage = Literal["plan", "gather", "ward_data", "credibility", "write", "cross_check", "sanitise", "score"]
 
 
 class _Event(BaseModel):
@@ -107,6 +106,21 @@ class HedgeRefused(_Event):
 
     event: Literal["hedge_refused"] = "hedge_refused"
     provider: str
+
+
+class AttemptAbandoned(_Event):
+    """A call past its provider's short leash was given up (its provider started failing): the next one goes."""
+
+    event: Literal["attempt_abandoned"] = "attempt_abandoned"
+    provider: str
+
+
+class Waiting(_Event):
+    """Another process runs this thread: this one waits up to ``wait_s`` for its lease."""
+
+    event: Literal["waiting"] = "waiting"
+    thread_id: str
+    wait_s: float
 
 
 class RetryScheduled(_Event):
@@ -233,6 +247,8 @@ Event = Annotated[
     | AttemptStarted
     | AttemptEnded
     | HedgeRefused
+    | AttemptAbandoned
+    | Waiting
     | RetryScheduled
     | Validated
     | CrossCheckStarted

@@ -26,7 +26,7 @@ from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import call_provider, make_attempt
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
-from nodes.policy.events import AttemptStarted, HedgeRefused
+from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
 from providers.base import ModelReply, Prompt
 from providers.errors import ProviderError
 from providers.registry import ProviderRegistry
@@ -79,9 +79,11 @@ def race(
     prompt: Prompt,
     deadline_at: float,
     emit: Emit,
+    stage: str | None = None,
 ) -> tuple[Group, list[float] | None]:
     """Call the chain's step at ``cursor``; hedge with the next step if it is slow. Return the calls and the
-    hedge's budget reservation (None when no hedge started)."""
+    hedge's budget reservation (None when no hedge started). ``stage`` names the briefing stage in the progress
+    events (None for an analysis)."""
     resilience = registry.settings.resilience
     chain = state["chain"]
     results: queue.Queue[Call] = queue.Queue()
@@ -95,7 +97,7 @@ def race(
         timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
         calls.append(call)
-        emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge).wire())
+        emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge, stage=stage).wire())
 
         def run() -> None:
             call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
@@ -104,8 +106,9 @@ def race(
             results.put(call)
 
         # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
-        # and must not hold up the node nor the process's exit. It runs in the node's context, so the run's
-        # callbacks (tracing spans, LangSmith) see the provider call.
+        # and must not hold up the node nor the process's exit. It runs in a copy of this context, so the node's
+        # callbacks follow the call: LangGraph's "messages" stream (a conversation's tokens), tracing spans and
+        # LangSmith see the provider call.
         context = contextvars.copy_context()
         threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
 
@@ -144,7 +147,7 @@ def race(
                         # Its provider started failing while we waited (other requests' calls to it failed) and
                         # the call is past its provider's short leash: a failover, not a duplicate.
                         calls[0].abort.set()
-                        emit({"event": "attempt_abandoned", "provider": calls[0].step["provider"]})
+                        emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
                         break
                 continue
             break  # past the deadline and the grace: whatever still runs is abandoned

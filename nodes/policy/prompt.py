@@ -47,6 +47,9 @@ def build_prompt(state: AnalysisState) -> Prompt:
     if state.get("instructions"):
         # Content to analyse: the instructions, then the content whole (never cut to fit them).
         user = f"{state['instructions']}\n\nContent:\n{user}"
+    if state.get("history"):
+        # A conversation's reply: the earlier turns first, so "shorten that" knows what "that" is.
+        user = f"Conversation so far:\n{state['history']}\n\nReply to the latest message:\n{user}"
     return Prompt(system=" ".join(parts), user=user, brief=brief)
 
 

@@ -10,7 +10,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,10 +19,12 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.utils import LC_ID_PREFIX
 
 from providers.local.model_file import model_file_problem
 from providers.local.templates import (
@@ -337,7 +339,7 @@ class ChatLlamaCppLocal(BaseChatModel):
         try:
             handle.deadline = deadline
             handle.cancel = cancel if isinstance(cancel, threading.Event) else None
-            completion = self._complete(handle, prompt, stops)
+            completion = self._complete(handle, prompt, stops, _token_sink(run_manager))
             handle.observe(time.monotonic() - started)
         finally:
             handle.deadline = None
@@ -395,7 +397,9 @@ class ChatLlamaCppLocal(BaseChatModel):
             with handle.queue_lock:
                 handle.waiting -= 1
 
-    def _complete(self, handle: _Handle, prompt: str, stops: Sequence[str]) -> _Completion:
+    def _complete(
+        self, handle: _Handle, prompt: str, stops: Sequence[str], on_text: Callable[[str], None] | None = None
+    ) -> _Completion:
         llm = handle.llm
         prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         n_ctx = llm.n_ctx()
@@ -410,6 +414,7 @@ class ChatLlamaCppLocal(BaseChatModel):
         finish: Literal["stop", "length"] = "length"
         cut: int | None = None
         text = b""
+        sent = 0  # characters of the answer already handed to on_text
         try:
             for token in self._generate_tokens(handle, prompt_tokens):
                 if self.logprobs:
@@ -425,6 +430,8 @@ class ChatLlamaCppLocal(BaseChatModel):
                 if cut is not None:
                     finish = "stop"
                     break
+                if on_text is not None:
+                    sent = _stream_text(text, stop_bytes, sent, on_text)
                 if len(completion) >= self.max_tokens:
                     break
         except RuntimeError as exc:
@@ -464,6 +471,32 @@ class ChatLlamaCppLocal(BaseChatModel):
                 yield token
         finally:
             generator.close()
+
+
+def _token_sink(run_manager: CallbackManagerForLLMRun | None) -> Callable[[str], None] | None:
+    """Hand each new piece of text to LangChain's token callback (what a streaming caller listens to)."""
+    if run_manager is None:
+        return None
+    manager = run_manager
+    # The id LangChain gives a streamed call's chunks: a listener tells one call's tokens from another's by it.
+    message_id = f"{LC_ID_PREFIX}-{manager.run_id}"
+
+    def sink(piece: str) -> None:
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece, id=message_id))
+        manager.on_llm_new_token(piece, chunk=chunk)
+
+    return sink
+
+
+def _stream_text(text: bytes, stops: Sequence[bytes], sent: int, on_text: Callable[[str], None]) -> int:
+    """Send the answer's new characters, holding back a tail that may be the start of a stop string (it would
+    be cut from the answer) and an incomplete UTF-8 sequence. Return how many characters are now sent."""
+    held = max((n for stop in stops for n in range(len(stop) - 1, 0, -1) if text.endswith(stop[:n])), default=0)
+    safe = text[: len(text) - held].decode("utf-8", errors="ignore")
+    if len(safe) > sent:
+        on_text(safe[sent:])
+        return len(safe)
+    return sent
 
 
 def _is_end_of_generation(llm: llama_cpp.Llama, token: int) -> bool:

@@ -672,6 +672,8 @@ class FakePerplexity(FakeProviderServer):
         if not isinstance(action, Reply):
             raise TypeError(f"FakePerplexity cannot render {action!r}")
         if path == "/v1/responses":
+            if isinstance(request.body, dict) and request.body.get("stream"):
+                return responses_sse(self._response(request, action))
             return _json(200, self._response(request, action))
         return _json(200, self._completion(request, action))
 
@@ -769,3 +771,34 @@ class FakePerplexity(FakeProviderServer):
             "code": fail.status,
         }
         return _json(fail.status, {"error": error}, _retry_headers(fail))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Streaming (``"stream": true``): what the real clients read when a caller streams tokens.
+
+
+def word_pieces(text: str) -> list[str]:
+    """Split a text into the pieces a streaming API sends: words with their following whitespace."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def responses_sse(response: dict[str, Any]) -> _Response:
+    """Render a Responses-API answer as its SSE stream: ``response.created``, the search results, one
+    ``response.output_text.delta`` per word, ``response.output_text.done``, then ``response.completed`` with the
+    whole response (usage included), as the Agent API sends them."""
+    events: list[dict[str, Any]] = []
+    created = {k: v for k, v in response.items() if k not in ("output", "usage")} | {"status": "in_progress"}
+    events.append({"type": "response.created", "response": created | {"output": []}})
+    message = next(item for item in response["output"] if item["type"] == "message")
+    for item in response["output"]:
+        if item["type"] == "search_results":
+            events.append({"type": "response.reasoning.search_results", "results": item["results"], "queries": []})
+    text = "".join(part.get("text", "") for part in message["content"])
+    for piece in word_pieces(text):
+        events.append(
+            {"type": "response.output_text.delta", "item_id": message["id"], "output_index": 0, "delta": piece}
+        )
+    events.append({"type": "response.output_text.done", "item_id": message["id"], "output_index": 0, "text": text})
+    events.append({"type": "response.completed", "response": response})
+    body = "".join(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events).encode()
+    return _Response(200, body, content_type="text/event-stream")

@@ -56,11 +56,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _env(servers: tuple[FakeGemini, FakePerplexity], store: Store, tmp_path: Path) -> dict[str, str]:
-    # No hedge: the first runner must stay inside its slow Gemini call (a hedge to Perplexity would finish the
-    # analysis early, and the second runner would find it complete rather than running).
-    config = tmp_path / "strategist.toml"
-    config.write_text("[resilience.hedge]\nenabled = false\n")
-    return child_env(servers, store.env()) | {"STRATEGIST_CONFIG": str(config)}
+    # child_env turns off hedges and short per-call limits: the first runner must stay inside its hung Gemini
+    # call (a hedge or a timeout would finish the analysis early, and the second runner would find it complete).
+    return child_env(servers, store.env())
 
 
 def _one_line_refusal(done: subprocess.CompletedProcess[str], thread_id: str) -> None:

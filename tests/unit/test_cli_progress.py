@@ -74,6 +74,8 @@ def test_brief_stream_json(data_dir: Path, monkeypatch: pytest.MonkeyPatch, caps
     assert {"gather_end", "credibility", "attempt_start", "attempt_end", "cost", "sanitise", "confidence"} <= set(kinds)
     assert kinds[-2:] == ["complete", "node"]
     assert last["event"] == "result" and last["result"]["briefing"]["ward"] == "Jubilee Hills"
+    starts = [e.get("stage") for e in events if e["event"] == "attempt_start"]
+    assert starts == ["gather", "gather", "write"]
 
 
 def test_the_terminal_display_prints_finished_steps_and_shows_the_running_one() -> None:
