@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from providers.config import load_settings
@@ -124,8 +125,9 @@ def test_a_worker_process_runs_an_analysis_job(
     perplexity.script([CHECK])
     env = cluster_env(fakes, redis_server, tmp_path)
     jobs = jobs_for(env)
+    metrics_port = redis_servers.free_port()
     with processes(env, tmp_path / "logs") as run:
-        run.worker("w1")
+        run.worker("w1", 1, "prefork", "--metrics-port", str(metrics_port))
         submit(jobs, "job-one")
         job = finished(jobs, "job-one", run)
         assert job.state == "done", job.error
@@ -137,6 +139,12 @@ def test_a_worker_process_runs_an_analysis_job(
         # Submitting the same id again is the same job, not a second analysis.
         again, created = jobs.submit("analysis", {"request": {"query": QUERY}, "caller_key": None}, job_id="job-one")
         assert not created and again.state == "done"
+        # A worker on a machine of its own serves its metrics itself (--metrics-port).
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text
+        assert (
+            'strategist_analyses_total{kind="analysis",outcome="answered",provider="gemini",tier="premium"} 1.0'
+            in scraped
+        )
     assert (gemini.request_count, perplexity.request_count) == (1, 1)
     jobs.close()
 
