@@ -145,13 +145,16 @@ def timed(fn: Callable[[], object], calls: int) -> list[float]:
 
 
 def litellm_samples(python: str, base_url: str, rounds: int, calls: int) -> dict[str, list[float]]:
-    """Time LiteLLM's Router and its direct completion in another interpreter, against the same fake server."""
+    """Time LiteLLM's Router and its direct completion in another interpreter, against the same fake server.
+
+    LiteLLM appends ``/models/{model}:generateContent`` to ``api_base``, so the API version is part of it.
+    """
     script = textwrap.dedent(
         f"""
         import json, time, litellm
         from litellm import Router
         litellm.suppress_debug_info = True
-        kwargs = dict(api_key="bench-key", api_base={base_url!r}, num_retries=0)
+        kwargs = dict(api_key="bench-key", api_base={base_url + "/v1beta"!r}, num_retries=0)
         router = Router(model_list=[{{"model_name": "premium", "litellm_params": {{"model": "gemini/gemini-3.8-flash",
                                       **kwargs}}}}], num_retries=0)
         messages = [{{"role": "system", "content": "Answer as a campaign strategy analyst."}},
