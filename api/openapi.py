@@ -16,7 +16,7 @@ from flask import jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from api import models as m
+import api.models as m
 from api.common import API_PREFIX, bp
 from graphs.briefing_result import Briefing
 
