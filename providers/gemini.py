@@ -123,8 +123,9 @@ def build_gemini_adapter(
     """Build the Gemini adapter; the chat model (and the SDK import) waits until the first call."""
 
     def chat_factory() -> BaseChatModel:
-        import httpx2
         from langchain_google_genai import ChatGoogleGenerativeAI
+
+        from providers.pools import HTTPX2_POOLS
 
         # langchain passes max_retries to google-genai as HttpRetryOptions(attempts=...), a count of attempts
         # that includes the first request. 1 means exactly one HTTP call; 0 does too in google-genai 3.x, but
@@ -136,9 +137,9 @@ def build_gemini_adapter(
             base_url=base_url or None,
             max_retries=1,
             timeout=timeout_s,
-            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py). No idle pooled
-            # connections: nothing can close an async pool when an adapter is dropped, and its sockets would leak.
-            client_args={"limits": httpx2.Limits(max_keepalive_connections=0)},
+            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py); connections come
+            # from the process's pools (providers/pools.py), kept alive between calls and between clients.
+            client_args={"transport": HTTPX2_POOLS},
         )
 
     return GeminiAdapter(

@@ -107,6 +107,8 @@ def build_perplexity_adapter(
         from perplexity import AsyncPerplexity, Perplexity
         from pydantic import SecretStr
 
+        from providers.pools import HTTPX_POOLS
+
         client_args: dict[str, Any] = {
             "api_key": api_key,
             "base_url": base_url or None,
@@ -120,14 +122,12 @@ def build_perplexity_adapter(
             api_key=SecretStr(api_key),
             use_responses_api=True,
             client=Perplexity(**client_args),
-            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py). No idle pooled
-            # connections: nothing can close an async pool when an adapter is dropped, and its sockets would leak.
+            # Calls are async so an abandoned one can be cancelled (providers/async_calls.py); connections come
+            # from the process's pools (providers/pools.py), kept alive between calls and between clients.
             async_client=AsyncPerplexity(
                 **client_args,
                 http_client=httpx.AsyncClient(
-                    base_url=base_url or "https://api.perplexity.ai",
-                    timeout=timeout_s,
-                    limits=httpx.Limits(max_keepalive_connections=0),
+                    base_url=base_url or "https://api.perplexity.ai", timeout=timeout_s, transport=HTTPX_POOLS
                 ),
             ),
             max_retries=0,

@@ -131,6 +131,8 @@ def _script(char: str) -> str:
 
 def dominant_script(text: str) -> str | None:
     """Return the script of most of the text's letters (LATIN, TELUGU, ...), or None without letters."""
+    if text.isascii():  # most answers: no need to look at each letter
+        return "LATIN" if any(c.isalpha() for c in text) else None
     scripts = Counter(_script(c) for c in text if c.isalpha())
     return scripts.most_common(1)[0][0] if scripts else None
 
@@ -166,8 +168,12 @@ def empty_substance(answer: str, prompt: str = "") -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
 def degeneracy(answer: str, prompt: str, finish_reason: str = "") -> Degeneracy:
-    """Check an answer for every kind of degenerate output; ``prompt`` is all the text the model was given."""
+    """Check an answer for every kind of degenerate output; ``prompt`` is all the text the model was given.
+
+    Cached: an analysis asks twice for the same answer (validate's escalation decision, then score).
+    """
     found: list[tuple[str, str]] = []
     empty = empty_substance(answer, prompt)
     if empty:

@@ -162,6 +162,8 @@ class RecordedRequest:
     body: Any
     received_at: float
     action: str = ""
+    # The client's side of the connection: requests on one kept-alive connection share it.
+    client_port: int = 0
     # Set when the client closed its connection while the server hung on this request (an aborted call).
     client_gone: threading.Event = field(default_factory=threading.Event)
 
@@ -349,6 +351,7 @@ class FakeProviderServer:
                 headers=headers,
                 body=body,
                 received_at=time.monotonic(),
+                client_port=int(handler.client_address[1]),
             )
             self._requests.append(request)
             scripted = self._script.popleft() if self._script else None
