@@ -7,10 +7,10 @@ checkpoint writes, confidence and the result models. Variants run interleaved in
 noisy: a ratio from one run is worth more than two absolute numbers from two runs).
 
 - ``direct``: ``chat.invoke(messages)``; the floor.
-- ``direct/abortable``: the same call as the project makes it (the adapter's async call on the provider loop, which
-  an abandoned call needs to be aborted); the floor of any design that can abort a call.
+- ``abortable``: the same call as the project makes it, through the adapter (async on the provider loop, which an
+  abandoned call needs to be aborted: issue 11); the floor of any design that can abort a call.
 - ``bare/<saver>``: a LangGraph graph with the analysis graph's six nodes and conditional edges, where only the
-  call node does anything (the same direct call), compiled with the same saver and durability.
+  call node does anything (the abortable call), compiled with the same saver and durability.
 - ``project/<saver>``: ``Orchestrator.analyze`` of a quick request (one call, no cross-check).
 - ``litellm``: with ``--litellm PYTHON`` (a Python with litellm installed, in a separate environment: it is not a
   dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call.
@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -73,7 +72,7 @@ class BareState(TypedDict, total=False):
     steps: Annotated[list[str], operator.add]
 
 
-def bare_graph(chat: BaseChatModel) -> StateGraph[BareState, None, BareState, BareState]:
+def bare_graph(call: Callable[[], str]) -> StateGraph[BareState, None, BareState, BareState]:
     """The analysis graph's shape with nothing in it but the provider call."""
 
     def step(name: str) -> Any:  # a node function (LangGraph's node protocol names its parameter "state")
@@ -83,7 +82,7 @@ def bare_graph(chat: BaseChatModel) -> StateGraph[BareState, None, BareState, Ba
         return node
 
     def call_model(state: BareState) -> BareState:
-        return {"answer": str(chat.invoke(MESSAGES).content), "steps": ["call_model"]}
+        return {"answer": call(), "steps": ["call_model"]}
 
     def after_call(state: BareState) -> Literal["validate", "call_model", "score"]:
         return "validate" if state.get("answer") else "score"
@@ -255,14 +254,15 @@ def main() -> None:
         request = parse_request({"query": QUERY, "depth": "quick"})
         adapter = registry.adapter("gemini")
         prompt = Prompt(system=str(MESSAGES[0].content), user=QUERY)
-        variants: dict[str, Callable[[], object]] = {
-            "direct": lambda: chat.invoke(MESSAGES),
+
+        def abortable() -> str:
             # The call as the project makes it: async on the provider loop, so an abandoned call can be aborted.
-            "direct/abortable": lambda: adapter.invoke(prompt, timeout_s=30, abort=threading.Event()),
-        }
+            return adapter.invoke(prompt, timeout_s=30, abort=threading.Event()).text
+
+        variants: dict[str, Callable[[], object]] = {"direct": lambda: chat.invoke(MESSAGES), "abortable": abortable}
         for name, make in saver_of.items():
             saver = make()
-            graph = bare_graph(chat).compile(checkpointer=saver)
+            graph = bare_graph(abortable).compile(checkpointer=saver)
             durability: Literal["sync"] | None = "sync" if saver is not None else None
 
             def bare(graph: Any = graph, durability: Any = durability) -> object:

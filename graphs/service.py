@@ -12,7 +12,7 @@ from typing import Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Durability, StateSnapshot, StreamMode
+from langgraph.types import Durability, StateSnapshot
 
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
@@ -140,7 +140,7 @@ class Orchestrator:
         started, wall_started = time.perf_counter(), time.time()
         with self._store_guard(str(config["configurable"]["thread_id"])):
             for mode, chunk in self.graph.stream(
-                graph_input, config, context=ctx, stream_mode=_modes(on_event), durability=durability
+                graph_input, config, context=ctx, durability=durability, **_stream_options(on_event)
             ):
                 # The stream's chunk type is a union over every mode; each branch knows its own shape.
                 check_held(lease, str(config["configurable"]["thread_id"]))
@@ -272,11 +272,14 @@ class Orchestrator:
         }
 
 
-def _modes(on_event: EventSink | None) -> list[StreamMode]:
-    """Return the stream modes a run needs: its final values, plus the events when someone listens.
+def _stream_options(on_event: EventSink | None) -> dict[str, Any]:
+    """Return what a run streams: its result, plus every step's updates and events when someone listens.
 
-    Why not always all three: a "custom" stream makes LangGraph run every node in a pool thread while the caller
-    waits on a semaphore (its "waiter"), a thread hand-off per step and a pool per run; with "values" alone a
-    single-task step runs inline, and a quick analysis costs a few milliseconds less.
+    Why not always everything: a "custom" stream makes LangGraph run every node in a pool thread while the caller
+    waits on a semaphore (a thread hand-off per step and a pool per run), and "values" copies all 32 channels of
+    the state out after every step; with the result's channel alone a single-task step runs inline and a quick
+    analysis costs several milliseconds less (bench/overhead.py).
     """
-    return ["updates", "custom", "values"] if on_event is not None else ["values"]
+    if on_event is not None:
+        return {"stream_mode": ["updates", "custom", "values"]}
+    return {"stream_mode": ["values"], "output_keys": ["result"]}
