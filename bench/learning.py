@@ -5,7 +5,9 @@ A light summary job is routed at the default prices, where the embedded model's 
 summaries are right 9 times in 10 (deterministic, no randomness): the table shows, after each number of
 outcomes, the local model's adequacy as the router sees it and the primary it picks; nothing moves below
 MIN_EVIDENCE outcomes. A second run feeds outcomes as poor as the measurement (1 in 3 right): the route must not
-move at all. No model is called.
+move at all. A third feeds no feedback, only cross-check verdicts (another vendor's checker supporting the local
+summary's claims 9 times in 10, contradicting one), turned into outcomes by the same code the service uses on a
+finished cross-check (nodes/policy/learned_adequacy.py: verdict_outcome). No model is called.
 
     PYTHONPATH=. python bench/learning.py
 """
@@ -17,7 +19,7 @@ import sys
 from bench.routing import bench_registry
 from nodes.classify import classification_of
 from nodes.policy.calibration import Outcome
-from nodes.policy.learned_adequacy import MIN_EVIDENCE, PRIOR_STRENGTH, Learned
+from nodes.policy.learned_adequacy import MIN_EVIDENCE, PRIOR_STRENGTH, Learned, verdict_outcome
 from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import intelligent_chain
 
@@ -33,6 +35,18 @@ def outcomes(n: int, right_every: int, of: int) -> list[Outcome]:
     ]
 
 
+def verdicts(n: int, right_every: int, of: int) -> list[Outcome]:
+    """n cross-checks of local summaries: the checker supports the claims ``right_every`` in every ``of``."""
+    out = []
+    for i in range(n):
+        verdict = "supports" if i % of < right_every else "contradicts"
+        check = {"agreement": 0.5, "verdicts": [{"claim": "1", "verdict": verdict, "reason": ""}]}
+        outcome = verdict_outcome(f"t{i}", float(i), "local", "summary", check)
+        assert outcome is not None
+        out.append(outcome)
+    return out
+
+
 def main() -> int:
     registry = bench_registry()
     c = classification_of(QueryNeeds.confident(0.02, "simple", "summary"), registry.settings.routing.fresh_threshold)
@@ -41,13 +55,19 @@ def main() -> int:
         "default prices; one light summary job"
     )
     print(f"{'scenario':<26}{'outcomes':>9}{'right':>7}{'local adequacy':>16}{'primary':>10}")
-    for name, right, of in (("local right 9 in 10", 9, 10), ("local right 1 in 3", 1, 3)):
+    scenarios = (
+        ("feedback: right 9 in 10", outcomes, 9, 10),
+        ("feedback: right 1 in 3", outcomes, 1, 3),
+        ("cross-check: 9 in 10", verdicts, 9, 10),
+    )
+    for name, make, right, of in scenarios:
         for n in STEPS:
-            learned = Learned.from_outcomes(outcomes(n, right, of))
+            evidence = make(n, right, of)
+            learned = Learned.from_outcomes(evidence)
             _, _, options = intelligent_chain(registry, c, QUERY, {}, learned=learned)
             local = next(o for o in options if o.provider == "local")
             print(
-                f"{name:<26}{n:>9}{sum(o.correct for o in outcomes(n, right, of)):>7}{local.p_adequate:>16.2f}"
+                f"{name:<26}{n:>9}{sum(o.correct for o in evidence):>7}{local.p_adequate:>16.2f}"
                 f"{options[0].provider:>10}"
             )
     return 0

@@ -29,7 +29,15 @@ from pathlib import Path
 
 from graphs.state import Constraints
 from nodes.classify import classification_of
-from nodes.policy.costing import call_cost, describe_token_model, grounding_fee, research_chain_cost
+from nodes.policy.costing import (
+    call_cost,
+    describe_token_model,
+    estimate_input_tokens,
+    expected_output_tokens,
+    grounding_fee,
+    research_chain_cost,
+    research_input_tokens,
+)
 from nodes.policy.local_adequacy import default_local_adequacy, language_of
 from nodes.policy.query_classifier import default_classifier
 from nodes.route import NEEDS, SERVES, Need, Plan, intelligent_chain, legacy_chain, need_of
@@ -70,6 +78,9 @@ class Routed:
     legacy_usd: float
     oracle_usd: float
     reason: str
+    # Billed tokens of the routed plan (both calls of research-then-reason) and of the all-premium call.
+    routed_tokens: tuple[int, int] = (0, 0)
+    premium_tokens: tuple[int, int] = (0, 0)
 
 
 def bench_registry(gemini_model: str | None = None) -> ProviderRegistry:
@@ -119,6 +130,16 @@ def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]])
             + ([price["research"]] if need in SERVES["research"] else [])
         )
         adequate = need in SERVES[plan]
+        tokens_in = estimate_input_tokens(text)
+        if plan == "research":
+            extra = int(research_input_tokens(registry, realtime, label_p))
+            routed_tokens = (
+                2 * tokens_in + extra,
+                expected_output_tokens(registry, realtime, complexity)
+                + expected_output_tokens(registry, premium, complexity),
+            )
+        else:
+            routed_tokens = (tokens_in, expected_output_tokens(registry, primary["provider"], complexity))
         measured = float(adequate)
         if plan == "local" and adequate:
             measured = local.adequacy(task, language_of(text))
@@ -137,6 +158,8 @@ def route_rows(registry: ProviderRegistry, rows: Sequence[Mapping[str, object]])
                 legacy_usd=price[legacy[0]["provider"]],
                 oracle_usd=oracle,
                 reason=reasons[-1],
+                routed_tokens=routed_tokens,
+                premium_tokens=(tokens_in, expected_output_tokens(registry, premium, complexity)),
             )
         )
     return out
@@ -218,6 +241,56 @@ def table_rows(prices: str, name: str, rows: Sequence[Routed]) -> list[list[str]
     return out
 
 
+SPEND_HEADER = [
+    "prices",
+    "set",
+    "class -> plan",
+    "mix share",
+    "tokens in/out routed",
+    "tokens in/out all-prem",
+    "$/1k routed",
+    "$/1k all-prem tok",
+    "share of routed spend",
+]
+
+
+def spend_rows(prices: str, name: str, rows: Sequence[Routed]) -> list[list[str]]:
+    """Where the production mix's spend goes: per labelled class and routed plan, tokens and dollars."""
+    production = weights(rows, PRODUCTION_MIX)
+    total_routed = sum(r.routed_usd * w for r, w in zip(rows, production, strict=True))
+    out: list[list[str]] = []
+    for mix_class in ("simple", "fresh", "complex"):
+        for tier in TIERS:
+            members = [
+                (r, w) for r, w in zip(rows, production, strict=True) if r.mix_class == mix_class and r.tier == tier
+            ]
+            share = sum(w for _, w in members)
+            if not members or share == 0:
+                continue
+
+            def mean_tokens(key: str, members: list[tuple[Routed, float]] = members, share: float = share) -> str:
+                ins = sum(getattr(r, key)[0] * w for r, w in members) / share
+                outs = sum(getattr(r, key)[1] * w for r, w in members) / share
+                return f"{ins:.0f}/{outs:.0f}"
+
+            routed = 1000 * sum(r.routed_usd * w for r, w in members)
+            premium = 1000 * sum(r.premium_tokens_usd * w for r, w in members)
+            out.append(
+                [
+                    prices,
+                    name,
+                    f"{mix_class} -> {tier}",
+                    pct(share),
+                    mean_tokens("routed_tokens"),
+                    mean_tokens("premium_tokens"),
+                    f"{routed:.3f}",
+                    f"{premium:.3f}",
+                    pct(routed / 1000 / total_routed) if total_routed else "n/a",
+                ]
+            )
+    return out
+
+
 def render(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
@@ -269,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     body: list[list[str]] = [HEADER]
+    spend: list[list[str]] = [SPEND_HEADER]
     failures: list[str] = []
     for label, model in PRICE_SETS.items():
         registry = bench_registry(model)
@@ -279,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{label}] " + describe(registry.settings, registry)[0])
         for name, rows in sets.items():
             body += table_rows(label, name, rows)
+            spend += spend_rows(label, name, rows)
             failures += [
                 f"  [{label} {name}: {r.need} -> {r.tier}] {r.text[:100]}\n      {r.reason}"
                 for r in rows
@@ -288,6 +363,11 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print()
     print(render(body))
+    print(
+        "\nwhere the production mix's spend goes (per 1k queries of the mix; tokens are per query, billed output "
+        "includes thinking):"
+    )
+    print(render(spend))
     if args.failures:
         print("\ninadequate primaries:")
         print("\n".join(failures))

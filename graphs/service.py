@@ -29,6 +29,7 @@ from graphs.stores.response_cache import ResponseCache, open_response_cache
 from graphs.stores.retention import expire_finished
 from nodes.policy.budget import BudgetStore
 from nodes.policy.calibration import Outcome
+from nodes.policy.learned_adequacy import learned_from, verdict_outcome
 from nodes.policy.response_cache import cache_key
 from observability.metrics import observe_run
 from observability.tracing import span_callbacks
@@ -214,7 +215,25 @@ class Orchestrator:
                 self.ledger.record(LedgerEntry.from_result(result, time.time() if at is None else at))
                 # Finished: now (and only now) its checkpoints may get a time to live (graphs/stores/retention.py).
                 expire_finished(self.checkpointer, result.thread_id)
+        self._learn_from_check(result, time.time() if at is None else at)
         return result
+
+    def _learn_from_check(self, result: AnalysisResult, at: float) -> None:
+        """Record the cross-check's verdict on the served answer, for routing to learn per (provider, task).
+
+        Keyed by the thread, so recording it again on a resume of a finished analysis replaces it, never adds.
+        """
+        check = result.cross_check
+        if self.feedback is None or check is None or result.provider is None or result.cached:
+            return
+        if check["provider"] == result.provider:
+            # The checker's answer was served instead (it was better supported): the verdict was on another answer.
+            return
+        task = str(result.routing.classification.get("task", ""))
+        outcome = verdict_outcome(result.thread_id, at, result.provider, task, dict(check))
+        if outcome is not None:
+            with self._store_guard(result.thread_id):
+                self.feedback.record(outcome)
 
     def _snapshot(self, thread_id: str) -> StateSnapshot:
         with self._store_guard(thread_id):
@@ -261,7 +280,14 @@ class Orchestrator:
         classification = classification_of(
             default_classifier().predict(request.query), self.registry.settings.routing.fresh_threshold
         )
-        routing = plan(self.registry, classification, request.query, request.constraints(), caller_key)
+        routing = plan(
+            self.registry,
+            classification,
+            request.query,
+            request.constraints(),
+            caller_key,
+            learned=learned_from(self.feedback),
+        )
         return {
             "classification": classification,
             "chain": [{"provider": s["provider"], "tier": s["tier"], "model": s["model"]} for s in routing["chain"]],

@@ -146,6 +146,10 @@ class AnalysisState(AnalysisInput):
     routing_mode: NotRequired[str]
     shadow: NotRequired[dict[str, object] | None]  # what intelligent routing would have done (shadow mode)
     estimated_cost_usd: NotRequired[float]
+    # What the plan can spend at most (every chain step, the research step and a second opinion), reserved
+    # against the spend caps; step_costs_usd is each chain step's estimate (the first includes the research).
+    spend_ceiling_usd: NotRequired[float]
+    step_costs_usd: NotRequired[list[float]]
     baseline_estimate_usd: NotRequired[float]
     cursor: NotRequired[int]  # index of the next chain step to try
     research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
@@ -180,6 +184,8 @@ class RouteUpdate(TypedDict, total=False):
     routing_mode: str
     shadow: dict[str, object] | None
     estimated_cost_usd: float
+    spend_ceiling_usd: float
+    step_costs_usd: list[float]
     baseline_estimate_usd: float
     cursor: int
     # Research, then reason: the realtime step whose cited facts the chain's premium answer reasons over.

@@ -52,7 +52,7 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
 from nodes.policy.budget import BudgetStore, Reservation
 from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
-from nodes.policy.learned_adequacy import Learned
+from nodes.policy.learned_adequacy import Learned, learned_from
 from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
 from providers.config import RoutingMode, RoutingSettings, Tier
 from providers.registry import ProviderRegistry
@@ -438,10 +438,13 @@ def plan(
     caller_key: str | None = None,
     remaining_s: float | None = None,
     learned: Learned | None = None,
+    checking: bool = True,
 ) -> RouteUpdate:
     """Build the routing update (also used by the `route` dry run, which makes no model call).
 
     ``remaining_s`` is the time left before the analysis's deadline; without it, the request's ``deadline_s``.
+    ``checking``: a second opinion may be asked for (depth deep, cross_check, or a confidence-gated escalation),
+    so the spend ceiling holds one more call.
     """
     mode = effective_mode(registry, caller_key)
     budget_s = remaining_s if remaining_s is not None else constraints.get("deadline_s")
@@ -476,41 +479,93 @@ def plan(
             )
     if estimated is None:
         estimated = estimate_call_cost(registry, chain[0]["provider"], c, query) if chain else 0.0
+    prices = {o.provider: o.price_usd for o in options if o.research is None} if mode == "intelligent" else {}
+    steps = [
+        estimated if i == 0 else prices.get(s["provider"], estimate_call_cost(registry, s["provider"], c, query))
+        for i, s in enumerate(chain)
+    ]
+    ceiling = spend_ceiling(steps, checker_allowance(registry, chain, prices, c, query) if checking else 0.0)
     return {
         "chain": chain,
         "reasons": reasons,
         "routing_mode": mode,
         "shadow": shadow,
         "estimated_cost_usd": round(estimated, 6),
+        "spend_ceiling_usd": round(ceiling, 6),
+        "step_costs_usd": [round(x, 6) for x in steps],
         "baseline_estimate_usd": round(baseline, 6),
         "cursor": 0,
         "research_step": research,
     }
 
 
+def checker_allowance(
+    registry: ProviderRegistry, chain: list[ChainStep], prices: dict[str, float], c: Classification, query: str
+) -> float:
+    """Return the most a second opinion can cost: the dearest planned provider other than the primary.
+
+    The checker is of another vendor than the answer's, which may be any step of the chain.
+    """
+    names = {s["provider"] for s in chain} | set(prices)
+    return max(
+        (
+            prices.get(n, estimate_call_cost(registry, n, c, query))
+            for n in names
+            if chain and n != chain[0]["provider"]
+        ),
+        default=0.0,
+    )
+
+
+def spend_ceiling(step_costs: list[float], allowance: float) -> float:
+    """Return what a plan can spend: every step (a paid answer may be rejected, and a hedge pays two), plus a check."""
+    return sum(step_costs) + allowance
+
+
+def trimmed(update: RouteUpdate, left_usd: float) -> RouteUpdate | None:
+    """Cut the plan's fallbacks from the end until its ceiling fits ``left_usd`` (None: not even the primary does)."""
+    steps = update.get("step_costs_usd", [])
+    allowance = update["spend_ceiling_usd"] - sum(steps)
+    for keep in range(len(update["chain"]), 0, -1):
+        ceiling = spend_ceiling(steps[:keep], allowance)
+        if ceiling <= left_usd:
+            return update | {
+                "chain": update["chain"][:keep],
+                "step_costs_usd": steps[:keep],
+                "spend_ceiling_usd": round(ceiling, 6),
+            }
+    return None
+
+
 def within_budget(
     plan_once: Callable[[Constraints], RouteUpdate], constraints: Constraints, reserve: Reserve
 ) -> RouteUpdate:
-    """Plan, then reserve the plan's estimate against the spend caps; over a cap, plan again within what is left.
+    """Plan, then reserve what the plan can spend against the spend caps; over a cap, plan within what is left.
 
-    Pure apart from ``reserve`` (the budget store's atomic reserve, injected): over budget the router falls back
-    to cheaper tiers (the local model costs nothing) and, when nothing fits, plans an empty chain whose reasons
-    say which cap refused it.
+    The reservation is the plan's ceiling, not its primary's estimate: fallbacks after a paid but rejected answer,
+    a hedge, the research step and a second opinion all spend, and score settles the actual cost. Pure apart from
+    ``reserve`` (the budget store's atomic reserve, injected): over budget the router plans again among the
+    providers whose price fits what is left (the local model costs nothing), keeps only the fallbacks that fit,
+    and, when nothing fits, plans an empty chain whose reasons say which cap refused it.
     """
     update = plan_once(constraints)
     if not update["chain"]:
         return update
-    granted, refusal = reserve(update["estimated_cost_usd"])
+    granted, refusal = reserve(update["spend_ceiling_usd"])
     if granted is not None:
         return update | {"budget_reservation": granted}
     cap = constraints.get("max_cost_usd")
     cheaper: Constraints = {**constraints, "max_cost_usd": min(refusal, cap) if cap is not None else refusal}
     retry = plan_once(cheaper)
     note = [f"{reserve.why}: only plans within ${refusal:.4f} considered"]
-    if retry["chain"]:
-        granted, _ = reserve(retry["estimated_cost_usd"])
+    fitting = trimmed(retry, refusal) if retry["chain"] else None
+    if fitting is not None:
+        dropped = len(retry["chain"]) - len(fitting["chain"])
+        if dropped:
+            note.append(f"{dropped} fallback(s) left out: the plan's ceiling must fit the ${refusal:.4f} left")
+        granted, _ = reserve(fitting["spend_ceiling_usd"])
         if granted is not None:
-            return retry | {"reasons": note + retry["reasons"], "budget_reservation": granted}
+            return fitting | {"reasons": note + fitting["reasons"], "budget_reservation": granted}
     return retry | {"chain": [], "research_step": None, "reasons": [*note, *retry["reasons"], reserve.why]}
 
 
@@ -535,9 +590,23 @@ def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
     deadline_at = ctx.deadline_at or state.get("deadline_at")
     remaining = deadline_at - ctx.clock() if deadline_at is not None else None
     constraints = state.get("constraints", {})
+    # Feedback and cross-check verdicts recorded so far correct the stated adequacy per (provider, task).
+    learned = learned_from(ctx.feedback)
+    depth = state.get("depth", "standard")
+    escalates = depth != "quick" and ctx.registry.settings.confidence.escalate_below > 0
+    checking = depth == "deep" or bool(constraints.get("cross_check")) or escalates
 
     def plan_once(with_constraints: Constraints) -> RouteUpdate:
-        return plan(ctx.registry, state["classification"], state["query"], with_constraints, ctx.caller_key, remaining)
+        return plan(
+            ctx.registry,
+            state["classification"],
+            state["query"],
+            with_constraints,
+            ctx.caller_key,
+            remaining,
+            learned=learned,
+            checking=checking,
+        )
 
     if ctx.budget is None:
         return plan_once(constraints)

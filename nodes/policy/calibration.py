@@ -63,6 +63,11 @@ class Outcome:
     note: str = ""
 
 
+# An outcome recorded from a cross-check verdict rather than a person's feedback (nodes/policy/learned_adequacy.py):
+# routing learns from it; the confidence model does not, because cross-validation is already one of its factors.
+VERDICT_NOTE = "cross-check verdict"
+
+
 @runtime_checkable  # so pydantic can describe a Context that holds one (graphs/context.py)
 class OutcomeSource(Protocol):
     """Where outcomes come from: a feedback store (``graphs/stores/feedback.py``)."""
@@ -343,7 +348,7 @@ def gates_for(outcomes: Sequence[Outcome], cfg: ConfidenceSettings) -> tuple[Cal
 
 def learn(outcomes: Iterable[Outcome], cfg: ConfidenceSettings) -> Learned:
     """Build the track records, fit the calibration model and certify the review gates from outcomes."""
-    rows = list(outcomes)
+    rows = [o for o in outcomes if o.note != VERDICT_NOTE]
     right = Counter((o.provider, o.task) for o in rows if o.correct)
     wrong = Counter((o.provider, o.task) for o in rows if not o.correct)
     records = {k: Record(right[k], wrong[k]) for k in right.keys() | wrong.keys()}

@@ -4,7 +4,8 @@ Shared by route (prices before any call), score (the all-premium baseline when n
 bench/routing.py, so the benchmark prices queries exactly as the router does. The model is stated, not
 measured; once the ledger holds real traffic its mean tokens per tier and complexity should replace it:
 
-- input tokens = ``PROMPT_OVERHEAD_TOKENS`` + ``len(query) / CHARS_PER_TOKEN`` (+1 for the partial token);
+- input tokens = ``PROMPT_OVERHEAD_TOKENS`` (the rendered system prompt and chat framing) + ``len(query) /
+  CHARS_PER_TOKEN`` (+1 for the partial token);
 - visible output tokens by complexity: ``[routing].expected_output_tokens`` (policy);
 - a thinking model (provider ``thinks = true``) also spends ``[routing].expected_thinking_tokens``, billed as
   output;
@@ -14,16 +15,32 @@ measured; once the ledger holds real traffic its mean tokens per tier and comple
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from graphs.state import AnalysisState, Attempt, Classification
+from nodes.policy.prompt import build_prompt
 from providers.config import Settings
 from providers.registry import ProviderRegistry
 
 # About four characters per token for English prose in the tokenizers of all three vendors; Hinglish and
 # Telugu run higher, which makes this estimate err on the cheap side for them.
 CHARS_PER_TOKEN = 4.0
-# The system prompt and formatting every call carries on top of the query.
-PROMPT_OVERHEAD_TOKENS = 250
+# Chat framing (role markers, message separators) each call adds around its two messages.
+FRAMING_TOKENS = 8
+
+
+def _prompt_overhead_tokens() -> int:
+    """Return what every call carries on top of the query: the production system prompt, rendered, and framing.
+
+    Measured from the prompt the adapters send (nodes/policy/prompt.py, depth standard, the longest task name),
+    so the estimate follows the prompt when it changes instead of a number written beside it.
+    """
+    state = cast(AnalysisState, {"query": "", "depth": "standard", "classification": {"task": "opposition_research"}})
+    prompt = build_prompt(state)
+    return int(len(prompt.system) / CHARS_PER_TOKEN) + 1 + FRAMING_TOKENS
+
+
+PROMPT_OVERHEAD_TOKENS = _prompt_overhead_tokens()
 # Used when a complexity label is missing from the policy tables (a configuration written for fewer labels).
 FALLBACK_OUTPUT_TOKENS = 500
 

@@ -1,22 +1,37 @@
 """Learning from outcomes: per-(provider, task) adequacy the router uses once there is enough evidence.
 
 The router's adequacy of a provider for a query is a stated model (tier shares, the local measurement). Recorded
-outcomes (feedback: was the answer right?) correct it per provider and task with a Beta posterior whose prior is
-the router's own estimate, weighted as ``PRIOR_STRENGTH`` outcomes; below ``MIN_EVIDENCE`` outcomes for the pair
-nothing changes, so a few unlucky answers cannot flip a route (bench/learning.py shows the shift).
+evidence corrects it per provider and task with a Beta posterior whose prior is the router's own estimate,
+weighted as ``PRIOR_STRENGTH`` outcomes; below ``MIN_EVIDENCE`` outcomes for the pair nothing changes, so a few
+unlucky answers cannot flip a route (bench/learning.py shows the shift). Evidence is of two kinds:
+
+- feedback (``strategist feedback THREAD --correct|--wrong``): a person's judgment of the served answer;
+- cross-check verdicts: an independent answer of another vendor judged the served answer's claims. A claim the
+  checker contradicts marks the answer wrong; claims it supports (at least half, none contradicted) mark it
+  right; anything in between teaches nothing. The verdict is kept in the feedback store as an outcome with
+  ``VERDICT_NOTE`` and its own key, so a person's feedback on the same analysis overrides it here, and the
+  confidence model, which scores cross-validation itself, never learns from it.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from nodes.policy.calibration import Outcome
+from nodes.policy.calibration import VERDICT_NOTE, Outcome, OutcomeSource
 from nodes.policy.track_record import Record, beta_posterior
 
 PRIOR_STRENGTH = 10.0
 MIN_EVIDENCE = 10
+# Without per-claim verdicts (a checker that only answered), the claim agreement of the two answers decides:
+# this close counts as a confirmation, this far apart as a contradiction; in between teaches nothing.
+AGREE_FROM = 0.8
+DISAGREE_BELOW = 0.3
+# A verdict outcome's key: the thread's own key stays free for a person's feedback.
+VERDICT_SUFFIX = "#cross-check"
 
 
 @dataclass(frozen=True)
@@ -27,9 +42,14 @@ class Learned:
 
     @classmethod
     def from_outcomes(cls, outcomes: Iterable[Outcome]) -> Learned:
+        """Count feedback and cross-check verdicts; a verdict on a thread a person judged is left out."""
+        rows = list(outcomes)
+        judged = {o.thread_id for o in rows if o.note != VERDICT_NOTE}
         right: Counter[tuple[str, str]] = Counter()
         wrong: Counter[tuple[str, str]] = Counter()
-        for o in outcomes:
+        for o in rows:
+            if o.note == VERDICT_NOTE and o.thread_id.removesuffix(VERDICT_SUFFIX) in judged:
+                continue
             (right if o.correct else wrong)[(o.provider, o.task)] += 1
         keys = set(right) | set(wrong)
         return cls({k: Record(right[k], wrong[k]) for k in keys})
@@ -44,3 +64,56 @@ class Learned:
 
 
 NOTHING_LEARNED = Learned({})
+
+
+def verdict_of(verdicts: Sequence[Mapping[str, object]], agreement: float) -> bool | None:
+    """Return what a cross-check says of the served answer: right (True), wrong (False) or nothing (None)."""
+    labels = [str(v.get("verdict")) for v in verdicts]
+    if labels:
+        if "contradicts" in labels:
+            return False
+        supports = labels.count("supports")
+        return True if supports and 2 * supports >= len(labels) else None
+    if agreement >= AGREE_FROM:
+        return True
+    if agreement < DISAGREE_BELOW:
+        return False
+    return None
+
+
+def verdict_outcome(thread_id: str, at: float, provider: str, task: str, check: Mapping[str, object]) -> Outcome | None:
+    """Turn a finished analysis's cross-check into an outcome for routing to learn from (None: no verdict)."""
+    raw_verdicts = check.get("verdicts")
+    verdicts = [v for v in raw_verdicts if isinstance(v, Mapping)] if isinstance(raw_verdicts, list) else []
+    agreement = check.get("agreement")
+    correct = verdict_of(verdicts, float(agreement) if isinstance(agreement, int | float) else 0.5)
+    if correct is None:
+        return None
+    return Outcome(
+        thread_id=thread_id + VERDICT_SUFFIX,
+        at=at,
+        provider=provider,
+        task=task,
+        raw=0.5,
+        correct=correct,
+        note=VERDICT_NOTE,
+    )
+
+
+_cache: weakref.WeakKeyDictionary[object, tuple[str, Learned]] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def learned_from(source: OutcomeSource | None) -> Learned:
+    """Return what the source's outcomes teach routing, rebuilt only when its version changed."""
+    if source is None:
+        return NOTHING_LEARNED
+    version = source.version()
+    with _cache_lock:
+        hit = _cache.get(source)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    learned = Learned.from_outcomes(source.outcomes())
+    with _cache_lock:
+        _cache[source] = (version, learned)
+    return learned

@@ -3,7 +3,7 @@ our Redis saver), records in SQLite or Redis; a reopened store continues a conve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,18 @@ def test_a_conversation_continues_after_the_store_is_reopened(settings: Settings
 
 
 class FailsOnce:
-    """An outcome source that breaks once (a crash after the provider answered), then has no outcomes."""
+    """An outcome source that breaks once after the provider answered (a crash there), then has no outcomes.
 
-    def __init__(self) -> None:
+    Routing reads the outcomes too (learned adequacy), before any call: only a read once ``answered()`` is true
+    breaks.
+    """
+
+    def __init__(self, answered: Callable[[], bool]) -> None:
         self.failed = False
+        self.answered = answered
 
     def version(self) -> str:
-        if not self.failed:
+        if not self.failed and self.answered():
             self.failed = True
             raise RuntimeError("the process died here")
         return "v1"
@@ -103,7 +108,7 @@ def test_a_reply_cut_after_its_provider_answered_resumes_without_paying_again(tm
         return reply("Booth captains first.\nConfidence: 0.7")
 
     registry = fake_registry({"gemini": [answer]}, settings)
-    broken = FailsOnce()
+    broken = FailsOnce(answered=lambda: bool(calls))
     with open_stores(settings) as stores:
         records = open_records(settings)
         conversations = Conversations(

@@ -260,6 +260,8 @@ def test_plan_keeps_its_output_contract() -> None:
         "shadow",
         "estimated_cost_usd",
         "baseline_estimate_usd",
+        "spend_ceiling_usd",
+        "step_costs_usd",
         "cursor",
         "research_step",
     }
