@@ -16,10 +16,11 @@ fake server holds until the test ends.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -36,7 +37,7 @@ from nodes.policy.hedging import Call, settle_abandoned
 from nodes.policy.query_classifier import QueryNeeds
 from providers.base import Prompt, ProviderAdapter
 from providers.config import Settings, load_settings
-from providers.errors import CallAborted, ProviderTimeout
+from providers.errors import CallAborted, ProviderTimeout, ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.resilience.breaker import CircuitBreaker, LatencyView
@@ -79,11 +80,21 @@ def settings_with(**resilience: dict[str, Any]) -> Settings:
     return settings.model_copy(update={"resilience": sections.model_copy(update=changed)})
 
 
-def run(registry: ProviderRegistry, classified: QueryNeeds, **state: Any) -> AnalysisResult:
+def run(
+    registry: ProviderRegistry,
+    classified: QueryNeeds,
+    correct_cost: Callable[[str, int, float], None] | None = None,
+    **state: Any,
+) -> AnalysisResult:
     graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
     clock = FakeClock()
     ctx = Context(
-        registry=registry, classifier=lambda _q: classified, clock=clock, sleep=clock.sleep, rng=random.Random(7)
+        registry=registry,
+        classifier=lambda _q: classified,
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(7),
+        correct_cost=correct_cost,
     )
     graph_input = cast(AnalysisInput, {"query": "q", **state})
     out = graph.invoke(graph_input, {"configurable": {"thread_id": str(uuid.uuid4())}}, context=ctx)
@@ -126,6 +137,24 @@ def test_checkers_are_ordered_by_health_then_tier() -> None:
     registry.health.record("gemini", ok=False, latency_ms=100.0, error_class="server_error")  # suspect now
     suspect, _ = checker_chain(answer, state, registry)
     assert [s["provider"] for s in suspect] == ["local", "gemini"]
+
+
+def test_a_checker_that_cannot_answer_within_the_checks_bound_is_not_asked() -> None:
+    """The local model under load: its queue's wait is longer than the check may hold the answer back, so it is
+    left out (before, it was only ordered last and, being the only checker left, was asked and waited for)."""
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED], "local": [VERDICT]})
+    inner = registry.adapter("local")
+    local = QueuedLocal(
+        name="local", tier="local", vendor="local", model=inner.model, chat_factory=inner.chat_model, timeout_s=60
+    )
+    registry._injected["local"] = local
+    state = cast(AnalysisState, {"attempts": [attempt("gemini", "error", "timeout")], "query": "q"})
+    answer = candidate("perplexity", "perplexity")
+    idle, _ = checker_chain(answer, state, registry, remaining_s=80.0)
+    assert [s["provider"] for s in idle] == ["local"]
+    local.wait_s = 30.0  # 0.25 x 80 s = 20 s is what the check may take
+    loaded, notes = checker_chain(answer, state, registry, remaining_s=80.0)
+    assert loaded == [] and any(n.startswith("local not asked: it usually takes") for n in notes)
 
 
 def test_an_overtaken_primary_counts_as_failed_and_an_overtaken_hedge_does_not() -> None:
@@ -322,6 +351,80 @@ def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
     assert registry.health.breaker("perplexity").snapshot().consecutive_failures == 0
 
 
+def test_a_loser_that_completes_after_the_analysis_corrects_its_cost_in_the_ledger() -> None:
+    """Before, the ledger kept a hedge loser's estimate even when the loser completed and was billed for less."""
+    release = threading.Event()
+
+    def slow_gemini(_messages: Any) -> Any:
+        release.wait(60)
+        return reply("Gemini, after all.", tokens=(40, 10))
+
+    registry = fake_registry(
+        {"gemini": [slow_gemini], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}, deadlines={"loser_grace_s": 600.0}),
+    )
+    corrections: queue.Queue[tuple[str, int, float]] = queue.Queue()
+    try:
+        result = run(registry, COMPLEX, lambda *c: corrections.put(c), depth="quick")
+        assert corrections.empty()  # still running: the estimate stands for now
+    finally:
+        release.set()
+    loser_attempt = result.attempts[0]
+    assert (loser_attempt.provider, loser_attempt.outcome) == ("gemini", "cancelled")
+    _thread_id, index, usd = corrections.get(timeout=60)
+    real = registry.price_of("gemini", None).cost_usd(40, 10)
+    assert index == 0 and usd == pytest.approx(real) and real < loser_attempt.cost_usd
+
+
+# --- the last resort: an inadequate tier only once every adequate one has failed ----------------------------------
+
+
+def test_when_every_adequate_provider_fails_the_last_resort_answers_marked_degraded() -> None:
+    """Before, a complex analysis whose premium and realtime calls both failed got no answer at all (3 in 100
+    under 20% random errors); now the local model answers last, and the answer says it is degraded."""
+    registry = fake_registry(
+        {
+            "gemini": [ProviderTimeout("hung")],
+            "perplexity": [ServerError("500")],
+            "local": [reply("Local answer to a complex question.")],
+        },
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    result = run(registry, COMPLEX, depth="quick")
+    assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity", "local"]
+    assert [s.last_resort for s in result.routing.chain] == [False, False, True]
+    assert [a.provider for a in result.attempts if a.role == "answer"] == ["gemini", "perplexity", "local"]
+    assert result.provider == "local" and result.fallback_mode is True
+    assert result.fallback_reason and "local model" in result.fallback_reason
+    assert result.answer and result.answer.startswith("[Degraded answer:")
+
+
+def test_a_slow_adequate_call_is_not_hedged_onto_a_last_resort_and_its_sub_deadline_is_bounded() -> None:
+    """Perplexity alone serves fresh facts; the local model is only its last resort. A slow Perplexity call is not
+    raced against it (that would serve a degraded answer while an adequate one may come), and it gets its own
+    sub-deadline, not the request's whole share (a hung Perplexity cost 20 s when it was the chain's last step)."""
+    registry = fake_registry(
+        {"perplexity": [CITED], "local": [reply("Local answer.")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+    )
+    for _ in range(10):
+        registry.health.record("perplexity", ok=True, latency_ms=300.0)
+    adapter = registry.adapter("perplexity")
+    invoke, timeouts = adapter.invoke, []
+
+    def recorded(prompt: Prompt, *, timeout_s: float | None = None, abort: threading.Event | None = None) -> Any:
+        timeouts.append(timeout_s)
+        return invoke(prompt, timeout_s=timeout_s, abort=abort)
+
+    adapter.invoke = recorded  # type: ignore[method-assign]  # the Perplexity adapter itself reads citations
+    fresh = QueryNeeds.confident(0.95, "moderate", "fact_lookup")
+    result = run(registry, fresh, depth="quick")
+    assert [s.provider for s in result.routing.chain] == ["perplexity", "local"]
+    assert result.provider == "perplexity" and calls(registry, "local") == 0
+    d = registry.settings.resilience.deadlines
+    assert timeouts == [pytest.approx(max(d.min_s, d.p95_multiple * 0.3))]
+
+
 # --- the local model's queue --------------------------------------------------------------------------------------
 
 
@@ -489,6 +592,8 @@ def test_a_call_to_a_failing_provider_is_given_up_when_its_hedge_is_refused() ->
     )
     registries.append(registry)
     registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    for _ in range(2):  # it has answered before (a hedge over it is a duplicate, which this budget refuses), too
+        registry.health.record("gemini", ok=True, latency_ms=5.0)  # rarely for its latency to be known: cold_s
     try:
         result = run(registry, COMPLEX)
     finally:
@@ -517,6 +622,28 @@ def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend
     )
     totals = registry.hedge_budget.totals()
     assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
+
+
+def test_a_hedge_over_a_primary_that_never_answers_gives_its_bucket_token_back() -> None:
+    """Before, the failover's token stayed spent: a cold process met a hung primary with 3 tokens, failed over its
+    first 3 requests and waited out the next ones' hangs until the bucket refilled."""
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})
+    clock = FakeClock(0.0)
+    registry.hedge_budget = HedgeBudget(burst_usd=0.0, burst_hedges=1, burst_refill_s=1e9, clock=clock)
+    reservation = registry.hedge_budget.try_reserve(0.01)
+    assert reservation is not None and registry.hedge_budget.try_reserve(0.01) is None  # the one token is taken
+    registry.hedge_budget.settle(reservation, 0.007)
+    settle_abandoned(
+        registry,
+        loser(registry, hedge=False),
+        0.02,
+        None,
+        grace_s=1.0,
+        wait=lambda _e, _t: False,
+        background=False,
+        hedge_won=(reservation, 0.007),
+    )
+    assert registry.hedge_budget.try_reserve(0.01) is not None  # the failover gave it back
 
 
 # --- the CLI leaves once it has printed --------------------------------------------------------------------------

@@ -464,11 +464,12 @@ def test_hedge_advances_the_cursor_past_both_providers() -> None:
     )
     result = run(registry)
     providers = [p for p, _, _ in path(result)]
-    # The chain is gemini, perplexity (local is not planned for this analysis while they are usable): past both,
-    # nothing is called again.
-    assert sorted(providers) == ["gemini", "perplexity"]
+    # The chain is gemini, perplexity, then local as the last resort of a complex analysis: past both, neither is
+    # called again, and the last resort answers, marked degraded.
+    assert sorted(providers[:2]) == ["gemini", "perplexity"] and providers[2:] == ["local"]
     assert registry.adapter("perplexity").fake.calls == 1  # type: ignore[attr-defined]
-    assert result.answer is None
+    assert registry.adapter("gemini").fake.calls == 1  # type: ignore[attr-defined]
+    assert result.provider == "local" and result.fallback_mode is True
 
 
 def test_exhausted_hedge_budget_means_no_hedge() -> None:
