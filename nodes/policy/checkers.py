@@ -13,14 +13,19 @@ _TIER_ORDER = ("premium", "realtime", "local")
 
 
 def checker_chain(
-    answer: Candidate, state: AnalysisState, registry: ProviderRegistry, remaining_s: float | None = None
+    answer: Candidate,
+    state: AnalysisState,
+    registry: ProviderRegistry,
+    remaining_s: float | None = None,
+    answer_s: float | None = None,
 ) -> tuple[list[ChainStep], list[str]]:
     """Order the usable providers of another vendor, within the budget, by health and latency.
 
     Returns the chain and the reasons providers were left out. The budget is the request's max_cost_usd less
     what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out.
     A provider that usually takes longer (median latency plus its queue's wait) than the cross-check's bound
-    (nodes/policy/deadlines.py, from ``remaining_s``) is left out: it would hold the answer back and be cut off.
+    (nodes/policy/deadlines.py, from ``remaining_s`` and ``answer_s``, how long the answer took) is left out:
+    it would hold the answer back and be cut off.
     The order: providers whose last call succeeded before suspect ones (a failure since, or a half-open
     circuit), then premium, realtime, local, then the faster median.
     """
@@ -49,7 +54,7 @@ def checker_chain(
         typical_s = expected_s(latency, default_s) + registry.expected_wait_s(name)
         if remaining_s is not None:
             bound_s = cross_check_deadline_s(
-                remaining_s, latency, resilience, cold_floor_s=cold_floor_of(registry, name)
+                remaining_s, latency, resilience, cold_floor_s=cold_floor_of(registry, name), answer_s=answer_s
             )
             if typical_s > bound_s:
                 # It would be cut off at the bound (or hold the answer back past it): not asked at all. The local

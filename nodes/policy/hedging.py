@@ -389,7 +389,7 @@ def settle_abandoned(
             try:
                 on_cost(usd)
             except Exception:  # a store that is down leaves the estimate standing; it must not kill the thread
-                _log.warning("could not correct the cost of an abandoned %s call", call.step["provider"], exc_info=True)
+                _log.warning("could not correct the cost of an abandoned %s call: the store is gone", call.step["provider"])
 
     if background:
         threading.Thread(target=settle, name=f"settle-{call.step['provider']}", daemon=True).start()
