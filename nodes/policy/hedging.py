@@ -30,7 +30,7 @@ from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
 from providers.base import ModelReply, Prompt
-from providers.errors import ProviderError
+from providers.errors import CallAborted, ProviderError
 from providers.registry import ProviderRegistry
 
 Emit = Callable[[dict[str, Any]], None]
@@ -52,6 +52,7 @@ class Call:
     hedge: bool
     slow_after_s: float = float("inf")  # past this the provider is slower than it usually is (inf: unknown)
     timeout_s: float = float("inf")  # the call's own sub-deadline
+    gave_up: str | None = None  # why we stopped waiting for it, when not because another call answered
     probing: bool = False  # its provider's circuit was half-open at the start
     reply: ModelReply | None = None
     error: ProviderError | None = None
@@ -130,6 +131,7 @@ def race(
     refused = False
     finished: list[Call] = []
     winner: Call | None = None
+    waiting_for_primary = False  # the hedge failed and only the slow primary is left
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
         # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile.
@@ -163,10 +165,15 @@ def race(
                     if _gave_up(registry, calls[0]):
                         # Its provider started failing while we waited (other requests' calls to it failed) and
                         # the call is past its provider's short leash: a failover, not a duplicate.
+                        calls[0].gave_up = "its provider is failing and the hedge was refused"
                         calls[0].abort.set()
                         emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
                         break
                 continue
+            if waiting_for_primary and calls[0] not in finished:
+                calls[0].gave_up = "its hedge failed and it ran past its provider's usual latency and the grace"
+                calls[0].abort.set()
+                emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
             break  # past the deadline and the grace: whatever still runs is abandoned
         finished.append(call)
         if call.reply is not None:
@@ -178,6 +185,16 @@ def race(
                 break
         if len(calls) == 1:
             break  # the attempt ended before any hedge started: the router decides what comes next
+        if call.hedge and calls[0] not in finished:
+            # The hedge failed and the primary, already slower than usual, still runs: wait for it only as long
+            # as a loser would be given (its usual latency plus the grace), not to its sub-deadline; then the
+            # router moves on (a retry of the hedge's provider, the next step). A hang in a run with random
+            # errors cost its whole sub-deadline (3.5 s) this way.
+            primary = calls[0]
+            usual_s = min(primary.slow_after_s, primary.timeout_s)
+            if usual_s != float("inf"):
+                limit = min(limit, primary.started + usual_s + resilience.deadlines.loser_grace_s)
+                waiting_for_primary = True
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen), reservation
 
@@ -292,9 +309,9 @@ def record_group(
                 note=(
                     f"abandoned after {latency_ms:.0f} ms: {other} answered first"
                     if other
+                    else f"abandoned after {latency_ms:.0f} ms: {call.gave_up}"
+                    if call.gave_up
                     else "past the deadline"
-                    if not call.abort.is_set()
-                    else f"abandoned after {latency_ms:.0f} ms: its provider is failing and the hedge was refused"
                 )
                 + "; the call may still be billed, so its cost is the estimate until it completes",
             )
@@ -362,7 +379,8 @@ def settle_abandoned(
 
     def settle() -> None:
         name = call.step["provider"]
-        completed = waiter(call.done, budget_s)
+        # A call we aborted ourselves (given up on) ends with CallAborted: what it used is unknown, like a hang's.
+        completed = waiter(call.done, budget_s) and not isinstance(call.error, CallAborted)
         if completed:
             ok = call.error is None
             usd = 0.0
@@ -389,7 +407,7 @@ def settle_abandoned(
             try:
                 on_cost(usd)
             except Exception:  # a store that is down leaves the estimate standing; it must not kill the thread
-                _log.warning("could not correct the cost of an abandoned %s call: the store is gone", call.step["provider"])
+                _log.warning("could not correct an abandoned %s call's cost: its store is gone", call.step["provider"])
 
     if background:
         threading.Thread(target=settle, name=f"settle-{call.step['provider']}", daemon=True).start()

@@ -115,6 +115,8 @@ def test_a_provider_that_timed_out_is_not_asked_again_by_the_cross_check() -> No
         {"gemini": [ProviderTimeout("no answer within 18s")], "perplexity": [CITED], "local": [VERDICT]},
         settings=settings_with(hedge={"enabled": False}),
     )
+    for _ in range(10):  # known to answer fast: a check by it fits the time the answer took
+        registry.health.record("local", ok=True, latency_ms=100.0)
     result = run(registry, COMPLEX, cross_check=True)
     checks = [a for a in result.attempts if a.role == "cross_check"]
     assert [a.provider for a in checks] == ["local"]
@@ -210,6 +212,10 @@ def test_sub_deadline_is_floored_cold_and_the_last_step_keeps_the_time_left() ->
     assert call_deadline_s(1.0, True, fast, resilience) == pytest.approx(0.6)  # the share of what is left
     assert call_deadline_s(90.0, False, fast, resilience) == 90.0  # nothing comes after the last step
     assert cross_check_deadline_s(4.0, cold, resilience) == pytest.approx(1.0)  # a share of the time left
+    # ... and no longer than the answer took, at least min_s: a fast failover answer is not held back seconds.
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=0.4) == resilience.deadlines.min_s
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=6.0) == pytest.approx(6.0)
+    assert cross_check_deadline_s(80.0, cold, resilience) == resilience.deadlines.cold_s  # its own limit
 
 
 # --- cause 3: hedging at low traffic, robust threshold -----------------------------------------------------------
@@ -644,6 +650,34 @@ def test_a_hedge_over_a_primary_that_never_answers_gives_its_bucket_token_back()
         hedge_won=(reservation, 0.007),
     )
     assert registry.hedge_budget.try_reserve(0.01) is not None  # the failover gave it back
+
+
+def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
+    """Gemini hangs, its hedge (Perplexity) fails at once. Before, the analysis then waited for Gemini's whole
+    sub-deadline (3.5 s in the chaos run; 60 s here); now it waits as long as a loser would be given."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [ServerError("503")], "local": [reply("Local answer to a complex question.")]},
+        settings=settings_with(
+            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
+            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
+        ),
+    )
+    for _ in range(10):
+        registry.health.record("gemini", ok=True, latency_ms=10.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    first = result.attempts[0]
+    assert (first.provider, first.outcome) == ("gemini", "cancelled")
+    assert first.error and "its hedge failed" in first.error
+    assert result.provider == "local" and result.fallback_mode is True
 
 
 # --- the CLI leaves once it has printed --------------------------------------------------------------------------
