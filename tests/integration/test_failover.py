@@ -232,6 +232,28 @@ def test_token_bucket_grants_a_cold_process_a_burst_of_hedges_then_refills() -> 
     assert budget.try_reserve(0.01) is None
 
 
+def test_a_hedge_over_a_provider_that_never_answered_needs_no_budget() -> None:
+    """A cold server meets a hung primary with an empty hedge budget. Before, the hedge was refused and the call
+    waited for its cold sub-deadline; until a provider has answered once, a hedge over it is a failover."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}, deadlines={"cold_s": 600.0}),
+    )
+    registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    answers = [(a.provider, a.outcome, a.hedge) for a in result.attempts if a.role == "answer"]
+    assert answers == [("gemini", "cancelled", False), ("perplexity", "ok", True)]
+
+
 def test_slow_answers_cannot_push_the_hedge_threshold_to_the_tail() -> None:
     """20 answers at 100 ms and 5 that stalled 4 s then answered: the p95 is 4 s (hedging would wait 4 s on
     every hang); the robust threshold stays near the typical latency, and is capped in any case."""
