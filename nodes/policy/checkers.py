@@ -23,7 +23,8 @@ def checker_chain(
 
     Returns the chain and the reasons providers were left out. The budget is the request's max_cost_usd less
     what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out.
-    A provider that usually takes longer (median latency plus its queue's wait) than the cross-check's bound
+    A provider with a queue that is busy (the local model) is left out, and so is one that usually takes
+    longer (its median latency) than the cross-check's bound
     (nodes/policy/deadlines.py, from ``remaining_s`` and ``answer_s``, how long the answer took) is left out:
     it would hold the answer back and be cut off.
     The order: providers whose last call succeeded before suspect ones (a failure since, or a half-open
@@ -49,19 +50,24 @@ def checker_chain(
                     f"max_cost_usd ${max_cost:.4f}"
                 )
                 continue
+        wait_s = registry.expected_wait_s(name)
+        if wait_s > 0:
+            # A serialised model (the local one) that is busy: a second opinion does not queue ahead of answers.
+            # Under load the checks filled the local queue, held answers back by its wait, and a last-resort
+            # answer found the queue full.
+            notes.append(f"{name} not asked: it is busy (expected wait {wait_s:.1f} s), and answers come first")
+            continue
         latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
         default_s = registry.provider_settings(name).hedge_after_s or resilience.hedge.default_after_s
-        typical_s = expected_s(latency, default_s) + registry.expected_wait_s(name)
+        typical_s = expected_s(latency, default_s)
         if remaining_s is not None:
             bound_s = cross_check_deadline_s(
                 remaining_s, latency, resilience, cold_floor_s=cold_floor_of(registry, name), answer_s=answer_s
             )
             if typical_s > bound_s:
-                # It would be cut off at the bound (or hold the answer back past it): not asked at all. The local
-                # model under load is the usual case: its queue's wait counts.
+                # It would be cut off at the bound (or hold the answer back past it): not asked at all.
                 notes.append(
-                    f"{name} not asked: it usually takes {typical_s:.1f} s (queue included), more than the "
-                    f"check's {bound_s:.1f} s"
+                    f"{name} not asked: it usually takes {typical_s:.1f} s, more than the check's {bound_s:.1f} s"
                 )
                 continue
         unhealthy = latency.suspect or latency.state != "closed"

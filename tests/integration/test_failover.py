@@ -141,9 +141,10 @@ def test_checkers_are_ordered_by_health_then_tier() -> None:
     assert [s["provider"] for s in suspect] == ["local", "gemini"]
 
 
-def test_a_checker_that_cannot_answer_within_the_checks_bound_is_not_asked() -> None:
-    """The local model under load: its queue's wait is longer than the check may hold the answer back, so it is
-    left out (before, it was only ordered last and, being the only checker left, was asked and waited for)."""
+def test_a_busy_or_slow_checker_is_not_asked() -> None:
+    """The local model under load: before, it was only ordered last and, being the only checker left, was asked
+    and waited for (its queue filled with checks, so a last-resort answer found it full). Now a busy queue, or a
+    checker that usually takes longer than the check may hold the answer back, is left out."""
     registry = fake_registry({"gemini": [CITED], "perplexity": [CITED], "local": [VERDICT]})
     inner = registry.adapter("local")
     local = QueuedLocal(
@@ -154,9 +155,12 @@ def test_a_checker_that_cannot_answer_within_the_checks_bound_is_not_asked() -> 
     answer = candidate("perplexity", "perplexity")
     idle, _ = checker_chain(answer, state, registry, remaining_s=80.0)
     assert [s["provider"] for s in idle] == ["local"]
-    local.wait_s = 30.0  # 0.25 x 80 s = 20 s is what the check may take
+    local.wait_s = 0.5  # one call ahead of it
     loaded, notes = checker_chain(answer, state, registry, remaining_s=80.0)
-    assert loaded == [] and any(n.startswith("local not asked: it usually takes") for n in notes)
+    assert loaded == [] and any(n.startswith("local not asked: it is busy") for n in notes)
+    local.wait_s = 0.0  # idle, but usually 15 s (its hedge_after_s, before any sample): the answer took 2 s
+    slow, notes = checker_chain(answer, state, registry, remaining_s=80.0, answer_s=2.0)
+    assert slow == [] and any(n.startswith("local not asked: it usually takes 15.0 s") for n in notes)
 
 
 def test_an_overtaken_primary_counts_as_failed_and_an_overtaken_hedge_does_not() -> None:
