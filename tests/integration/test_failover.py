@@ -163,6 +163,26 @@ def test_a_busy_or_slow_checker_is_not_asked() -> None:
     assert slow == [] and any(n.startswith("local not asked: it usually takes 15.0 s") for n in notes)
 
 
+def test_the_checks_of_one_answer_share_one_bound() -> None:
+    """The first checker's reply is unusable after 0.6 s; the answer took no time on the analysis's clock, so the
+    checks may hold it back min_s (1 s) in all. Before, the next checker got the whole allowance again (two
+    checks of 2 s each behind a 2 s answer in the chaos run); now it is not asked."""
+
+    def slow_unusable(_messages: Any) -> Any:
+        threading.Event().wait(0.6)  # a latency of at least 0.6 s, however loaded the machine
+        return reply("not a verdict at all", citations=["https://eci.gov.in/a"])
+
+    registry = fake_registry(
+        {"gemini": [reply("Gemini answer.")], "perplexity": [slow_unusable], "local": [VERDICT]},
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    for _ in range(10):  # fast and idle: only the shared bound keeps it out
+        registry.health.record("local", ok=True, latency_ms=10.0)
+    result = run(registry, COMPLEX, cross_check=True)
+    assert [a.provider for a in result.attempts if a.role == "cross_check"] == ["perplexity"]
+    assert calls(registry, "local") == 0 and result.cross_check is None
+
+
 def test_an_overtaken_primary_counts_as_failed_and_an_overtaken_hedge_does_not() -> None:
     primary = attempt("gemini", "cancelled", "cancelled")
     hedge = attempt("perplexity", "cancelled", "cancelled") | {"hedge": True}
@@ -219,6 +239,8 @@ def test_sub_deadline_is_floored_cold_and_the_last_step_keeps_the_time_left() ->
     # ... and no longer than the answer took, at least min_s: a fast failover answer is not held back seconds.
     assert cross_check_deadline_s(80.0, cold, resilience, answer_s=0.4) == resilience.deadlines.min_s
     assert cross_check_deadline_s(80.0, cold, resilience, answer_s=6.0) == pytest.approx(6.0)
+    # ... for all checks of one answer together: a second checker gets what the first one left.
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=6.0, held_s=4.0) == pytest.approx(2.0)
     assert cross_check_deadline_s(80.0, cold, resilience) == resilience.deadlines.cold_s  # its own limit
 
 
