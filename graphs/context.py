@@ -62,6 +62,9 @@ class Context:
     ward_data: SkipJsonSchema[WardDataSource | None] = None
     # Spend caps (graphs/stores/budget.py): route reserves the plan's estimate, score settles the actual cost.
     budget: SkipJsonSchema[BudgetStore | None] = None
+    # Corrects the cost ledger (thread id, attempt index, real cost) when a hedge's loser, recorded at its
+    # estimate, completes after the analysis moved on (nodes/policy/hedging.py); None: no ledger to correct.
+    correct_cost: SkipJsonSchema[Callable[[str, int, float], None] | None] = None
 
     def judge(self) -> Judge:
         """Return the judge of answers: the settings, what was learned from outcomes so far, and today."""

@@ -36,6 +36,7 @@ class ChainStepModel(BaseModel):
     tier: Tier
     model: str
     reason: str
+    last_resort: bool = False  # asked only once every adequate provider has failed; its answer is degraded
 
 
 class RoutingModel(BaseModel):

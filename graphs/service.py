@@ -86,6 +86,8 @@ class Orchestrator:
 
     def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
         ctx = Context(registry=self.registry, caller_key=caller_key, feedback=self.feedback, budget=self.budget)
+        if self.ledger is not None:
+            ctx.correct_cost = self.ledger.correct
         if deadline_s is not None:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx

@@ -46,6 +46,8 @@ class ChainStep(TypedDict):
     tier: Tier
     model: str
     reason: str
+    # Inadequate for the query's need (its answer is degraded): asked only after every adequate step failed.
+    last_resort: NotRequired[bool]
 
 
 class Attempt(TypedDict):

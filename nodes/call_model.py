@@ -17,8 +17,10 @@ Resilience, all bounded by the request's one deadline:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
@@ -57,7 +59,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     group, reservation = race(
         registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer
     )
-    attempts = record_group(registry, state, group, reservation)
+    attempts = record_group(registry, state, group, reservation, on_settled=_ledger_correction(state, ctx))
     update: CallUpdate = {"attempts": attempts, "retry_at": None, "stop_reason": None}
     chosen = group.chosen
     if chosen is not None and chosen.reply is not None:
@@ -86,6 +88,17 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     return update
 
 
+def _ledger_correction(state: AnalysisState, ctx: Context) -> Callable[[int, float], None] | None:
+    """Return how a hedge's loser that completes later corrects its estimated cost in the ledger: its attempt's
+    index is where this execution's attempts start plus its position among them."""
+    correct = ctx.correct_cost
+    if correct is None:
+        return None
+    thread_id = str(get_config().get("configurable", {}).get("thread_id", ""))
+    first = len(state.get("attempts", []))
+    return lambda position, usd: correct(thread_id, first + position, usd)
+
+
 def _skips(
     state: AnalysisState, registry: ProviderRegistry, cursor: int, remaining_s: float, *, retrying: bool
 ) -> list[Attempt]:
@@ -95,6 +108,15 @@ def _skips(
     chain = state.get("chain", [])
     failed = failed_providers(state.get("attempts", []))
     skipped: list[Attempt] = []
+    rejected = _rejected_adequate(state)
+    if rejected is not None and cursor < len(chain) and chain[cursor].get("last_resort"):
+        # The adequate provider answered and its answer was unusable (fresh facts without sources): that is an
+        # answer to the question, not an outage, so nothing answers from memory in its place.
+        for step in chain[cursor:]:
+            attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+            attempt["error"] = f"last resort not asked: {rejected} answered and its answer was rejected"
+            skipped.append(attempt)
+        return skipped
     for index in range(cursor, len(chain) - 1):  # the last step is always tried: nothing comes after it
         step = chain[index]
         name = step["provider"]
@@ -112,6 +134,15 @@ def _skips(
         attempt["error"] = reason
         skipped.append(attempt)
     return skipped
+
+
+def _rejected_adequate(state: AnalysisState) -> str | None:
+    """Return an adequate (not last-resort) provider whose answer in this analysis was rejected, if any."""
+    last_resorts = {s["provider"] for s in state.get("chain", []) if s.get("last_resort")}
+    attempts = state.get("attempts", [])
+    rejected = [attempts[r["attempt_index"]] for r in state.get("rejections", []) if r["attempt_index"] < len(attempts)]
+    rejected += [a for a in attempts if a["outcome"] == "invalid"]
+    return next((a["provider"] for a in rejected if a["role"] == "answer" and a["provider"] not in last_resorts), None)
 
 
 def route_after_call(state: AnalysisState) -> Literal["validate", "call_model", "score"]:

@@ -50,8 +50,11 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     assert answer is not None, "cross_check runs only after a validated answer"
     deadline_at = ctx.deadline_at or state["deadline_at"]
     chain = state.get("cross_chain")
+    # How long getting the answer took: the check may hold it back at most that long (earlier checks excluded).
+    checks_s = sum(a["latency_ms"] for a in state.get("attempts", []) if a["role"] == "cross_check") / 1000
+    answer_s = max(0.0, ctx.clock() - state.get("started_at", ctx.clock()) - checks_s)
     if chain is None:
-        chain, _notes = checker_chain(answer, state, ctx.registry, deadline_at - ctx.clock())
+        chain, _notes = checker_chain(answer, state, ctx.registry, deadline_at - ctx.clock(), answer_s)
     cursor = state.get("cross_cursor", 0)
     failed = failed_providers(state.get("attempts", []))
     # A checker that failed since the chain was made (an earlier check timed out) is not asked again.
@@ -61,13 +64,21 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
     if cursor >= len(chain):
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
+    resilience = ctx.registry.settings.resilience
+    if checks_s > 0 and max(resilience.deadlines.min_s, answer_s) - checks_s < resilience.retry.min_attempt_s:
+        # The checks so far used what the answer may be held back by (the bound is for all of them together):
+        # it is served unchecked. Before, each next checker got the whole allowance again.
+        update["cross_cursor"] = len(chain)
+        update["deadline_passed"] = ctx.clock() >= deadline_at
+        return update
     step = chain[cursor]
     emit(runtime, CrossCheckStarted(provider=step["provider"]))
-    # Bounded: the answer is ready, and the check may hold it back by its share of the time left at most.
-    resilience = ctx.registry.settings.resilience
+    # Bounded: the answer is ready, and the checks may hold it back by their share of the time left at most.
     latency = ctx.registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
     cold_floor = cold_floor_of(ctx.registry, step["provider"])
-    timeout_s = cross_check_deadline_s(deadline_at - ctx.clock(), latency, resilience, cold_floor_s=cold_floor)
+    timeout_s = cross_check_deadline_s(
+        deadline_at - ctx.clock(), latency, resilience, cold_floor_s=cold_floor, answer_s=answer_s, held_s=checks_s
+    )
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
     update["attempts"] = [attempt]

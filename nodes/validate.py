@@ -54,7 +54,7 @@ def escalation_decision(
     if prelim.value >= cfg.escalate_below:
         return record | {"reason": f"confidence {prelim.value:.2f} >= threshold {cfg.escalate_below:.2f}"}, None
     left = (ctx.deadline_at or state["deadline_at"]) - now
-    chain, notes = checker_chain(answer, state, ctx.registry, left)
+    chain, notes = checker_chain(answer, state, ctx.registry, left, now - state.get("started_at", now))
     if not chain:
         why = "; ".join(notes) or "no provider of another vendor is available"
         return record | {"decision": "not_possible", "reason": f"{below}, but {why}"}, None

@@ -3,6 +3,12 @@
 Rows are keyed by thread id, so recording the same analysis twice (a resume that finds it complete, a retried
 HTTP request) never counts its cost twice: the later record replaces the earlier one. The report aggregates in
 Python: a ledger holds one row per analysis, thousands a day at most, which any machine sums in milliseconds.
+
+Corrections: the loser of a hedge is recorded at its estimated cost when the analysis ends, but it may still be
+running; when it completes (nodes/policy/hedging.py: settle_abandoned) its real cost is known and replaces the
+estimate. That may happen before or after the row is written, so corrections are kept beside the rows, keyed by
+(thread id, attempt index), and applied when rows are read: the order does not matter, and recording a row again
+keeps them.
 """
 
 from __future__ import annotations
@@ -62,6 +68,14 @@ class LedgerEntry:
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
+    def corrected(self, costs: Mapping[int, float]) -> LedgerEntry:
+        """Return the entry with the given attempts' costs (by index) replaced, and its total moved with them."""
+        if not costs:
+            return self
+        attempts = [a | {"cost_usd": costs[i]} if i in costs else a for i, a in enumerate(self.attempts)]
+        delta = sum(costs[i] - a["cost_usd"] for i, a in enumerate(self.attempts) if i in costs)
+        return dataclasses.replace(self, attempts=attempts, cost_usd=round(self.cost_usd + delta, 8))
+
     @classmethod
     def from_json(cls, body: str | bytes) -> LedgerEntry:
         """Read a stored row; fields added or dropped since it was written are defaulted or ignored."""
@@ -75,6 +89,9 @@ class Ledger(Protocol):
 
     def entries(self, since: float | None = None) -> list[LedgerEntry]: ...
 
+    def correct(self, thread_id: str, attempt_index: int, cost_usd: float) -> None:
+        """Set the real cost of one attempt of an analysis (before or after its row is recorded)."""
+
 
 class SqliteLedger:
     def __init__(self, path: Path) -> None:
@@ -86,6 +103,10 @@ class SqliteLedger:
                 "CREATE TABLE IF NOT EXISTS cost_ledger (thread_id TEXT PRIMARY KEY, at REAL NOT NULL, body TEXT)"
             )
             self._conn.execute("CREATE INDEX IF NOT EXISTS cost_ledger_at ON cost_ledger (at)")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS cost_corrections (thread_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+                "cost_usd REAL NOT NULL, PRIMARY KEY (thread_id, attempt))"
+            )
 
     def record(self, entry: LedgerEntry) -> None:
         with self._lock, self._conn:
@@ -94,12 +115,28 @@ class SqliteLedger:
                 (entry.thread_id, entry.at, entry.to_json()),
             )
 
+    def correct(self, thread_id: str, attempt_index: int, cost_usd: float) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO cost_corrections (thread_id, attempt, cost_usd) VALUES (?, ?, ?)",
+                (thread_id, attempt_index, cost_usd),
+            )
+
     def entries(self, since: float | None = None) -> list[LedgerEntry]:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT body FROM cost_ledger WHERE at >= ? ORDER BY at, thread_id", (since or 0.0,)
             ).fetchall()
-        return [LedgerEntry.from_json(body) for (body,) in rows]
+            fixes = self._conn.execute(
+                "SELECT c.thread_id, c.attempt, c.cost_usd FROM cost_corrections c JOIN cost_ledger l "
+                "ON l.thread_id = c.thread_id WHERE l.at >= ?",
+                (since or 0.0,),
+            ).fetchall()
+        costs: dict[str, dict[int, float]] = defaultdict(dict)
+        for thread_id, index, usd in fixes:
+            costs[thread_id][int(index)] = float(usd)
+        entries = [LedgerEntry.from_json(body) for (body,) in rows]
+        return [e.corrected(costs.get(e.thread_id, {})) for e in entries]
 
     def close(self) -> None:
         self._conn.close()
@@ -112,6 +149,7 @@ class RedisLedger:
         self._client = client
         self._hash = f"{prefix}:{{ledger}}:entries"
         self._index = f"{prefix}:{{ledger}}:by_time"
+        self._corrections = f"{prefix}:{{ledger}}:corrections"  # field "thread_id#index" -> real cost
 
     def record(self, entry: LedgerEntry) -> None:
         # One MULTI/EXEC: a reader never sees the entry without its index or the other way round.
@@ -120,12 +158,25 @@ class RedisLedger:
         pipe.zadd(self._index, {entry.thread_id: entry.at})
         pipe.execute()
 
+    def correct(self, thread_id: str, attempt_index: int, cost_usd: float) -> None:
+        self._client.hset(self._corrections, f"{thread_id}#{attempt_index}", repr(float(cost_usd)))
+
     def entries(self, since: float | None = None) -> list[LedgerEntry]:
         ids = self._client.zrangebyscore(self._index, since or 0.0, "+inf")
         if not ids:
             return []
         bodies = self._client.hmget(self._hash, ids)
-        return [LedgerEntry.from_json(b) for b in bodies if b is not None]
+        entries = [LedgerEntry.from_json(b) for b in bodies if b is not None]
+        # One round trip for every attempt's possible correction (the rows say how many attempts each has).
+        fields = [(e.thread_id, i) for e in entries for i in range(len(e.attempts))]
+        if not fields:
+            return entries
+        found = self._client.hmget(self._corrections, [f"{t}#{i}" for t, i in fields])
+        costs: dict[str, dict[int, float]] = defaultdict(dict)
+        for (thread_id, index), value in zip(fields, found, strict=True):
+            if value is not None:
+                costs[thread_id][index] = float(value)
+        return [e.corrected(costs.get(e.thread_id, {})) for e in entries]
 
 
 def _day(at: float) -> str:

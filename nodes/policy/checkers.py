@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from graphs.state import AnalysisState, Candidate, ChainStep
 from nodes.policy.costing import estimate_call_cost
-from nodes.policy.deadlines import cross_check_deadline_s, expected_s
+from nodes.policy.deadlines import cold_floor_of, cross_check_deadline_s, expected_s
 from nodes.policy.exclusion import failed_providers
 from providers.registry import ProviderRegistry
 
@@ -13,21 +13,28 @@ _TIER_ORDER = ("premium", "realtime", "local")
 
 
 def checker_chain(
-    answer: Candidate, state: AnalysisState, registry: ProviderRegistry, remaining_s: float | None = None
+    answer: Candidate,
+    state: AnalysisState,
+    registry: ProviderRegistry,
+    remaining_s: float | None = None,
+    answer_s: float | None = None,
 ) -> tuple[list[ChainStep], list[str]]:
     """Order the usable providers of another vendor, within the budget, by health and latency.
 
     Returns the chain and the reasons providers were left out. The budget is the request's max_cost_usd less
     what its attempts have cost so far. A provider that failed or hung earlier in this analysis is left out.
+    A provider with a queue that is busy (the local model) is left out, and so is one that usually takes
+    longer (its median latency) than the cross-check's bound
+    (nodes/policy/deadlines.py, from ``remaining_s`` and ``answer_s``, how long the answer took) is left out:
+    it would hold the answer back and be cut off.
     The order: providers whose last call succeeded before suspect ones (a failure since, or a half-open
-    circuit), those expected to answer within the cross-check's bound (``remaining_s``) before those that are
-    not, then premium, realtime, local, then the faster median.
+    circuit), then premium, realtime, local, then the faster median.
     """
     max_cost = state.get("constraints", {}).get("max_cost_usd")
     spent = sum(a["cost_usd"] for a in state.get("attempts", []))
     failed = failed_providers(state.get("attempts", []))
     resilience = registry.settings.resilience
-    ranked: list[tuple[tuple[bool, bool, bool, int, float], ChainStep]] = []
+    ranked: list[tuple[tuple[bool, bool, int, float], ChainStep]] = []
     notes: list[str] = []
     for name in registry.names():
         tier = registry.tier_of(name)
@@ -43,12 +50,28 @@ def checker_chain(
                     f"max_cost_usd ${max_cost:.4f}"
                 )
                 continue
+        wait_s = registry.expected_wait_s(name)
+        if wait_s > 0:
+            # A serialised model (the local one) that is busy: a second opinion does not queue ahead of answers.
+            # Under load the checks filled the local queue, held answers back by its wait, and a last-resort
+            # answer found the queue full.
+            notes.append(f"{name} not asked: it is busy (expected wait {wait_s:.1f} s), and answers come first")
+            continue
         latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
         default_s = registry.provider_settings(name).hedge_after_s or resilience.hedge.default_after_s
-        typical_s = expected_s(latency, default_s) + registry.expected_wait_s(name)
-        too_slow = remaining_s is not None and typical_s > cross_check_deadline_s(remaining_s, latency, resilience)
+        typical_s = expected_s(latency, default_s)
+        if remaining_s is not None:
+            bound_s = cross_check_deadline_s(
+                remaining_s, latency, resilience, cold_floor_s=cold_floor_of(registry, name), answer_s=answer_s
+            )
+            if typical_s > bound_s:
+                # It would be cut off at the bound (or hold the answer back past it): not asked at all.
+                notes.append(
+                    f"{name} not asked: it usually takes {typical_s:.1f} s, more than the check's {bound_s:.1f} s"
+                )
+                continue
         unhealthy = latency.suspect or latency.state != "closed"
-        key = (name in failed, unhealthy, too_slow, _TIER_ORDER.index(tier), typical_s)
+        key = (name in failed, unhealthy, _TIER_ORDER.index(tier), typical_s)
         ranked.append((key, {"provider": name, "tier": tier, "model": registry.model_of(name), "reason": "checker"}))
     ranked.sort(key=lambda item: item[0])
     # A check is a second opinion on an answer we already have: a provider that just failed or hung is never

@@ -57,12 +57,25 @@ def call_deadline_s(
 
 
 def cross_check_deadline_s(
-    remaining_s: float, latency: LatencyView, settings: ResilienceSettings, *, cold_floor_s: float = 0.0
+    remaining_s: float,
+    latency: LatencyView,
+    settings: ResilienceSettings,
+    *,
+    cold_floor_s: float = 0.0,
+    answer_s: float | None = None,
+    held_s: float = 0.0,
 ) -> float:
-    """Return the cross-check call's timeout: its provider's own limit, within its share of the time left."""
-    return min(
-        remaining_s * settings.deadlines.cross_check_share, own_limit_s(latency, settings, cold_floor_s=cold_floor_s)
-    )
+    """Return the cross-check call's timeout: its provider's own limit, within its share of the time left, and
+    no longer than getting the answer took (``answer_s``, at least ``min_s``) less what earlier checks of the same
+    answer took (``held_s``).
+
+    The last bound is what keeps a second opinion from holding a fast answer back: 25% of a 90 s deadline is
+    22 s, and a failover answer ready in half a second waited another 1-3 s for the serialised local model's
+    queue. A check may at most double the time to the answer (an answer that took 6 s affords a 6 s check).
+    """
+    d = settings.deadlines
+    bound = min(remaining_s * d.cross_check_share, own_limit_s(latency, settings, cold_floor_s=cold_floor_s))
+    return bound if answer_s is None else min(bound, max(d.min_s, answer_s) - held_s)
 
 
 def expected_s(latency: LatencyView, default_s: float) -> float:

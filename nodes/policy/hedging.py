@@ -14,6 +14,8 @@ the local model stops between tokens) and counted as a timeout, at its full esti
 from __future__ import annotations
 
 import contextvars
+import functools
+import logging
 import queue
 import threading
 import time
@@ -28,10 +30,11 @@ from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
 from providers.base import ModelReply, Prompt
-from providers.errors import ProviderError
+from providers.errors import CallAborted, ProviderError
 from providers.registry import ProviderRegistry
 
 Emit = Callable[[dict[str, Any]], None]
+_log = logging.getLogger(__name__)
 
 # How long past the deadline call_model still waits for a call that should have timed out by itself.
 _GRACE_S = 1.0
@@ -47,7 +50,9 @@ class Call:
     started_at: float  # the context's clock
     started: float  # monotonic
     hedge: bool
-    slow_after_s: float = float("inf")  # past this the provider is slower than it usually is
+    slow_after_s: float = float("inf")  # past this the provider is slower than it usually is (inf: unknown)
+    timeout_s: float = float("inf")  # the call's own sub-deadline
+    gave_up: str | None = None  # why we stopped waiting for it, when not because another call answered
     probing: bool = False  # its provider's circuit was half-open at the start
     reply: ModelReply | None = None
     error: ProviderError | None = None
@@ -95,7 +100,7 @@ def race(
         latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
         cold_floor = cold_floor_of(registry, name)
         timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
-        call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge)
+        call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge, timeout_s=timeout_s)
         calls.append(call)
         emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge, stage=stage).wire())
 
@@ -116,12 +121,17 @@ def race(
     launch(chain[cursor], cursor + 1 < len(chain), hedge=False)
     calls[0].slow_after_s, calls[0].probing = timing.slow_after_s, timing.probing
     hedge_step = chain[cursor + 1] if resilience.hedge.enabled and cursor + 1 < len(chain) else None
+    if hedge_step is not None and hedge_step.get("last_resort") and not chain[cursor].get("last_resort"):
+        # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
+        # against one that may still answer.
+        hedge_step = None
     hedge_at = time.monotonic() + timing.hedge_after_s if hedge_step is not None else None
     limit = time.monotonic() + max(0.0, deadline_at - clock()) + _GRACE_S
     reservation: list[float] | None = None
     refused = False
     finished: list[Call] = []
     winner: Call | None = None
+    waiting_for_primary = False  # the hedge failed and only the slow primary is left
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
         # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile.
@@ -138,7 +148,7 @@ def race(
                 if time.monotonic() < hedge_at:
                     continue
             if waiting_to_hedge and hedge_step is not None and time.monotonic() < limit:
-                reservation = _reserve_hedge(registry, clock, state, hedge_step, deadline_at)
+                reservation = _reserve_hedge(registry, clock, state, hedge_step, deadline_at, calls[0])
                 if reservation is not None:
                     hedge_at = None
                     launch(hedge_step, cursor + 2 < len(chain), hedge=True)
@@ -155,10 +165,15 @@ def race(
                     if _gave_up(registry, calls[0]):
                         # Its provider started failing while we waited (other requests' calls to it failed) and
                         # the call is past its provider's short leash: a failover, not a duplicate.
+                        calls[0].gave_up = "its provider is failing and the hedge was refused"
                         calls[0].abort.set()
                         emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
                         break
                 continue
+            if waiting_for_primary and calls[0] not in finished:
+                calls[0].gave_up = "its hedge failed and it ran past its provider's usual latency and the grace"
+                calls[0].abort.set()
+                emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
             break  # past the deadline and the grace: whatever still runs is abandoned
         finished.append(call)
         if call.reply is not None:
@@ -170,6 +185,16 @@ def race(
                 break
         if len(calls) == 1:
             break  # the attempt ended before any hedge started: the router decides what comes next
+        if call.hedge and calls[0] not in finished:
+            # The hedge failed and the primary, already slower than usual, still runs: wait for it only as long
+            # as a loser would be given (its usual latency plus the grace), not to its sub-deadline; then the
+            # router moves on (a retry of the hedge's provider, the next step). A hang in a run with random
+            # errors cost its whole sub-deadline (3.5 s) this way.
+            primary = calls[0]
+            usual_s = min(primary.slow_after_s, primary.timeout_s)
+            if usual_s != float("inf"):
+                limit = min(limit, primary.started + usual_s + resilience.deadlines.loser_grace_s)
+                waiting_for_primary = True
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen), reservation
 
@@ -197,13 +222,28 @@ def _gave_up(registry: ProviderRegistry, call: Call) -> bool:
 
 
 def _reserve_hedge(
-    registry: ProviderRegistry, clock: Callable[[], float], state: AnalysisState, step: ChainStep, deadline_at: float
+    registry: ProviderRegistry,
+    clock: Callable[[], float],
+    state: AnalysisState,
+    step: ChainStep,
+    deadline_at: float,
+    primary: Call,
 ) -> list[float] | None:
+    """Reserve the hedge's cost in the hedge budget; over a provider that has not answered once on record, grant
+    it regardless: until it has answered, a hedge over it is a failover, not a duplicate.
+
+    Without that, a cold server meeting a hung primary had its first few requests hedged (the bucket's burst)
+    and the rest waited for their calls' cold sub-deadline, since a hang is recorded only once its call is
+    given up. What it can cost: while a slow but healthy provider makes its first answer, every call to it is
+    hedged once; its first answer ends that.
+    """
     if deadline_at - clock() < registry.settings.resilience.retry.min_attempt_s:
         return None
     if not registry.availability(step["provider"]).available:
         return None
-    return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state))
+    resilience = registry.settings.resilience
+    never_answered = registry.health.breaker(primary.step["provider"]).latency_view(resilience.hedge.mad_k).samples == 0
+    return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state), failover=never_answered)
 
 
 def record_group(
@@ -213,9 +253,12 @@ def record_group(
     reservation: list[float] | None,
     *,
     wait: Callable[[threading.Event, float], bool] | None = None,
+    on_settled: Callable[[int, float], None] | None = None,
 ) -> list[Attempt]:
     """Turn the calls into attempts (the chosen reply last, where validate and score look for it), and count
     them in health, spend and the hedge budget; abandoned calls are settled later by :func:`settle_abandoned`.
+    ``on_settled(position, usd)`` gets the real cost of an abandoned call that completes after all (its position
+    in the returned attempts), so whoever recorded the estimate can correct it (the cost ledger).
 
     What hedging added is the hedge call's cost, whichever call won: had the primary answered without it, the
     hedge is all we paid on top (when the primary was hung, this overstates the extra, which errs on the side of
@@ -223,7 +266,7 @@ def record_group(
     provider without limit.
     """
     attempts: list[Attempt] = []
-    abandoned: list[tuple[Call, float]] = []
+    abandoned: list[tuple[Call, float, int]] = []
     hedge_usd = 0.0
     for call in [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else []):
         step = call.step
@@ -266,15 +309,15 @@ def record_group(
                 note=(
                     f"abandoned after {latency_ms:.0f} ms: {other} answered first"
                     if other
+                    else f"abandoned after {latency_ms:.0f} ms: {call.gave_up}"
+                    if call.gave_up
                     else "past the deadline"
-                    if not call.abort.is_set()
-                    else f"abandoned after {latency_ms:.0f} ms: its provider is failing and the hedge was refused"
                 )
-                + "; the call may still be billed, so its cost is the estimate",
+                + "; the call may still be billed, so its cost is the estimate until it completes",
             )
             attempt["error_class"] = "cancelled"
             attempt["cost_usd"] = round(cost, 8)
-            abandoned.append((call, cost))
+            abandoned.append((call, cost, len(attempts)))
         if call.hedge:
             attempt["hedge"] = True
             hedge_usd += attempt["cost_usd"]
@@ -284,12 +327,13 @@ def record_group(
     # After the reservation's first settlement, so a loser's real cost replaces the estimate and not the reverse.
     grace_s = registry.settings.resilience.deadlines.loser_grace_s
     hedge_won = group.chosen is not None and group.chosen.hedge
-    for call, cost in abandoned:
+    for call, cost, position in abandoned:
+        on_cost = None if on_settled is None else functools.partial(on_settled, position)
         if call.hedge:
-            settle_abandoned(registry, call, cost, reservation, grace_s=grace_s, wait=wait)
+            settle_abandoned(registry, call, cost, reservation, grace_s=grace_s, wait=wait, on_cost=on_cost)
         else:
             won = (reservation, hedge_usd) if hedge_won and reservation is not None else None
-            settle_abandoned(registry, call, cost, None, grace_s=grace_s, wait=wait, hedge_won=won)
+            settle_abandoned(registry, call, cost, None, grace_s=grace_s, wait=wait, hedge_won=won, on_cost=on_cost)
     return attempts
 
 
@@ -307,6 +351,7 @@ def settle_abandoned(
     wait: Callable[[threading.Event, float], bool] | None = None,
     background: bool = True,
     hedge_won: tuple[list[float], float] | None = None,
+    on_cost: Callable[[float], None] | None = None,
 ) -> None:
     """Give an abandoned call until its provider's usual latency plus ``grace_s`` to finish, then abort it.
 
@@ -320,15 +365,23 @@ def settle_abandoned(
     primary never answers, the hedge duplicated nothing: it was a failover from a hung call, so its cost moves
     from the hedge budget's extra to ordinary spend. Without this a cold process that meets a hung provider spends
     its whole hedge budget on the first few hangs and waits out every later one.
+
+    ``on_cost`` gets the real cost of a call that completed (its attempt was recorded at the estimate); an
+    aborted call keeps the estimate, which is what its attempt already says.
     """
     waiter = wait or _event_wait
-    budget_s = max(0.0, call.started + call.slow_after_s + grace_s - time.monotonic())
-    if call.slow_after_s == float("inf"):
+    # Its provider's usual latency; before that is known, the call's own sub-deadline (a slow but healthy
+    # provider answers within it, a hung one does not).
+    usual_s = min(call.slow_after_s, call.timeout_s)
+    budget_s = max(0.0, call.started + usual_s + grace_s - time.monotonic())
+    if usual_s == float("inf"):
         budget_s = grace_s
 
     def settle() -> None:
         name = call.step["provider"]
-        if waiter(call.done, budget_s):
+        # A call we aborted ourselves (given up on) ends with CallAborted: what it used is unknown, like a hang's.
+        completed = waiter(call.done, budget_s) and not isinstance(call.error, CallAborted)
+        if completed:
             ok = call.error is None
             usd = 0.0
             if call.reply is not None:
@@ -344,12 +397,17 @@ def settle_abandoned(
             registry.health.record(name, ok=False, latency_ms=latency_ms, error_class="timeout")
             if hedge_won is not None:
                 won_reservation, won_usd = hedge_won
-                registry.hedge_budget.settle(won_reservation, 0.0)
+                registry.hedge_budget.refund(won_reservation)
                 registry.hedge_budget.record_spend(won_usd)
         if reservation is not None:
             registry.hedge_budget.settle(reservation, usd)
         else:
             registry.hedge_budget.record_spend(usd)
+        if on_cost is not None and completed:
+            try:
+                on_cost(usd)
+            except Exception:  # a store that is down leaves the estimate standing; it must not kill the thread
+                _log.warning("could not correct an abandoned %s call's cost: its store is gone", call.step["provider"])
 
     if background:
         threading.Thread(target=settle, name=f"settle-{call.step['provider']}", daemon=True).start()

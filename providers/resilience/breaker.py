@@ -40,7 +40,7 @@ CircuitState = Literal["closed", "open", "half_open"]
 @dataclass(frozen=True)
 class HedgeTiming:
     hedge_after_s: float  # start a hedge when a call has not answered by then
-    slow_after_s: float  # past this a call is slower than the provider usually is (its p95)
+    slow_after_s: float  # past this a call is slower than the provider usually is (its p95); inf: not known yet
     probing: bool  # the circuit is half-open: the call is (or competes to be) the probe
 
 
@@ -199,9 +199,13 @@ class CircuitBreaker:
         ps = settings.providers.get(self.provider)
         default_s = ps.hedge_after_s if ps is not None else None
         samples = len(view.latencies)
+        known = p_ms is not None and samples >= settings.resilience.hedge.min_samples
         return HedgeTiming(
             hedge_after_s=hedge_delay_s(settings, p_ms, samples, suspect=view.consecutive > 0, default_s=default_s),
-            slow_after_s=hedge_delay_s(settings, p_ms, samples, default_s=default_s),
+            # Before enough samples the provider's usual latency is unknown, and the cold hedge delay is a guess
+            # made short on purpose: a slow but healthy provider must not be called slow (and its losers aborted
+            # and counted as timeouts, until its circuit opened) on that guess alone.
+            slow_after_s=hedge_delay_s(settings, p_ms, samples, default_s=default_s) if known else math.inf,
             probing=self._effective(view.state, view.opened_at, now) == "half_open",
         )
 

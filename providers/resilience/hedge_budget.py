@@ -59,17 +59,24 @@ class HedgeBudget:
             with self._lock:
                 self._spend.append((self._clock(), usd))
 
-    def try_reserve(self, estimated_usd: float) -> list[float] | None:
-        """Reserve room for a hedge costing about ``estimated_usd``; None when the budget does not allow it."""
+    def try_reserve(self, estimated_usd: float, *, failover: bool = False) -> list[float] | None:
+        """Reserve room for a hedge costing about ``estimated_usd``; None when the budget does not allow it.
+
+        ``failover``: the caller knows the hedge is a failover (its primary's provider has never answered), so it
+        is granted whatever the budget says; it is still counted as extra until it is settled or refunded.
+        """
         with self._lock:
             now = self._clock()
             self._trim(now)
             spend = sum(usd for _, usd in self._spend)
             extra = sum(entry[1] for entry in self._extra)
             # The burst is a floor, not an addition: once spend is large the cap is exactly the ratio.
-            if extra + estimated_usd > max(self.max_extra_ratio * spend, self.burst_usd) and not self._take_token(now):
-                return None
-            reservation = [now, estimated_usd]
+            token = 0.0
+            if not failover and extra + estimated_usd > max(self.max_extra_ratio * spend, self.burst_usd):
+                if not self._take_token(now):
+                    return None
+                token = 1.0
+            reservation = [now, estimated_usd, token]  # [when, usd, whether a bucket token paid for it]
             self._extra.append(reservation)
             return reservation
 
@@ -89,6 +96,16 @@ class HedgeBudget:
         """Replace a reservation by what the hedge really cost."""
         with self._lock:
             reservation[1] = extra_usd
+
+    def refund(self, reservation: list[float]) -> None:
+        """Undo a hedge that turned out to be a failover (its primary never answered): it duplicated nothing, so
+        it takes no share of the extra spend and gives back the bucket token it took. Without the token, a cold
+        process meeting a hung provider spent its burst on the first hangs and waited out the next ones."""
+        with self._lock:
+            reservation[1] = 0.0
+            if len(reservation) > 2 and reservation[2]:
+                reservation[2] = 0.0
+                self._tokens = min(self.burst_hedges, self._tokens + 1.0)
 
     def totals(self) -> dict[str, float]:
         with self._lock:

@@ -16,10 +16,11 @@ fake server holds until the test ends.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -36,7 +37,7 @@ from nodes.policy.hedging import Call, settle_abandoned
 from nodes.policy.query_classifier import QueryNeeds
 from providers.base import Prompt, ProviderAdapter
 from providers.config import Settings, load_settings
-from providers.errors import CallAborted, ProviderTimeout
+from providers.errors import CallAborted, ProviderTimeout, ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.resilience.breaker import CircuitBreaker, LatencyView
@@ -79,11 +80,21 @@ def settings_with(**resilience: dict[str, Any]) -> Settings:
     return settings.model_copy(update={"resilience": sections.model_copy(update=changed)})
 
 
-def run(registry: ProviderRegistry, classified: QueryNeeds, **state: Any) -> AnalysisResult:
+def run(
+    registry: ProviderRegistry,
+    classified: QueryNeeds,
+    correct_cost: Callable[[str, int, float], None] | None = None,
+    **state: Any,
+) -> AnalysisResult:
     graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
     clock = FakeClock()
     ctx = Context(
-        registry=registry, classifier=lambda _q: classified, clock=clock, sleep=clock.sleep, rng=random.Random(7)
+        registry=registry,
+        classifier=lambda _q: classified,
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(7),
+        correct_cost=correct_cost,
     )
     graph_input = cast(AnalysisInput, {"query": "q", **state})
     out = graph.invoke(graph_input, {"configurable": {"thread_id": str(uuid.uuid4())}}, context=ctx)
@@ -104,6 +115,8 @@ def test_a_provider_that_timed_out_is_not_asked_again_by_the_cross_check() -> No
         {"gemini": [ProviderTimeout("no answer within 18s")], "perplexity": [CITED], "local": [VERDICT]},
         settings=settings_with(hedge={"enabled": False}),
     )
+    for _ in range(10):  # known to answer fast: a check by it fits the time the answer took
+        registry.health.record("local", ok=True, latency_ms=100.0)
     result = run(registry, COMPLEX, cross_check=True)
     checks = [a for a in result.attempts if a.role == "cross_check"]
     assert [a.provider for a in checks] == ["local"]
@@ -126,6 +139,48 @@ def test_checkers_are_ordered_by_health_then_tier() -> None:
     registry.health.record("gemini", ok=False, latency_ms=100.0, error_class="server_error")  # suspect now
     suspect, _ = checker_chain(answer, state, registry)
     assert [s["provider"] for s in suspect] == ["local", "gemini"]
+
+
+def test_a_busy_or_slow_checker_is_not_asked() -> None:
+    """The local model under load: before, it was only ordered last and, being the only checker left, was asked
+    and waited for (its queue filled with checks, so a last-resort answer found it full). Now a busy queue, or a
+    checker that usually takes longer than the check may hold the answer back, is left out."""
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED], "local": [VERDICT]})
+    inner = registry.adapter("local")
+    local = QueuedLocal(
+        name="local", tier="local", vendor="local", model=inner.model, chat_factory=inner.chat_model, timeout_s=60
+    )
+    registry._injected["local"] = local
+    state = cast(AnalysisState, {"attempts": [attempt("gemini", "error", "timeout")], "query": "q"})
+    answer = candidate("perplexity", "perplexity")
+    idle, _ = checker_chain(answer, state, registry, remaining_s=80.0)
+    assert [s["provider"] for s in idle] == ["local"]
+    local.wait_s = 0.5  # one call ahead of it
+    loaded, notes = checker_chain(answer, state, registry, remaining_s=80.0)
+    assert loaded == [] and any(n.startswith("local not asked: it is busy") for n in notes)
+    local.wait_s = 0.0  # idle, but usually 15 s (its hedge_after_s, before any sample): the answer took 2 s
+    slow, notes = checker_chain(answer, state, registry, remaining_s=80.0, answer_s=2.0)
+    assert slow == [] and any(n.startswith("local not asked: it usually takes 15.0 s") for n in notes)
+
+
+def test_the_checks_of_one_answer_share_one_bound() -> None:
+    """The first checker's reply is unusable after 0.6 s; the answer took no time on the analysis's clock, so the
+    checks may hold it back min_s (1 s) in all. Before, the next checker got the whole allowance again (two
+    checks of 2 s each behind a 2 s answer in the chaos run); now it is not asked."""
+
+    def slow_unusable(_messages: Any) -> Any:
+        threading.Event().wait(0.6)  # a latency of at least 0.6 s, however loaded the machine
+        return reply("not a verdict at all", citations=["https://eci.gov.in/a"])
+
+    registry = fake_registry(
+        {"gemini": [reply("Gemini answer.")], "perplexity": [slow_unusable], "local": [VERDICT]},
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    for _ in range(10):  # fast and idle: only the shared bound keeps it out
+        registry.health.record("local", ok=True, latency_ms=10.0)
+    result = run(registry, COMPLEX, cross_check=True)
+    assert [a.provider for a in result.attempts if a.role == "cross_check"] == ["perplexity"]
+    assert calls(registry, "local") == 0 and result.cross_check is None
 
 
 def test_an_overtaken_primary_counts_as_failed_and_an_overtaken_hedge_does_not() -> None:
@@ -181,6 +236,12 @@ def test_sub_deadline_is_floored_cold_and_the_last_step_keeps_the_time_left() ->
     assert call_deadline_s(1.0, True, fast, resilience) == pytest.approx(0.6)  # the share of what is left
     assert call_deadline_s(90.0, False, fast, resilience) == 90.0  # nothing comes after the last step
     assert cross_check_deadline_s(4.0, cold, resilience) == pytest.approx(1.0)  # a share of the time left
+    # ... and no longer than the answer took, at least min_s: a fast failover answer is not held back seconds.
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=0.4) == resilience.deadlines.min_s
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=6.0) == pytest.approx(6.0)
+    # ... for all checks of one answer together: a second checker gets what the first one left.
+    assert cross_check_deadline_s(80.0, cold, resilience, answer_s=6.0, held_s=4.0) == pytest.approx(2.0)
+    assert cross_check_deadline_s(80.0, cold, resilience) == resilience.deadlines.cold_s  # its own limit
 
 
 # --- cause 3: hedging at low traffic, robust threshold -----------------------------------------------------------
@@ -195,6 +256,28 @@ def test_token_bucket_grants_a_cold_process_a_burst_of_hedges_then_refills() -> 
     clock.advance(10.0)
     assert budget.try_reserve(0.01) is not None  # one token back
     assert budget.try_reserve(0.01) is None
+
+
+def test_a_hedge_over_a_provider_that_never_answered_needs_no_budget() -> None:
+    """A cold server meets a hung primary with an empty hedge budget. Before, the hedge was refused and the call
+    waited for its cold sub-deadline; until a provider has answered once, a hedge over it is a failover."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}, deadlines={"cold_s": 600.0}),
+    )
+    registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    answers = [(a.provider, a.outcome, a.hedge) for a in result.attempts if a.role == "answer"]
+    assert answers == [("gemini", "cancelled", False), ("perplexity", "ok", True)]
 
 
 def test_slow_answers_cannot_push_the_hedge_threshold_to_the_tail() -> None:
@@ -320,6 +403,80 @@ def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
     assert not call.abort.is_set()
     assert registry.hedge_budget.totals()["extra_usd"] == pytest.approx(real, rel=1e-3)
     assert registry.health.breaker("perplexity").snapshot().consecutive_failures == 0
+
+
+def test_a_loser_that_completes_after_the_analysis_corrects_its_cost_in_the_ledger() -> None:
+    """Before, the ledger kept a hedge loser's estimate even when the loser completed and was billed for less."""
+    release = threading.Event()
+
+    def slow_gemini(_messages: Any) -> Any:
+        release.wait(60)
+        return reply("Gemini, after all.", tokens=(40, 10))
+
+    registry = fake_registry(
+        {"gemini": [slow_gemini], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}, deadlines={"loser_grace_s": 600.0}),
+    )
+    corrections: queue.Queue[tuple[str, int, float]] = queue.Queue()
+    try:
+        result = run(registry, COMPLEX, lambda *c: corrections.put(c), depth="quick")
+        assert corrections.empty()  # still running: the estimate stands for now
+    finally:
+        release.set()
+    loser_attempt = result.attempts[0]
+    assert (loser_attempt.provider, loser_attempt.outcome) == ("gemini", "cancelled")
+    _thread_id, index, usd = corrections.get(timeout=60)
+    real = registry.price_of("gemini", None).cost_usd(40, 10)
+    assert index == 0 and usd == pytest.approx(real) and real < loser_attempt.cost_usd
+
+
+# --- the last resort: an inadequate tier only once every adequate one has failed ----------------------------------
+
+
+def test_when_every_adequate_provider_fails_the_last_resort_answers_marked_degraded() -> None:
+    """Before, a complex analysis whose premium and realtime calls both failed got no answer at all (3 in 100
+    under 20% random errors); now the local model answers last, and the answer says it is degraded."""
+    registry = fake_registry(
+        {
+            "gemini": [ProviderTimeout("hung")],
+            "perplexity": [ServerError("500")],
+            "local": [reply("Local answer to a complex question.")],
+        },
+        settings=settings_with(hedge={"enabled": False}),
+    )
+    result = run(registry, COMPLEX, depth="quick")
+    assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity", "local"]
+    assert [s.last_resort for s in result.routing.chain] == [False, False, True]
+    assert [a.provider for a in result.attempts if a.role == "answer"] == ["gemini", "perplexity", "local"]
+    assert result.provider == "local" and result.fallback_mode is True
+    assert result.fallback_reason and "local model" in result.fallback_reason
+    assert result.answer and result.answer.startswith("[Degraded answer:")
+
+
+def test_a_slow_adequate_call_is_not_hedged_onto_a_last_resort_and_its_sub_deadline_is_bounded() -> None:
+    """Perplexity alone serves fresh facts; the local model is only its last resort. A slow Perplexity call is not
+    raced against it (that would serve a degraded answer while an adequate one may come), and it gets its own
+    sub-deadline, not the request's whole share (a hung Perplexity cost 20 s when it was the chain's last step)."""
+    registry = fake_registry(
+        {"perplexity": [CITED], "local": [reply("Local answer.")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+    )
+    for _ in range(10):
+        registry.health.record("perplexity", ok=True, latency_ms=300.0)
+    adapter = registry.adapter("perplexity")
+    invoke, timeouts = adapter.invoke, []
+
+    def recorded(prompt: Prompt, *, timeout_s: float | None = None, abort: threading.Event | None = None) -> Any:
+        timeouts.append(timeout_s)
+        return invoke(prompt, timeout_s=timeout_s, abort=abort)
+
+    adapter.invoke = recorded  # type: ignore[method-assign]  # the Perplexity adapter itself reads citations
+    fresh = QueryNeeds.confident(0.95, "moderate", "fact_lookup")
+    result = run(registry, fresh, depth="quick")
+    assert [s.provider for s in result.routing.chain] == ["perplexity", "local"]
+    assert result.provider == "perplexity" and calls(registry, "local") == 0
+    d = registry.settings.resilience.deadlines
+    assert timeouts == [pytest.approx(max(d.min_s, d.p95_multiple * 0.3))]
 
 
 # --- the local model's queue --------------------------------------------------------------------------------------
@@ -489,6 +646,8 @@ def test_a_call_to_a_failing_provider_is_given_up_when_its_hedge_is_refused() ->
     )
     registries.append(registry)
     registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    for _ in range(2):  # it has answered before (a hedge over it is a duplicate, which this budget refuses), too
+        registry.health.record("gemini", ok=True, latency_ms=5.0)  # rarely for its latency to be known: cold_s
     try:
         result = run(registry, COMPLEX)
     finally:
@@ -517,6 +676,56 @@ def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend
     )
     totals = registry.hedge_budget.totals()
     assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
+
+
+def test_a_hedge_over_a_primary_that_never_answers_gives_its_bucket_token_back() -> None:
+    """Before, the failover's token stayed spent: a cold process met a hung primary with 3 tokens, failed over its
+    first 3 requests and waited out the next ones' hangs until the bucket refilled."""
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})
+    clock = FakeClock(0.0)
+    registry.hedge_budget = HedgeBudget(burst_usd=0.0, burst_hedges=1, burst_refill_s=1e9, clock=clock)
+    reservation = registry.hedge_budget.try_reserve(0.01)
+    assert reservation is not None and registry.hedge_budget.try_reserve(0.01) is None  # the one token is taken
+    registry.hedge_budget.settle(reservation, 0.007)
+    settle_abandoned(
+        registry,
+        loser(registry, hedge=False),
+        0.02,
+        None,
+        grace_s=1.0,
+        wait=lambda _e, _t: False,
+        background=False,
+        hedge_won=(reservation, 0.007),
+    )
+    assert registry.hedge_budget.try_reserve(0.01) is not None  # the failover gave it back
+
+
+def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
+    """Gemini hangs, its hedge (Perplexity) fails at once. Before, the analysis then waited for Gemini's whole
+    sub-deadline (3.5 s in the chaos run; 60 s here); now it waits as long as a loser would be given."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [ServerError("503")], "local": [reply("Local answer to a complex question.")]},
+        settings=settings_with(
+            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
+            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
+        ),
+    )
+    for _ in range(10):
+        registry.health.record("gemini", ok=True, latency_ms=10.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    first = result.attempts[0]
+    assert (first.provider, first.outcome) == ("gemini", "cancelled")
+    assert first.error and "its hedge failed" in first.error
+    assert result.provider == "local" and result.fallback_mode is True
 
 
 # --- the CLI leaves once it has printed --------------------------------------------------------------------------

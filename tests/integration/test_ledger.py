@@ -88,6 +88,22 @@ def test_recording_a_thread_again_replaces_its_row(ledger: Ledger) -> None:
     assert rows[1].at == DAY2  # the last record wins, and the time index follows it
 
 
+def test_a_losers_real_cost_corrects_its_estimate_whether_it_arrives_before_or_after_the_row(ledger: Ledger) -> None:
+    """Issue 11 item 4: a hedge's loser is recorded at its estimate, then completes; its real cost replaces it."""
+    ledger.correct("t-1", 0, 0.0011)  # the loser completed before the analysis's row was written
+    ledger.record(entry("t-1", DAY1, ("gemini", "premium", 0.02), ("perplexity", "realtime", 0.006)))
+    ledger.correct("t-2", 0, 0.5)  # a thread without a row changes nothing
+    [row] = ledger.entries()
+    assert [a["cost_usd"] for a in row.attempts] == [0.0011, 0.006]
+    assert row.cost_usd == pytest.approx(0.0071)
+    ledger.record(entry("t-1", DAY1, ("gemini", "premium", 0.02), ("perplexity", "realtime", 0.006)))  # a resume
+    ledger.correct("t-1", 1, 0.0065)  # after the row
+    [row] = ledger.entries()
+    assert [a["cost_usd"] for a in row.attempts] == [0.0011, 0.0065]
+    assert report([row])["cost_usd"] == pytest.approx(0.0076)
+    assert report([row])["by_provider"]["gemini"] == {"calls": 1, "cost_usd": 0.0011}
+
+
 def test_sqlite_ledger_survives_reopening_and_reads_rows_of_other_versions(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     store = SqliteLedger(path)

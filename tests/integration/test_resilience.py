@@ -464,11 +464,12 @@ def test_hedge_advances_the_cursor_past_both_providers() -> None:
     )
     result = run(registry)
     providers = [p for p, _, _ in path(result)]
-    # The chain is gemini, perplexity (local is not planned for this analysis while they are usable): past both,
-    # nothing is called again.
-    assert sorted(providers) == ["gemini", "perplexity"]
+    # The chain is gemini, perplexity, then local as the last resort of a complex analysis: past both, neither is
+    # called again, and the last resort answers, marked degraded.
+    assert sorted(providers[:2]) == ["gemini", "perplexity"] and providers[2:] == ["local"]
     assert registry.adapter("perplexity").fake.calls == 1  # type: ignore[attr-defined]
-    assert result.answer is None
+    assert registry.adapter("gemini").fake.calls == 1  # type: ignore[attr-defined]
+    assert result.provider == "local" and result.fallback_mode is True
 
 
 def test_exhausted_hedge_budget_means_no_hedge() -> None:
@@ -478,6 +479,9 @@ def test_exhausted_hedge_budget_means_no_hedge() -> None:
         settings=hermetic_settings(hedge=FAST_HEDGE),
         hedge_budget=HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0),
     )
+    # It has answered before (a hedge over a provider that never answered is a failover, granted regardless), too
+    # rarely for its latency to be known (its sub-deadline stays cold_s).
+    warm(registry, "gemini", calls=2)
     timer = threading.Timer(0.2, release.set)  # the primary answers on its own, later than any hedge would start
     timer.start()
     try:
@@ -636,4 +640,6 @@ def test_a_provider_can_have_its_own_hedge_delay_before_samples() -> None:
     registry = registry_of({"local": [LOCAL_OK]})
     timing = registry.health.breaker("local").hedge_timing(registry.settings)
     assert timing.hedge_after_s == registry.settings.providers["local"].hedge_after_s == 15.0
-    assert registry.health.breaker("gemini").hedge_timing(registry.settings).hedge_after_s == 2.0
+    gemini = registry.health.breaker("gemini").hedge_timing(registry.settings)
+    assert gemini.hedge_after_s == registry.settings.resilience.hedge.default_after_s
+    assert gemini.slow_after_s == float("inf")  # its usual latency is not known yet: not a guess

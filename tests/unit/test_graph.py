@@ -86,8 +86,10 @@ def test_uncited_fresh_answer_is_rejected_and_not_replaced_by_an_answer_from_mem
     )
     result = run(registry, FRESH)
     assert outcomes(result)[0] == ("perplexity", "invalid", "invalid_answer")
-    # Premium and local cannot serve fresh facts: while realtime is usable they are not planned (issue 11 item 5).
-    assert [a.provider for a in result.attempts] == ["perplexity"]
+    # Premium and local cannot serve fresh facts: they are only last resorts for when realtime fails, and realtime
+    # answered (without sources), so they are not asked (issue 11 item 5).
+    assert [a.provider for a in result.attempts if a.outcome != "skipped"] == ["perplexity"]
+    assert all(s.last_resort for s in result.routing.chain[1:])
     assert result.answer is None and result.fallback_mode is True
 
 
@@ -138,8 +140,8 @@ def test_exhausted_chain_reports_error_instead_of_raising() -> None:
     )
     result = run(registry, COMPLEX)
     assert result.answer is None and result.fallback_mode is True
-    # Local is not planned for a complex analysis while premium or realtime is usable.
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity"]
+    # Local is only the last resort of a complex analysis, asked once premium and realtime have failed.
+    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "local"]
     assert result.error and "every provider in the chain failed" in result.error
 
 

@@ -168,16 +168,23 @@ def test_cost_sensitive_request_weighs_wrong_answers_down() -> None:
 def test_fallbacks_follow_adequacy_then_health_then_price() -> None:
     reg = registry()
     # Complex or moderate messaging: premium serves both, realtime the moderate part (and a quarter of the
-    # complex one), local neither: it is not planned while an adequate provider is usable (its answer would be
-    # degraded).
+    # complex one), local neither: it is not planned as a fallback while an adequate provider is usable (its answer
+    # would be degraded), only as the last resort once every adequate one has failed.
     routing = plan(reg, classify(make_needs(0.05, 0.0, 0.4, 0.6)), "a query", {})
-    assert [s["provider"] for s in routing["chain"]] == ["gemini", "perplexity"]
+    assert [(s["provider"], s.get("last_resort", False)) for s in routing["chain"]] == [
+        ("gemini", False),
+        ("perplexity", False),
+        ("local", True),
+    ]
     assert any(r.startswith("local (local) not planned as a fallback") for r in routing["reasons"])
     # Surely complex: realtime is the better stand-in when premium fails.
-    assert [s["provider"] for s in plan(reg, classify(COMPLEX), "q", {})["chain"]] == ["gemini", "perplexity"]
-    # Surely fresh facts: only realtime serves them; premium and local answer from memory, so they are left out.
+    complex_chain = plan(reg, classify(COMPLEX), "q", {})["chain"]
+    assert [s["provider"] for s in complex_chain if not s.get("last_resort")] == ["gemini", "perplexity"]
+    # Surely fresh facts: only realtime serves them; premium and local answer from memory: last resorts only.
     surely_fresh = classify(make_needs(1.0, 1.0, 0.0, 0.0, task="fact_lookup"))
-    assert [s["provider"] for s in plan(reg, surely_fresh, "q", {})["chain"]] == ["perplexity"]
+    fresh_chain = plan(reg, surely_fresh, "q", {})["chain"]
+    assert [s["provider"] for s in fresh_chain if not s.get("last_resort")] == ["perplexity"]
+    assert {s["provider"] for s in fresh_chain if s.get("last_resort")} == {"gemini", "local"}
     # With realtime's circuit open nothing adequate is usable: both stay, the cheaper inadequate one first.
     health = HealthBoard(clock=lambda: 1000.0)
     for _ in range(health.policy.failure_threshold):
@@ -189,8 +196,9 @@ def test_fallbacks_follow_adequacy_then_health_then_price() -> None:
     for ok in (False, True, False, True, False):
         sick.record("perplexity", ok=ok, latency_ms=50.0)
     moderate = classify(make_needs(0.0, 0.0, 1.0, 0.0, task="messaging"))
-    healthy_order = [s["provider"] for s in plan(reg, moderate, "q", {})["chain"]]
-    sick_order = [s["provider"] for s in plan(registry(health=sick), moderate, "q", {})["chain"]]
+    healthy_order = [s["provider"] for s in plan(reg, moderate, "q", {})["chain"] if not s.get("last_resort")]
+    sick_chain = plan(registry(health=sick), moderate, "q", {})["chain"]
+    sick_order = [s["provider"] for s in sick_chain if not s.get("last_resort")]
     assert set(healthy_order) == set(sick_order) == {"gemini", "perplexity"}
     assert sick_order[-1] == "perplexity"
 
@@ -222,7 +230,7 @@ def test_deadline_skips_providers_observed_to_be_slower_than_the_time_left() -> 
     # The time actually left (the route node passes it) wins over the request's nominal deadline.
     assert primary(reg, COMPLEX, {"deadline_s": 20.0}, remaining_s=60.0) == "gemini"
     # Providers never observed keep their place: their configured timeout is a cap, not a latency.
-    assert [s["provider"] for s in routing["chain"]] == ["perplexity"]
+    assert [s["provider"] for s in routing["chain"] if not s.get("last_resort")] == ["perplexity"]
 
 
 def test_too_few_latency_samples_do_not_skip_a_provider() -> None:
