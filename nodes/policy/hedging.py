@@ -94,7 +94,7 @@ def race(
     results: queue.Queue[Call] = queue.Queue()
     calls: list[Call] = []
 
-    def launch(step: ChainStep, fallbacks_left: bool, hedge: bool) -> None:
+    def launch(step: ChainStep, fallbacks_left: bool, hedge: bool, inline: bool = False) -> None:
         now = clock()
         name = step["provider"]
         latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
@@ -110,6 +110,9 @@ def race(
             call.done.set()
             results.put(call)
 
+        if inline:
+            run()  # nothing can race it: no thread to start (bench/overhead.py), the call keeps its own timeout
+            return
         # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
         # and must not hold up the node nor the process's exit. It runs in a copy of this context, so the node's
         # callbacks follow the call: LangGraph's "messages" stream (a conversation's tokens), tracing spans and
@@ -118,13 +121,14 @@ def race(
         threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
 
     timing = registry.health.breaker(chain[cursor]["provider"]).hedge_timing(registry.settings)
-    launch(chain[cursor], cursor + 1 < len(chain), hedge=False)
-    calls[0].slow_after_s, calls[0].probing = timing.slow_after_s, timing.probing
     hedge_step = chain[cursor + 1] if resilience.hedge.enabled and cursor + 1 < len(chain) else None
     if hedge_step is not None and hedge_step.get("last_resort") and not chain[cursor].get("last_resort"):
         # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
         # against one that may still answer.
         hedge_step = None
+    # Without a possible hedge the call is made in this thread: nothing will race or abandon it.
+    launch(chain[cursor], cursor + 1 < len(chain), hedge=False, inline=hedge_step is None)
+    calls[0].slow_after_s, calls[0].probing = timing.slow_after_s, timing.probing
     hedge_at = time.monotonic() + timing.hedge_after_s if hedge_step is not None else None
     limit = time.monotonic() + max(0.0, deadline_at - clock()) + _GRACE_S
     reservation: list[float] | None = None
