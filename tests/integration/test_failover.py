@@ -663,17 +663,7 @@ def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend
     reservation = registry.hedge_budget.try_reserve(0.01)
     assert reservation is not None
     registry.hedge_budget.settle(reservation, 0.007)  # what record_group does when the hedge wins
-    primary = loser(registry, hedge=False)
-    settle_abandoned(
-        registry,
-        primary,
-        0.02,
-        None,
-        grace_s=1.0,
-        wait=lambda _e, _t: False,
-        background=False,
-        hedge_won=(reservation, 0.007),
-    )
+    settle_never_answered_primary(registry, reservation)
     totals = registry.hedge_budget.totals()
     assert totals["extra_usd"] == 0.0 and totals["spend_usd"] == pytest.approx(0.027)
 
@@ -687,6 +677,12 @@ def test_a_hedge_over_a_primary_that_never_answers_gives_its_bucket_token_back()
     reservation = registry.hedge_budget.try_reserve(0.01)
     assert reservation is not None and registry.hedge_budget.try_reserve(0.01) is None  # the one token is taken
     registry.hedge_budget.settle(reservation, 0.007)
+    settle_never_answered_primary(registry, reservation)
+    assert registry.hedge_budget.try_reserve(0.01) is not None  # the failover gave it back
+
+
+def settle_never_answered_primary(registry: ProviderRegistry, reservation: list[float]) -> None:
+    """Settle a primary that never answered (estimate $0.02) after its hedge won at $0.007, as record_group does."""
     settle_abandoned(
         registry,
         loser(registry, hedge=False),
@@ -697,7 +693,6 @@ def test_a_hedge_over_a_primary_that_never_answers_gives_its_bucket_token_back()
         background=False,
         hedge_won=(reservation, 0.007),
     )
-    assert registry.hedge_budget.try_reserve(0.01) is not None  # the failover gave it back
 
 
 def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
