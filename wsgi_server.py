@@ -50,8 +50,10 @@ class StrategistServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
             "timeout": o.timeout_s,
             "graceful_timeout": o.timeout_s,
             "keepalive": 5,
-            # The contract's header limit (gunicorn refuses a longer header line itself, with a 400).
-            "limit_request_field_size": o.max_header_bytes,
+            # gunicorn refuses a header line over its limit itself, with a plain-text 400; the app's own check
+            # (api/common.check_header_size) answers the contract's JSON 431 for headers over the contract's limit.
+            # So gunicorn's line limit is set above the contract's, and only stops a header far beyond it.
+            "limit_request_field_size": 4 * o.max_header_bytes,
             "accesslog": None,
             "child_exit": _child_exit,
         }

@@ -86,6 +86,9 @@ def test_jobs_over_http_on_gunicorn_with_a_worker_and_metrics(
 
             bad = http.post(API + "/jobs", json={"kind": "analysis"})
             assert bad.status_code == 400 and "query is required" in bad.json()["error"]
+            # Over the contract's header limit (16 KiB): the contract's JSON 431, not gunicorn's plain-text 400.
+            big = http.get(API + "/alive", headers={"X-Padding": "x" * 20_000})
+            assert big.status_code == 431 and big.json()["error"] == "Request header fields too large"
 
             # Submitted before any worker runs: the job waits in the queue, and its events stream once it runs.
             submitted = http.post(API + "/jobs", json={"query": QUERY, "depth": "deep", "thread_id": "http-job"})
