@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from providers.config import load_settings
 from providers.testing import redis_servers
 from providers.testing.briefings import draft_json
 from providers.testing.servers import Action, FakeGemini, FakePerplexity, Hang, RecordedRequest, Reply, Source
+from worker.testing import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 90.0  # generous: a loaded 2-core machine starts a CLI process in seconds
@@ -109,11 +109,12 @@ def test_sigkill_during_gather_resumes_without_repeating_finished_branches(
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
-        deadline = time.monotonic() + WAIT_S
-        while perplexity.request_count < 4 or finished_branches(store_env, thread_id) < 3:
+
+        def three_branches_finished() -> bool:
             assert proc.poll() is None, f"brief exited early ({proc.returncode}):\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"timed out waiting for three finished branches:\n{log.read_text()}"
-            time.sleep(0.05)
+            return perplexity.request_count >= 4 and finished_branches(store_env, thread_id) >= 3
+
+        wait_until(three_branches_finished, WAIT_S, f"three finished branches (the CLI's log: {log})")
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
         assert (perplexity.request_count, gemini.request_count) == (4, 0)

@@ -387,8 +387,8 @@ def test_a_completed_call_is_checkpointed_before_the_next_call_starts() -> None:
     def cross_check_reply(messages: list[BaseMessage]) -> Any:
         # What a process killed right now would resume from: the latest saved checkpoint of the thread.
         saved = saver.get_tuple({"configurable": {"thread_id": thread_id}})
-        assert saved is not None
-        seen_at_cross_check.append(attempt_keys(saved.checkpoint["channel_values"].get("attempts", [])))
+        attempts = saved.checkpoint["channel_values"].get("attempts", []) if saved is not None else []
+        seen_at_cross_check.append(attempt_keys(attempts))  # the test checks what they hold
         return reply(verdict_text("Map the booths first and name captains, then canvass door to door.", ["supports"]))
 
     registry = fake_registry(

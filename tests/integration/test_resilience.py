@@ -499,7 +499,8 @@ def test_hedge_budget_reserves_and_settles() -> None:
     assert budget.try_reserve(0.001) is None  # nothing spent yet: no room
     budget.record_spend(0.1)
     first = budget.try_reserve(0.006)
-    assert first is not None
+    # [when, usd, bucket token]: 10% of the 0.1 spent has room for it, so no token is spent
+    assert first is not None and first[1:] == [0.006, 0.0]
     assert budget.try_reserve(0.006) is None  # the reservation already holds the room
     budget.settle(first, 0.0)  # the loser failed: nothing was duplicated
     assert budget.try_reserve(0.006) is not None
