@@ -4,9 +4,19 @@ The local tier's measured adequacy (nodes/policy/local_adequacy.json) is data re
 rerun on a new model would change which tier the router picks for light jobs in every graph test. Tests fix it to
 a capable local model so each tests its own concern; the shipped measurement and its effect on routing are
 tested explicitly (tests/unit/test_routing.py, which patches this again where it needs other numbers).
+
+No test reaches beyond this machine: for the whole session, a connection to anything but a loopback address and
+a name lookup of anything but the local host fail at once, as they would offline. Public host names in tests are
+citation strings the fake providers return (the source-reputation table names real domains); this makes sure
+none of them is ever fetched. Child processes (gunicorn, workers, the CLI) are given fake servers' addresses.
 """
 
 from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -19,3 +29,45 @@ CAPABLE_LOCAL = LocalAdequacy(model="capable", by_task={t: Counts(98, 98) for t 
 @pytest.fixture(autouse=True)
 def _capable_local(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nodes.route.default_local_adequacy", lambda: CAPABLE_LOCAL)
+
+
+def _loopback(host: object) -> bool:
+    if host is None or host in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _literal(host: object) -> bool:
+    try:
+        ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _local_connect(connect: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            raise ConnectionRefusedError(f"tests must not reach the network (connect to {address[0]})")
+        return connect(sock, address)
+
+    return guarded
+
+
+def _local_lookup(getaddrinfo: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if not _loopback(name) and not _literal(name):  # an address needs no lookup: connect refuses it
+            raise socket.gaierror(socket.EAI_NONAME, f"tests must not reach the network (lookup of {host})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    return guarded
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    socket.socket.connect = _local_connect(socket.socket.connect)  # type: ignore[method-assign]
+    socket.socket.connect_ex = _local_connect(socket.socket.connect_ex)  # type: ignore[method-assign]
+    socket.getaddrinfo = _local_lookup(socket.getaddrinfo)
