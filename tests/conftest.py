@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nodes.policy.local_adequacy import Counts, LocalAdequacy
 from nodes.policy.query_classifier import TASK_LABELS
+from providers.testing import redis_servers
 
 CAPABLE_LOCAL = LocalAdequacy(model="capable", by_task={t: Counts(98, 98) for t in TASK_LABELS})
 
@@ -29,6 +31,17 @@ CAPABLE_LOCAL = LocalAdequacy(model="capable", by_task={t: Counts(98, 98) for t 
 @pytest.fixture(autouse=True)
 def _capable_local(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nodes.route.default_local_adequacy", lambda: CAPABLE_LOCAL)
+
+
+@pytest.fixture()
+def redis_server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
+    """A throwaway Redis server of this test's own, on a free port (skipped where redis-server is missing)."""
+    try:
+        redis_servers.redis_server_binary()
+    except redis_servers.ServerBinaryMissing as exc:
+        pytest.skip(str(exc))
+    with redis_servers.running("redis", tmp_path / "redis") as server:
+        yield server
 
 
 def _loopback(host: object) -> bool:

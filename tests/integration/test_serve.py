@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from providers.testing import redis_servers
 from providers.testing.checker import verdict_text
@@ -26,16 +25,6 @@ QUERY = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-
 PREMIUM = Reply(text="Week 1-2: map every booth and name a captain. Week 3-6: door-to-door on water.\nConfidence: 0.7")
 CHECK = Reply(text=verdict_text("Map the booths first and name captains, then canvass door to door.", ["supports"]))
 WAIT_S = 180.0
-
-
-@pytest.fixture()
-def redis_server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
-    try:
-        redis_servers.redis_server_binary()
-    except redis_servers.ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with redis_servers.running("redis", tmp_path / "redis") as server:
-        yield server
 
 
 def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:

@@ -42,16 +42,6 @@ WAIT_S = 180.0
 
 
 @pytest.fixture()
-def redis_server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
-    try:
-        redis_servers.redis_server_binary()
-    except redis_servers.ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with redis_servers.running("redis", tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture()
 def fakes() -> Iterator[tuple[FakeGemini, FakePerplexity]]:
     with FakeGemini() as gemini, FakePerplexity() as perplexity:
         yield gemini, perplexity
