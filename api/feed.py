@@ -52,7 +52,9 @@ _LEVELS = {"all": None, "high": {"high", "critical"}, "critical": {"critical"}}
 _NAMED = {"confidence": "confidence-update", "cross_checked": "multimodel-analysis", "complete": "multimodel-analysis"}
 WARD_DATA_ITEMS = 20
 
-_active: set[str] = set()
+# The running streams themselves, not their connection ids: the contract's id is "<ward>_<ms>", which two streams
+# of one ward opened in the same millisecond share (and a stream ending would take the other's entry with it).
+_active: set[object] = set()
 _active_lock = threading.Lock()
 
 
@@ -201,7 +203,7 @@ class FeedStream:
         seq = after
         subscription = self.hub.subscribe(self.ward, after=after)
         with _active_lock:
-            _active.add(self.connection_id)
+            _active.add(self)
         try:
             yield from self._events(subscription, seq)
         except Exception as exc:  # the hub failed (its Redis went away): say so; the client reconnects and resumes
@@ -210,7 +212,7 @@ class FeedStream:
         finally:
             subscription.close()
             with _active_lock:
-                _active.discard(self.connection_id)
+                _active.discard(self)
 
     def _events(self, subscription: Subscription, seq: int) -> Iterator[str]:
         """Yield the connection, the items, then progress events and heartbeats until the end."""
