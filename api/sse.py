@@ -7,7 +7,8 @@ one event or ``id:`` lines of our choosing, which the contract needs; sse-starle
 
 A client that disconnects is noticed by the WSGI server only at the next write; a stream that waits (for
 events, for the next heartbeat) would live on until then. ``client_gone`` peeks at the request's socket (werkzeug
-and gunicorn expose it in the environ) so a waiting generator stops at once.
+and gunicorn expose it in the environ) so a waiting generator stops at once. It polls with ``poll(2)``
+(POSIX servers only, like werkzeug's and gunicorn's workers).
 """
 
 from __future__ import annotations
@@ -50,11 +51,17 @@ def client_gone(environ: Mapping[str, Any]) -> bool:
     )
     if sock is None:
         return False
+    fd = sock.fileno()
+    if fd < 0:  # closed on our side
+        return True
+    # poll, not select: select() refuses descriptors above FD_SETSIZE (1024), and a busy process gets there; the
+    # ValueError it raised read as "gone" and ended live streams at once.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
+        if not poller.poll(0):
             return False
         # Readable with nothing to read is the peer's FIN; bytes (a pipelined request) mean it is still there.
         return sock.recv(1, socket.MSG_PEEK) == b""
-    except (OSError, ValueError):
+    except OSError:  # reset by the peer
         return True

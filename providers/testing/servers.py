@@ -392,12 +392,14 @@ class FakeProviderServer:
         ``request.client_gone`` is set: that is how a test sees a call really aborted, not just abandoned)."""
         ends = None if seconds is None else time.monotonic() + seconds
         conn = handler.connection
+        # poll, not select: select() refuses descriptors above 1024, which a long test session reaches.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
         while not self._stopping.is_set():
             left = None if ends is None else ends - time.monotonic()
             if left is not None and left <= 0:
                 return
-            readable, _, _ = select.select([conn], [], [], 0.05 if left is None else min(0.05, left))
-            if readable:
+            if poller.poll(50 if left is None else max(1, int(min(0.05, left) * 1000))):
                 try:
                     peeked = conn.recv(1, socket.MSG_PEEK)
                 except OSError:

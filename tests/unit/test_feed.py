@@ -6,6 +6,8 @@ with Last-Event-ID. Intervals are configured short; nothing asserts on elapsed t
 from __future__ import annotations
 
 import json
+import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -225,6 +227,27 @@ def test_a_client_that_hangs_up_ends_its_idle_stream_at_once(live: Live) -> None
     # Nothing is published and the next heartbeat is an hour away: only noticing the hang-up ends the stream.
     assert eventually(lambda: active_feeds() == 0 and hub.subscribers(WARD) == 0)
     assert eventually(lambda: feed_threads() == before)  # the request's thread is gone too
+
+
+def test_a_stream_whose_socket_number_is_above_1024_stays_open(live: Live) -> None:
+    """A long-running server holds many descriptors; select() refused those above 1024, which ended the stream."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1200:
+        pytest.skip(f"the open-files limit ({soft}) does not allow a descriptor above 1024")
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1030:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        with connect_sse(live.http, "GET", "/feed", params={"ward": WARD}) as source:
+            events = source.iter_sse()
+            assert data(next(events))["type"] == "connection"
+            live.reports.hub.publish(WARD, NodeFinished(node="plan").wire(), "t-1")
+            assert data(next(events))["data"]["node"] == "plan"  # still streaming: not taken for a hang-up
+            assert active_feeds() == 1
+    finally:
+        for fd in filler:
+            os.close(fd)
+    assert eventually(lambda: active_feeds() == 0)
 
 
 def test_a_briefing_runs_on_after_its_watcher_left(live: Live) -> None:
