@@ -26,6 +26,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.utils import LC_ID_PREFIX
 
+from providers.local.cpu_quirks import has_amx, safe_model_params
 from providers.local.model_file import model_file_problem
 from providers.local.templates import (
     DEFAULT_MAX_TOKENS,
@@ -188,14 +189,16 @@ def _load_handle(path: Path, n_ctx: int, n_threads: int) -> _Handle:
     try:
         # logits_all stays False: it makes llama.cpp compute the vocabulary-wide output for every prompt
         # token. Log-probabilities are read from the row of logits each token was sampled from instead.
-        llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            logits_all=False,
-            verbose=False,
-        )
+        # Without AMX's weight repacking on CPUs that have it: there llama_decode segfaults (cpu_quirks.py).
+        with safe_model_params(avoid_extra_buffers=has_amx()):
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=False,
+                verbose=False,
+            )
     except (ValueError, RuntimeError, OSError) as exc:
         raise LocalModelUnavailable(f"cannot load local model {path}: {exc}") from exc
     metadata = dict(llm.metadata)

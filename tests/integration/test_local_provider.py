@@ -24,6 +24,7 @@ from providers.errors import (
     ServerError,
 )
 from providers.local.adapter import LocalAdapter, build_local_adapter
+from providers.local.cpu_quirks import cpu_flags, has_amx, safe_model_params
 from providers.local.llamacpp import ChatLlamaCppLocal, LocalGenerationTimeout, get_llama_handle
 from providers.local.model_file import check_local_available, default_model_path
 from providers.local.openai_compat import chat_completions_url
@@ -215,7 +216,8 @@ def test_mean_logprob_matches_llama_cpp_reference(model_path: str) -> None:
     messages = PROMPT.messages()
     ours = ChatLlamaCppLocal(model_path=model_path, max_tokens=5, temperature=0.0, logprobs=True)
     message = ours.invoke(messages)
-    reference = llama_cpp.Llama(model_path=model_path, n_ctx=256, logits_all=True, verbose=False)
+    with safe_model_params(avoid_extra_buffers=has_amx()):  # as ours loads: AMX repacking crashes decode
+        reference = llama_cpp.Llama(model_path=model_path, n_ctx=256, logits_all=True, verbose=False)
     try:
         result = reference.create_completion(
             format_prompt(messages, "chatml"), max_tokens=5, temperature=0.0, logprobs=1
@@ -372,3 +374,21 @@ def test_unreachable_server_is_a_connection_error() -> None:
         base_url = gone.base_url
     with pytest.raises(ProviderConnectionError):
         _server_adapter(base_url).invoke(PROMPT)
+
+
+def test_cpu_flags_are_read_from_cpuinfo() -> None:
+    text = "processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_tile amx_int8\nbugs\t\t: spectre_v1\n"
+    assert {"amx_tile", "avx512f"} <= cpu_flags(text) and "spectre_v1" not in cpu_flags(text)
+    assert cpu_flags("processor\t: 0\n") == frozenset()
+
+
+def test_a_load_avoiding_extra_buffers_changes_only_that_load() -> None:
+    import llama_cpp.llama_cpp as low_level
+
+    original = low_level.llama_model_default_params
+    with safe_model_params(avoid_extra_buffers=True):
+        assert low_level.llama_model_default_params().use_extra_bufts is False
+    assert low_level.llama_model_default_params is original
+    assert original().use_extra_bufts is True  # llama.cpp's default, back for every other load
+    with safe_model_params(avoid_extra_buffers=False):
+        assert low_level.llama_model_default_params is original
