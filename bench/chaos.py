@@ -76,6 +76,7 @@ from nodes.route import plan
 from providers.base import ProviderAdapter
 from providers.config import Settings, load_settings
 from providers.errors import Overloaded, ProviderTimeout, ServerError
+from providers.local.llamacpp import UNKNOWN_CALL_S
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.resilience.breaker_store import BreakerPolicy, RedisBreakerStore
@@ -239,7 +240,7 @@ class ChaosChat(BaseChatModel):
 
     def expected_wait_s(self) -> float:
         waiting, busy, latency = self.state
-        return float((waiting + (1 if busy else 0)) * (latency or 0.0))
+        return float((waiting + (1 if busy else 0)) * (latency if latency is not None else UNKNOWN_CALL_S))
 
     def _generate(
         self,

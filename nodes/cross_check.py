@@ -65,20 +65,20 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
     resilience = ctx.registry.settings.resilience
-    if checks_s > 0 and max(resilience.deadlines.min_s, answer_s) - checks_s < resilience.retry.min_attempt_s:
-        # The checks so far used what the answer may be held back by (the bound is for all of them together):
-        # it is served unchecked. Before, each next checker got the whole allowance again.
-        update["cross_cursor"] = len(chain)
-        update["deadline_passed"] = ctx.clock() >= deadline_at
-        return update
     step = chain[cursor]
-    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     # Bounded: the answer is ready, and the checks may hold it back by their share of the time left at most.
     latency = ctx.registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
     cold_floor = cold_floor_of(ctx.registry, step["provider"])
     timeout_s = cross_check_deadline_s(
         deadline_at - ctx.clock(), latency, resilience, cold_floor_s=cold_floor, answer_s=answer_s, held_s=checks_s
     )
+    if checks_s > 0 and timeout_s < resilience.retry.min_attempt_s:
+        # The checks so far used what the answer may be held back by (the bound is for all of them together):
+        # it is served unchecked. Before, each next checker got the whole allowance again.
+        update["cross_cursor"] = len(chain)
+        update["deadline_passed"] = ctx.clock() >= deadline_at
+        return update
+    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
     update["attempts"] = [attempt]

@@ -242,8 +242,11 @@ class SubDeadlineSettings(_Strict):
     min_s: float = Field(default=1.0, gt=0)  # ... but never less than this ...
     cold_s: float = Field(default=10.0, gt=0)  # ... and this while the provider has too few samples
     min_samples: int = Field(default=5, ge=1)
-    # The cross-check may hold the answer back by at most this share of the time left.
+    # The cross-check may hold the answer back by at most this share of the time left ...
     cross_check_share: float = Field(default=0.25, gt=0, le=1)
+    # ... and, all checks of one answer together, by this multiple of the time the answer took (at least the
+    # checker's usual latency: its robust p95, min_s before it has samples).
+    cross_check_answer_ratio: float = Field(default=0.5, gt=0)
     # An abandoned call (a hedge's loser) may finish in the background this long past its provider's usual
     # latency, so its real usage is known; then it is aborted and counted as a timeout.
     loser_grace_s: float = Field(default=1.0, ge=0)

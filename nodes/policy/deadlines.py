@@ -66,16 +66,28 @@ def cross_check_deadline_s(
     held_s: float = 0.0,
 ) -> float:
     """Return the cross-check call's timeout: its provider's own limit, within its share of the time left, and
-    no longer than getting the answer took (``answer_s``, at least ``min_s``) less what earlier checks of the same
-    answer took (``held_s``).
-
-    The last bound is what keeps a second opinion from holding a fast answer back: 25% of a 90 s deadline is
-    22 s, and a failover answer ready in half a second waited another 1-3 s for the serialised local model's
-    queue. A check may at most double the time to the answer (an answer that took 6 s affords a 6 s check).
+    within what a check may hold the answer back (:func:`check_allowance_s`) less what earlier checks of the same
+    answer took (``held_s``); never below zero (nothing left: the answer is served unchecked).
     """
     d = settings.deadlines
     bound = min(remaining_s * d.cross_check_share, own_limit_s(latency, settings, cold_floor_s=cold_floor_s))
-    return bound if answer_s is None else min(bound, max(d.min_s, answer_s) - held_s)
+    return bound if answer_s is None else max(0.0, min(bound, check_allowance_s(latency, settings, answer_s) - held_s))
+
+
+def check_allowance_s(latency: LatencyView, settings: ResilienceSettings, answer_s: float) -> float:
+    """Return how long the checks of an answer that took ``answer_s`` may hold it back, all together:
+    ``cross_check_answer_ratio`` x ``answer_s``, at least the checker's usual latency (its robust p95; ``min_s``
+    before it has enough samples), so a check that goes as usual is not cut off.
+
+    This is what keeps a second opinion from holding a fast answer back: 25% of a 90 s deadline is 22 s, and a
+    failover answer ready in half a second waited another 1-3 s for the serialised local model's queue. Then a
+    check could double the time to the answer; on a hung primary that put the p95 past a second (bench/chaos.py),
+    so a check now adds at most half again (an answer that took 6 s affords a 3 s check).
+    """
+    d = settings.deadlines
+    warm = latency.robust_p95_s is not None and latency.samples >= d.min_samples
+    usual = latency.robust_p95_s if warm and latency.robust_p95_s is not None else d.min_s
+    return max(usual, d.cross_check_answer_ratio * answer_s)
 
 
 def expected_s(latency: LatencyView, default_s: float) -> float:

@@ -32,6 +32,8 @@ from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
 from providers.base import ModelReply, Prompt
 from providers.errors import CallAborted, ProviderError
 from providers.registry import ProviderRegistry
+from providers.resilience.breaker import HedgeTiming
+from providers.resilience.stall import overdue_after_s
 
 Emit = Callable[[dict[str, Any]], None]
 _log = logging.getLogger(__name__)
@@ -94,42 +96,53 @@ def race(
     results: queue.Queue[Call] = queue.Queue()
     calls: list[Call] = []
 
-    def launch(step: ChainStep, fallbacks_left: bool, hedge: bool, inline: bool = False) -> None:
+    def launch(step: ChainStep, fallbacks_left: bool, hedge: bool, inline: bool = False) -> HedgeTiming:
         now = clock()
         name = step["provider"]
-        latency = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+        breaker = registry.health.breaker(name)
+        latency = breaker.latency_view(resilience.hedge.mad_k)
         cold_floor = cold_floor_of(registry, name)
         timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge, timeout_s=timeout_s)
+        timing = breaker.hedge_timing(registry.settings)
+        call.slow_after_s, call.probing = timing.slow_after_s, timing.probing
         calls.append(call)
         emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge, stage=stage).wire())
+        # How a silent provider is told from one whose calls are merely in flight (providers/resilience/stall.py).
+        ticket = registry.health.stalls.start(name, overdue_after_s(latency, timing))
 
         def run() -> None:
-            call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
+            try:
+                call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
+            finally:
+                registry.health.stalls.end(name, ticket, answered=call.reply is not None)
             call.latency_ms = (time.monotonic() - call.started) * 1000
             call.done.set()
             results.put(call)
 
         if inline:
             run()  # nothing can race it: no thread to start (bench/overhead.py), the call keeps its own timeout
-            return
+            return timing
         # A daemon thread of our own per call: the loser of a hedge is abandoned (and then aborted), not joined,
         # and must not hold up the node nor the process's exit. It runs in a copy of this context, so the node's
         # callbacks follow the call: LangGraph's "messages" stream (a conversation's tokens), tracing spans and
         # LangSmith see the provider call.
         context = contextvars.copy_context()
         threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
+        return timing
 
-    timing = registry.health.breaker(chain[cursor]["provider"]).hedge_timing(registry.settings)
+    first = chain[cursor]["provider"]
     hedge_step = chain[cursor + 1] if resilience.hedge.enabled and cursor + 1 < len(chain) else None
     if hedge_step is not None and hedge_step.get("last_resort") and not chain[cursor].get("last_resort"):
         # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
         # against one that may still answer.
         hedge_step = None
+    # A provider that has gone silent (calls overdue, none answered after them) is hedged at the floor from the start.
+    stalled = hedge_step is not None and registry.health.stalls.stalled(first)
     # Without a possible hedge the call is made in this thread: nothing will race or abandon it.
-    launch(chain[cursor], cursor + 1 < len(chain), hedge=False, inline=hedge_step is None)
-    calls[0].slow_after_s, calls[0].probing = timing.slow_after_s, timing.probing
-    hedge_at = time.monotonic() + timing.hedge_after_s if hedge_step is not None else None
+    timing = launch(chain[cursor], cursor + 1 < len(chain), hedge=False, inline=hedge_step is None)
+    hedge_after_s = min(timing.hedge_after_s, resilience.hedge.min_after_s) if stalled else timing.hedge_after_s
+    hedge_at = time.monotonic() + hedge_after_s if hedge_step is not None else None
     limit = time.monotonic() + max(0.0, deadline_at - clock()) + _GRACE_S
     reservation: list[float] | None = None
     refused = False
@@ -156,8 +169,6 @@ def race(
                 if reservation is not None:
                     hedge_at = None
                     launch(hedge_step, cursor + 2 < len(chain), hedge=True)
-                    hedged = registry.health.breaker(hedge_step["provider"]).hedge_timing(registry.settings)
-                    calls[-1].slow_after_s = hedged.slow_after_s
                 else:
                     # Refused (budget, or the hedge's provider is unavailable): ask again a little later, since
                     # the budget refills as other answers are paid for. Without this a hung primary that missed
@@ -204,9 +215,13 @@ def race(
 
 
 def _suspect(registry: ProviderRegistry, call: Call) -> bool:
-    """Say whether the call's provider has failed since (its latest recorded call failed)."""
+    """Say whether the call's provider has failed since (its latest recorded call failed) or has gone silent
+    (other calls to it are overdue and it has not answered since)."""
     resilience = registry.settings.resilience
-    return registry.health.breaker(call.step["provider"]).latency_view(resilience.hedge.mad_k).suspect
+    name = call.step["provider"]
+    return registry.health.breaker(name).latency_view(resilience.hedge.mad_k).suspect or registry.health.stalls.stalled(
+        name
+    )
 
 
 def _gave_up(registry: ProviderRegistry, call: Call) -> bool:
@@ -233,8 +248,9 @@ def _reserve_hedge(
     deadline_at: float,
     primary: Call,
 ) -> list[float] | None:
-    """Reserve the hedge's cost in the hedge budget; over a provider that has not answered once on record, grant
-    it regardless: until it has answered, a hedge over it is a failover, not a duplicate.
+    """Reserve the hedge's cost in the hedge budget; over a provider that has not answered once on record, or that
+    has gone silent (providers/resilience/stall.py), grant it regardless: a hedge over it is a failover, not a
+    duplicate.
 
     Without that, a cold server meeting a hung primary had its first few requests hedged (the bucket's burst)
     and the rest waited for their calls' cold sub-deadline, since a hang is recorded only once its call is
@@ -246,8 +262,11 @@ def _reserve_hedge(
     if not registry.availability(step["provider"]).available:
         return None
     resilience = registry.settings.resilience
-    never_answered = registry.health.breaker(primary.step["provider"]).latency_view(resilience.hedge.mad_k).samples == 0
-    return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state), failover=never_answered)
+    name = primary.step["provider"]
+    never_answered = registry.health.breaker(name).latency_view(resilience.hedge.mad_k).samples == 0
+    # Over a silent provider the hedge is a failover as well: a hung call generates nothing to bill.
+    failover = never_answered or registry.health.stalls.stalled(name)
+    return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state), failover=failover)
 
 
 def record_group(

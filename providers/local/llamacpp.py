@@ -85,6 +85,9 @@ class LocalOverloaded(RuntimeError):
 _QUEUE_POLL_S = 0.05
 # Weight of the newest call in the running mean of generation time (the queue's expected wait).
 _LATENCY_WEIGHT = 0.3
+# A call ahead in the queue before any call has been timed: a guess below the embedded model's 1.5-4 s on two
+# cores. Reporting 0 let a cold process's cross-checks queue behind each other on a model that looked idle.
+UNKNOWN_CALL_S = 1.0
 
 
 @dataclass
@@ -115,10 +118,11 @@ class _Handle:
         return self.past_deadline() or (self.cancel is not None and self.cancel.is_set())
 
     def expected_wait_s(self) -> float:
-        """Return how long a new call would wait before it starts: calls ahead of it x the observed call time."""
+        """Return how long a new call would wait before it starts: calls ahead of it x the observed call time
+        (``UNKNOWN_CALL_S`` before any call has been timed: a busy model is never reported idle)."""
         with self.queue_lock:
             ahead = self.waiting + (1 if self.busy else 0)
-            return ahead * (self.latency_s or 0.0)
+            return ahead * (self.latency_s if self.latency_s is not None else UNKNOWN_CALL_S)
 
     def observe(self, seconds: float) -> None:
         with self.queue_lock:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from providers.resilience.breaker import CircuitBreaker, HealthSnapshot
 from providers.resilience.breaker_store import BreakerPolicy, BreakerStore, MemoryBreakerStore, RedisBreakerStore
+from providers.resilience.stall import StallWatch
 
 if TYPE_CHECKING:
     from providers.config import Settings
@@ -32,8 +33,11 @@ class HealthBoard:
         policy: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         store: BreakerStore | None = None,
+        stalls: StallWatch | None = None,
     ) -> None:
         self.policy = policy or BreakerPolicy()
+        # This process's calls in flight (a silent provider is seen before any call fails): never shared.
+        self.stalls = stalls or StallWatch()
         self._clock = clock
         self.store: BreakerStore = store or MemoryBreakerStore(self.policy)
         self._breakers: dict[str, CircuitBreaker] = {}

@@ -3,6 +3,7 @@ OpenAI-compatible server path against a fake server."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from providers.errors import (
 )
 from providers.local.adapter import LocalAdapter, build_local_adapter
 from providers.local.cpu_quirks import cpu_flags, has_amx, safe_model_params
-from providers.local.llamacpp import ChatLlamaCppLocal, LocalGenerationTimeout, get_llama_handle
+from providers.local.llamacpp import UNKNOWN_CALL_S, ChatLlamaCppLocal, LocalGenerationTimeout, get_llama_handle
 from providers.local.model_file import check_local_available, default_model_path
 from providers.local.openai_compat import chat_completions_url
 from providers.local.templates import (
@@ -392,3 +393,16 @@ def test_a_load_avoiding_extra_buffers_changes_only_that_load() -> None:
     assert original().use_extra_bufts is True  # llama.cpp's default, back for every other load
     with safe_model_params(avoid_extra_buffers=False):
         assert low_level.llama_model_default_params is original
+
+
+def test_a_busy_model_never_reports_no_wait_before_its_first_call_is_timed(model_path: str) -> None:
+    """Before, a busy model whose first call had not finished reported a wait of 0 s, and a cold process's
+    cross-checks queued behind each other on a model that looked idle."""
+    handle = get_llama_handle(model_path)
+    fresh = dataclasses.replace(handle, lock=threading.Lock(), queue_lock=threading.Lock(), latency_s=None)
+    fresh.busy = True
+    assert fresh.expected_wait_s() == UNKNOWN_CALL_S
+    fresh.observe(0.2)
+    assert fresh.expected_wait_s() == pytest.approx(0.2)
+    fresh.busy = False
+    assert fresh.expected_wait_s() == 0.0
