@@ -20,6 +20,8 @@ class Availability:
     tier: Tier
     available: bool
     reason: str = ""
+    # Unavailable for new work only: it answered 429 and asked to wait (a call already planned may still go).
+    cooling: bool = False
 
 
 def build_adapter(ps: ProviderSettings) -> ProviderAdapter:
@@ -154,6 +156,9 @@ class ProviderRegistry:
         state = self.health.breaker(name).state()
         if state == "open":
             return Availability(name, tier, False, "circuit open after recent failures")
+        cooling = self.health.cooldowns.left_s(name)
+        if cooling > 0:
+            return Availability(name, tier, False, f"rate limited: it asked to wait {cooling:.1f} s more", cooling=True)
         if state == "half_open":
             return Availability(name, tier, True, "circuit half-open: the next call is a probe")
         return Availability(name, tier, True)

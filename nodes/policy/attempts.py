@@ -67,8 +67,9 @@ def call_provider(
     name = step["provider"]
     try:
         availability = registry.availability(name)
-        if not availability.available:
-            # Availability changed since routing (a circuit opened): do not send the call.
+        if not availability.available and not availability.cooling:
+            # Availability changed since routing (a circuit opened): do not send the call. A rate limit's cooldown
+            # is for new work: this call was planned (a retry after waiting out the Retry-After, a fallback).
             raise ProviderUnavailable(availability.reason, provider=name)
         if not registry.health.breaker(name).allow():
             raise ProviderUnavailable("circuit half-open: another call is the probe", provider=name)
@@ -86,6 +87,7 @@ def account(registry: ProviderRegistry, step: ChainStep, attempt: Attempt, error
         ok=error is None,
         latency_ms=attempt["latency_ms"],
         error_class=error.error_class if error else None,
+        retry_after_s=error.retry_after_s if error else None,
     )
     registry.hedge_budget.record_spend(attempt["cost_usd"])
 

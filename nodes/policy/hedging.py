@@ -313,6 +313,7 @@ def record_group(
                 ok=call.error is None,
                 latency_ms=attempt["latency_ms"],
                 error_class=call.error.error_class if call.error else None,
+                retry_after_s=call.error.retry_after_s if call.error else None,
             )
             if not call.hedge:
                 registry.hedge_budget.record_spend(attempt["cost_usd"])
@@ -411,7 +412,11 @@ def settle_abandoned(
                 price = registry.price_of(name, call.reply.model)
                 usd = price.cost_usd(call.reply.input_tokens, call.reply.output_tokens)
             registry.health.record(
-                name, ok=ok, latency_ms=call.latency_ms, error_class=call.error.error_class if call.error else None
+                name,
+                ok=ok,
+                latency_ms=call.latency_ms,
+                error_class=call.error.error_class if call.error else None,
+                retry_after_s=call.error.retry_after_s if call.error else None,
             )
         else:
             call.abort.set()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from providers.resilience.breaker import CircuitBreaker, HealthSnapshot
 from providers.resilience.breaker_store import BreakerPolicy, BreakerStore, MemoryBreakerStore, RedisBreakerStore
+from providers.resilience.cooldown import Cooldowns
 from providers.resilience.stall import StallWatch
 
 if TYPE_CHECKING:
@@ -34,10 +35,13 @@ class HealthBoard:
         clock: Callable[[], float] = time.monotonic,
         store: BreakerStore | None = None,
         stalls: StallWatch | None = None,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         self.policy = policy or BreakerPolicy()
         # This process's calls in flight (a silent provider is seen before any call fails): never shared.
         self.stalls = stalls or StallWatch()
+        # Providers that answered 429 are left out of new work for as long as they asked (cooldown.py).
+        self.cooldowns = cooldowns or Cooldowns(clock, max_s=self.policy.open_s)
         self._clock = clock
         self.store: BreakerStore = store or MemoryBreakerStore(self.policy)
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -75,7 +79,21 @@ class HealthBoard:
                 self._breakers[provider] = CircuitBreaker(provider, self.policy, self._clock, self.store)
             return self._breakers[provider]
 
-    def record(self, provider: str, *, ok: bool, latency_ms: float, error_class: str | None = None) -> None:
+    def record(
+        self,
+        provider: str,
+        *,
+        ok: bool,
+        latency_ms: float,
+        error_class: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        """Count one call's outcome; a rate limit (429) counts toward a cooldown instead of as a failure."""
+        if not ok and error_class == "rate_limited":
+            self.cooldowns.limited(provider, retry_after_s)
+            return
+        if ok:
+            self.cooldowns.answered(provider)
         if not ok and error_class in NEUTRAL_ERRORS:
             return
         self.breaker(provider).record(ok, latency_ms)

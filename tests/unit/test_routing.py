@@ -206,6 +206,19 @@ def test_fallbacks_follow_adequacy_then_health_then_price() -> None:
 # --- request constraints and availability -----------------------------------------------------------------
 
 
+def test_a_provider_cooling_down_after_a_429_is_routed_around_until_its_retry_after_passes() -> None:
+    clock = [1000.0]
+    health = HealthBoard(clock=lambda: clock[0])
+    for _ in range(2):  # two in a row: a storm, not one request's bad luck
+        health.record("gemini", ok=False, latency_ms=30.0, error_class="rate_limited", retry_after_s=3.0)
+    reg = registry(health=health)
+    routing = plan(reg, classify(COMPLEX), "a query", {})
+    assert "gemini" not in [s["provider"] for s in routing["chain"]]
+    assert any("rate limited: it asked to wait 3.0 s more" in r for r in routing["reasons"])
+    clock[0] += 3.0
+    assert primary(reg, COMPLEX) == "gemini"
+
+
 def test_require_citations_keeps_only_providers_that_cite() -> None:
     routing = plan(registry(), classify(COMPLEX), "a query", {"require_citations": True})
     assert [s["provider"] for s in routing["chain"]] == ["perplexity"]
