@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,19 @@ class _Metrics:
         )
 
 
+_CREATE_LOCK = threading.Lock()
+
+
 @functools.cache
-def _metrics() -> _Metrics:
+def _create() -> _Metrics:
     return _Metrics()
+
+
+def _metrics() -> _Metrics:
+    # Under a lock: functools.cache does not stop two threads that arrive first from both building the metrics,
+    # and the second registration fails (a process's first concurrent requests lost their metrics; bench/chaos.py).
+    with _CREATE_LOCK:
+        return _create()
 
 
 def _safely(fn: Any) -> Any:

@@ -149,3 +149,35 @@ def test_a_job_deadline_longer_than_the_longest_configured_one_is_refused(client
 def test_unknown_fields_of_a_job_are_refused(client: FlaskClient) -> None:
     answer: Any = client.post("/api/v1/strategist/jobs", json={"query": QUERY, "colour": "red"})
     assert answer.status_code == 400
+
+
+def test_threads_arriving_first_build_the_metrics_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """functools.cache alone let two first callers both build (and register) the metrics; the second failed with
+    DuplicateTimeseries and that request's metrics were lost."""
+    import functools
+    import threading
+
+    import observability.metrics as metrics
+
+    built: list[object] = []
+
+    @functools.cache
+    def slow_create() -> Any:
+        threading.Event().wait(0.05)  # a construction slow enough for the others to arrive meanwhile
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setattr(metrics, "_create", slow_create)
+    start = threading.Barrier(8)
+    got: list[object] = []
+
+    def first_use() -> None:
+        start.wait()
+        got.append(metrics._metrics())
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(built) == 1 and got == built * 8
