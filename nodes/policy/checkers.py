@@ -1,5 +1,5 @@
-"""Which providers may check an answer: another vendor, available, within the request's budget and time, not
-one that failed earlier in this analysis, healthiest and fastest first."""
+"""Which providers may check an answer: another vendor, available, answering (not gone silent), within the
+request's budget and time, not one that failed earlier in this analysis, healthiest and fastest first."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def checker_chain(
                     f"max_cost_usd ${max_cost:.4f}"
                 )
                 continue
+        if registry.health.stalls.stalled(name):
+            # Calls to it are overdue and none made since was answered: a check would wait out its bound.
+            notes.append(f"{name} not asked: it has stopped answering (calls overdue, none answered since)")
+            continue
         wait_s = registry.expected_wait_s(name)
         if wait_s > 0:
             # A serialised model (the local one) that is busy: a second opinion does not queue ahead of answers.

@@ -19,10 +19,15 @@ _NOT_THE_PROVIDER = frozenset({"bad_request", "context_too_long", "content_block
 
 def failed_providers(attempts: Iterable[Attempt]) -> set[str]:
     """Return the providers that failed, timed out, or hung (overtaken while unanswered) in these attempts."""
+    attempts = list(attempts)
+    # A call overtaken by a second request to its own provider (a duplicate hedge) that answered: not a failure.
+    answered = {a["provider"] for a in attempts if a["outcome"] == "ok"}
     failed: set[str] = set()
     for attempt in attempts:
         errored = attempt["outcome"] == "error" and attempt["error_class"] not in _NOT_THE_PROVIDER
-        overtaken = attempt["outcome"] == "cancelled" and not attempt.get("hedge")
+        overtaken = (
+            attempt["outcome"] == "cancelled" and not attempt.get("hedge") and attempt["provider"] not in answered
+        )
         if errored or overtaken:
             failed.add(attempt["provider"])
     return failed

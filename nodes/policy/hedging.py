@@ -1,4 +1,5 @@
-"""Hedged calls: one attempt on a chain step, and the next step started in parallel when the first is slow.
+"""Hedged calls: one attempt on a chain step, and the next step started in parallel when the first is slow (the
+same cloud provider again when no other adequate step follows).
 
 The first usable answer wins; the other call is abandoned and recorded as ``cancelled`` with its estimated
 cost. Hedges are started within the hedge budget (providers/resilience/hedge_budget.py), and a provider's
@@ -17,6 +18,7 @@ import contextvars
 import functools
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from typing import Any
 
 from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import call_provider, make_attempt
+from nodes.policy.attempts import call_provider, make_attempt, retry_wait_s
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
@@ -42,6 +44,8 @@ _log = logging.getLogger(__name__)
 _GRACE_S = 1.0
 # How often a slow attempt whose hedge was refused asks the budget again.
 _HEDGE_RECHECK_S = 0.25
+# The jitter of a re-asked hedge's backoff (nothing depends on its sequence).
+_JITTER = random.Random()
 
 
 @dataclass(eq=False)  # calls are compared by identity: an abandoned call's fields change under its thread
@@ -137,6 +141,14 @@ def race(
         # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
         # against one that may still answer.
         hedge_step = None
+    duplicate = hedge_step is None and resilience.hedge.enabled and registry.tier_of(first) != "local"
+    if duplicate:
+        # No other adequate step (fresh facts: only Perplexity serves them): the same provider again, as a second
+        # request, which its load balancer most likely gives another replica ("The Tail at Scale"). A hung call
+        # with nothing else adequate used to wait out its whole sub-deadline (2 s in the chaos run). Never the
+        # local model: it runs one call at a time, so a duplicate would only queue behind the call it hedges.
+        hedge_step = chain[cursor]
+    hedge_fallbacks_left = cursor + 1 < len(chain) if duplicate else cursor + 2 < len(chain)
     # A provider that has gone silent (calls overdue, none answered after them) is hedged at the floor from the start.
     stalled = hedge_step is not None and registry.health.stalls.stalled(first)
     # Without a possible hedge the call is made in this thread: nothing will race or abandon it.
@@ -149,14 +161,22 @@ def race(
     finished: list[Call] = []
     winner: Call | None = None
     waiting_for_primary = False  # the hedge failed and only the slow primary is left
+    rehedge_at: float | None = None  # when a failed hedge is asked again (once) while the primary still runs
+    rehedged = False
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
         # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile.
         recheck = time.monotonic() + _HEDGE_RECHECK_S
         until = min(hedge_at, limit, recheck) if waiting_to_hedge and hedge_at is not None else limit
+        if rehedge_at is not None:
+            until = min(until, rehedge_at)
         try:
             call = results.get(timeout=max(0.0, until - time.monotonic()))
         except queue.Empty:
+            if rehedge_at is not None and rehedge_at <= time.monotonic() < limit:
+                rehedge_at = None
+                launch(calls[1].step, hedge_fallbacks_left, hedge=True)
+                continue
             if waiting_to_hedge and hedge_step is not None and hedge_at is not None and time.monotonic() < hedge_at:
                 # Woken before the hedge is due: if other requests' calls to this provider have failed since this
                 # one started (a provider starting to hang), a suspect provider is hedged at the floor.
@@ -168,7 +188,7 @@ def race(
                 reservation = _reserve_hedge(registry, clock, state, hedge_step, deadline_at, calls[0])
                 if reservation is not None:
                     hedge_at = None
-                    launch(hedge_step, cursor + 2 < len(chain), hedge=True)
+                    launch(hedge_step, hedge_fallbacks_left, hedge=True)
                 else:
                     # Refused (budget, or the hedge's provider is unavailable): ask again a little later, since
                     # the budget refills as other answers are paid for. Without this a hung primary that missed
@@ -200,6 +220,16 @@ def race(
                 break
         if len(calls) == 1:
             break  # the attempt ended before any hedge started: the router decides what comes next
+        if call.hedge and calls[0] not in finished and not rehedged:
+            # The hedge failed with an error worth a retry (a 500, a 429, a malformed body) while the primary, already
+            # slower than usual, still runs: the hedge is asked again, once, after the retry policy's wait. Before,
+            # the analysis waited for the primary (its usual latency plus the grace) and only then retried: the
+            # slowest analyses of the chaos run's random errors (2-3.5 s).
+            wait = _rehedge_wait(registry, call, deadline_at - clock())
+            rehedged = True
+            if wait is not None:
+                rehedge_at = time.monotonic() + wait
+                continue
         if call.hedge and calls[0] not in finished:
             # The hedge failed and the primary, already slower than usual, still runs: wait for it only as long
             # as a loser would be given (its usual latency plus the grace), not to its sub-deadline; then the
@@ -212,6 +242,21 @@ def race(
                 waiting_for_primary = True
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen), reservation
+
+
+def _rehedge_wait(registry: ProviderRegistry, hedge: Call, remaining_s: float) -> float | None:
+    """Return how long to wait before asking a failed hedge's provider again, or None when the retry policy (its
+    disposition, the wait cap, the deadline, the provider's retry budget) or its availability says no."""
+    error, name = hedge.error, hedge.step["provider"]
+    if error is None or error.disposition != "retry" or not registry.availability(name).available:
+        return None
+    policy = registry.settings.resilience.retry
+    breaker = registry.health.breaker(name)
+    wait = retry_wait_s(error, made=1, remaining_s=remaining_s, policy=policy, rng=_JITTER)
+    if wait is None or not breaker.retry_allowed(policy.budget_ratio):
+        return None
+    breaker.note_retry()
+    return wait
 
 
 def _suspect(registry: ProviderRegistry, call: Call) -> bool:
@@ -264,8 +309,9 @@ def _reserve_hedge(
     resilience = registry.settings.resilience
     name = primary.step["provider"]
     never_answered = registry.health.breaker(name).latency_view(resilience.hedge.mad_k).samples == 0
-    # Over a silent provider the hedge is a failover as well: a hung call generates nothing to bill.
-    failover = never_answered or registry.health.stalls.stalled(name)
+    # Over a silent provider the hedge is a failover as well: a hung call generates nothing to bill. A second
+    # request to the same provider is always a duplicate (it would hang or be billed alike).
+    failover = (never_answered or registry.health.stalls.stalled(name)) and step["provider"] != name
     return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state), failover=failover)
 
 

@@ -164,6 +164,17 @@ def test_a_busy_or_slow_checker_is_not_asked() -> None:
     assert slow == [] and any(n.startswith("local not asked: it usually takes 15.0 s") for n in notes)
 
 
+def test_a_provider_that_has_gone_silent_is_not_asked_to_check() -> None:
+    clock = FakeClock(0.0)
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]}, health=HealthBoard(stalls=StallWatch(clock)))
+    state = cast(AnalysisState, {"attempts": [], "query": "q"})
+    for _ in range(2):
+        registry.health.stalls.start("gemini", 1.0)
+    clock.advance(2.0)
+    chain, notes = checker_chain(candidate("perplexity", "perplexity"), state, registry)
+    assert chain == [] and notes == ["gemini not asked: it has stopped answering (calls overdue, none answered since)"]
+
+
 def test_the_checks_of_one_answer_share_one_bound() -> None:
     """The first checker's reply is unusable after 0.6 s; the answer took no time on the analysis's clock, so the
     checks may hold it back min_s (1 s) in all. Before, the next checker got the whole allowance again (two
@@ -694,6 +705,54 @@ def test_a_call_to_a_silent_provider_is_hedged_at_once_outside_the_budget() -> N
     first, hedge = result.attempts[0], result.attempts[1]
     assert (first.provider, first.outcome) == ("gemini", "cancelled")
     assert (hedge.provider, hedge.hedge, hedge.outcome) == ("perplexity", True, "ok")
+
+
+def test_with_nothing_else_adequate_a_slow_call_is_hedged_by_a_second_request_to_its_own_provider() -> None:
+    """Fresh facts: only Perplexity serves them (the local model is a last resort, never raced). Before, a hung
+    Perplexity call waited out its sub-deadline; now a second request to Perplexity answers."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return CITED
+
+    registry = fake_registry(
+        {"perplexity": [hung, CITED], "local": [reply("Local answer.")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}),
+    )
+    fresh = QueryNeeds.confident(0.95, "moderate", "fact_lookup")
+    try:
+        result = run(registry, fresh, depth="quick")
+    finally:
+        release.set()
+    answers = [(a.provider, a.outcome, a.hedge) for a in result.attempts if a.role == "answer"]
+    assert answers == [("perplexity", "cancelled", False), ("perplexity", "ok", True)]
+    assert result.provider == "perplexity" and calls(registry, "local") == 0
+    assert "perplexity" not in failed_providers([a.model_dump() for a in result.attempts])  # type: ignore[misc]
+
+
+def test_a_hedge_that_fails_with_a_retryable_error_is_asked_again_while_the_primary_hangs() -> None:
+    """Gemini hangs, its hedge (Perplexity) answers 500 once. Before, the analysis waited for Gemini (its usual
+    latency plus the grace) and only then retried Perplexity; now the hedge is asked again at once."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [ServerError("500"), CITED], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.01}, deadlines={"loser_grace_s": 60.0}),
+    )
+    for _ in range(10):  # Perplexity has answered before: it has earned a retry
+        registry.health.record("perplexity", ok=True, latency_ms=50.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    answers = [(a.provider, a.outcome, a.hedge) for a in result.attempts if a.role == "answer"]
+    assert answers[-1] == ("perplexity", "ok", True)
+    assert ("perplexity", "error", True) in answers and ("gemini", "cancelled", False) in answers
 
 
 def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend() -> None:
