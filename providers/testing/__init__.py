@@ -95,7 +95,13 @@ def fake_registry(
     env = {"STRATEGIST_DATA_DIR": "/nonexistent"}
     if "local" not in scripts:
         env["LOCAL_MODEL_PATH"] = "/nonexistent/model.gguf"
-    settings = settings or load_settings(env)
+    if settings is None:
+        # Hedging off unless the test's own settings turn it on: a hedge starts on a timer (0.3 s before a
+        # provider has latency samples), so on a loaded machine a scripted call could race a second scripted call
+        # and take the reply meant for the next one.
+        loaded = load_settings(env)
+        hedge = loaded.resilience.hedge.model_copy(update={"enabled": False})
+        settings = loaded.model_copy(update={"resilience": loaded.resilience.model_copy(update={"hedge": hedge})})
     adapters = {}
     for name, script in scripts.items():
         ps = settings.providers[name]
