@@ -99,8 +99,10 @@ class HealthBoard:
         self.breaker(provider).record(ok, latency_ms)
 
     def reset(self, providers: list[str]) -> list[str]:
+        """Close the providers' circuits and end their rate-limit cooldowns (an operator says they are back)."""
         for name in providers:
             self.breaker(name).reset()
+            self.cooldowns.clear(name)
         return providers
 
     def reset_all(self) -> int:

@@ -55,6 +55,12 @@ class Cooldowns:
         with self._lock:
             self._streak.pop(provider, None)
 
+    def clear(self, provider: str) -> None:
+        """Forget the provider's cooldown and streak (an operator's circuit reset)."""
+        with self._lock:
+            self._until.pop(provider, None)
+            self._streak.pop(provider, None)
+
     def left_s(self, provider: str) -> float:
         """Return how long the provider is still to be left alone (0.0: not at all)."""
         with self._lock:

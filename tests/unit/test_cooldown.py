@@ -59,6 +59,15 @@ def test_a_429_storm_cools_a_provider_down_and_does_not_open_its_circuit() -> No
     assert registry.availability("perplexity").available
 
 
+def test_a_circuit_reset_also_ends_a_cooldown() -> None:
+    board = HealthBoard(clock=Clock())
+    for _ in range(2):
+        board.record("gemini", ok=False, latency_ms=20.0, error_class="rate_limited", retry_after_s=20.0)
+    assert board.cooldowns.left_s("gemini") == 20.0
+    board.reset(["gemini"])
+    assert board.cooldowns.left_s("gemini") == 0.0 and registry_with(board).availability("gemini").available
+
+
 def test_an_open_circuit_is_not_a_cooldown() -> None:
     clock = Clock()
     board = HealthBoard(clock=clock)
