@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,12 @@ from providers.testing import redis_servers
 PATIENCE_S = 60.0
 
 
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
-    try:
-        redis_servers.redis_server_binary()
-    except redis_servers.ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with redis_servers.running("redis", tmp_path / "redis") as running:
-        yield running
-
-
 @pytest.fixture(params=["file", "redis"])
 def leases(request: pytest.FixtureRequest, tmp_path: Path) -> ThreadLeases:
     if request.param == "file":
         return FileThreadLeases(tmp_path / "leases")
-    server: redis_servers.RedisServer = request.getfixturevalue("server")
-    return RedisThreadLeases(server.client(), ttl_s=30)
+    redis_server: redis_servers.RedisServer = request.getfixturevalue("redis_server")
+    return RedisThreadLeases(redis_server.client(), ttl_s=30)
 
 
 def test_one_holder_per_thread_until_released(leases: ThreadLeases) -> None:
@@ -45,17 +34,17 @@ def test_one_holder_per_thread_until_released(leases: ThreadLeases) -> None:
     assert first is not None and not first.lost
     assert leases.acquire("t-1") is None
     other = leases.acquire("t-2")  # another thread is not affected
-    assert other is not None
+    assert other is not None and leases.acquire("t-2") is None
     first.release()
-    again = leases.acquire("t-1")
-    assert again is not None
+    again = leases.acquire("t-1")  # released: the next runner gets it, and holds it
+    assert again is not None and not again.lost and leases.acquire("t-1") is None
     again.release()
     other.release()
 
 
 def test_holding_refuses_or_waits_with_an_injected_clock(leases: ThreadLeases) -> None:
     held = leases.acquire("busy")
-    assert held is not None
+    assert held is not None and not held.lost
     refused = pytest.raises(ThreadBusy, match=r"thread busy is already running in another process.*--wait SECONDS")
     with refused, holding(leases, "busy"):
         pass
@@ -83,8 +72,8 @@ def test_holding_refuses_or_waits_with_an_injected_clock(leases: ThreadLeases) -
     blocker.release()
 
 
-def test_redis_lease_is_renewed_past_its_ttl_and_noticed_when_lost(server: redis_servers.RedisServer) -> None:
-    client = server.client()
+def test_redis_lease_is_renewed_past_its_ttl_and_noticed_when_lost(redis_server: redis_servers.RedisServer) -> None:
+    client = redis_server.client()
     leases = RedisThreadLeases(client, ttl_s=1.5)
     lease = leases.acquire("long-run")
     assert lease is not None
@@ -108,8 +97,8 @@ def test_redis_lease_is_renewed_past_its_ttl_and_noticed_when_lost(server: redis
     assert client.get(key) == b"someone-else"  # release is compare-and-delete: the other's lease stays
 
 
-def test_redis_lease_of_a_dead_process_on_this_host_is_taken_over(server: redis_servers.RedisServer) -> None:
-    client = server.client()
+def test_redis_lease_of_a_dead_process_on_this_host_is_taken_over(redis_server: redis_servers.RedisServer) -> None:
+    client = redis_server.client()
     leases = RedisThreadLeases(client, ttl_s=300)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -129,6 +118,6 @@ def test_redis_lease_of_a_dead_process_on_this_host_is_taken_over(server: redis_
     live.release()
 
 
-def test_lease_keys_share_the_thread_hash_tag(server: redis_servers.RedisServer) -> None:
-    leases = RedisThreadLeases(redis.Redis(host=server.host, port=server.port), ttl_s=30)
+def test_lease_keys_share_the_thread_hash_tag(redis_server: redis_servers.RedisServer) -> None:
+    leases = RedisThreadLeases(redis.Redis(host=redis_server.host, port=redis_server.port), ttl_s=30)
     assert leases.key("a{b}:c") == "strategist:lease:{a%7Bb%7D%3Ac}"

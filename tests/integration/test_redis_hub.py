@@ -4,24 +4,9 @@ its own connection, as a worker and a web process would; the Redis is the test's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from graphs.progress_hub import Published, Subscription
 from providers.testing import redis_servers
 from worker.hub import RedisHub
-
-
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
-    try:
-        redis_servers.redis_server_binary()
-    except redis_servers.ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with redis_servers.running("redis", tmp_path / "redis") as running:
-        yield running
 
 
 def drain(subscription: Subscription, count: int) -> list[Published]:
@@ -34,9 +19,9 @@ def drain(subscription: Subscription, count: int) -> list[Published]:
 
 
 def test_a_subscriber_in_another_process_gets_the_missed_events_then_the_live_ones_once(
-    server: redis_servers.RedisServer,
+    redis_server: redis_servers.RedisServer,
 ) -> None:
-    worker, web = RedisHub.from_url(server.url), RedisHub.from_url(server.url)
+    worker, web = RedisHub.from_url(redis_server.url), RedisHub.from_url(redis_server.url)
     for n in range(1, 4):
         published = worker.publish("Jubilee Hills", {"event": "node", "n": n}, thread_id="t-1")
         assert published.seq == n
@@ -55,8 +40,8 @@ def test_a_subscriber_in_another_process_gets_the_missed_events_then_the_live_on
     feed.close()
 
 
-def test_without_after_only_new_events_come_and_the_buffer_is_capped(server: redis_servers.RedisServer) -> None:
-    hub = RedisHub.from_url(server.url)
+def test_without_after_only_new_events_come_and_the_buffer_is_capped(redis_server: redis_servers.RedisServer) -> None:
+    hub = RedisHub.from_url(redis_server.url)
     small = RedisHub(hub.client, buffer=2)
     for n in range(5):
         small.publish("Ward", {"event": "node", "n": n})

@@ -21,7 +21,7 @@ import cli
 from graphs.request import parse_request
 from graphs.service import Orchestrator
 from graphs.stores import Stores, open_stores
-from graphs.stores.lease import leases_of
+from graphs.stores.lease import FileThreadLeases, RedisThreadLeases, leases_of
 from graphs.stores.redis_saver import RedisSaver
 from graphs.stores.retention import DAY_S, prune
 from providers.config import Settings, load_settings
@@ -97,9 +97,10 @@ def test_prune_deletes_old_finished_threads_and_nothing_else(env: dict[str, str]
         later = time.time() + 40 * DAY_S  # 40 days on: past keep_days = 30
 
         leases = leases_of(stores.checkpointer)
-        assert leases is not None
+        # The embedded stores lease threads in the store's own kind: Redis keys with Redis, lock files with SQLite.
+        assert isinstance(leases, RedisThreadLeases if "REDIS_URL" in env else FileThreadLeases)
         running = leases.acquire("busy")  # someone runs it again right now
-        assert running is not None
+        assert running is not None and leases.acquire("busy") is None  # held: a second runner is refused
         try:
             dry = prune(stores.checkpointer, stores.ledger, settings.retention, now=later, dry_run=True)
             assert (dry.finished, dry.deleted_threads, dry.skipped_busy) == (3, 2, 1)
