@@ -29,7 +29,7 @@ from providers.resilience.breaker import HedgeTiming, LatencyView
 # that several calls are overdue *and* none started after them was answered, which a healthy provider almost never
 # shows. Simulated (log-normal latencies, median 0.25 s, p99 1 s, Poisson arrivals of 4 and 13 a second, 20,000
 # calls): with 2 calls needed, 0.03-0.07% of calls would see a healthy provider as stalled at 2x the median and
-# 0.6-0.7% at 1.4x; each costs at most one hedge outside the budget.
+# 0.55-0.75% at 1.4x; each costs at most one hedge outside the budget.
 MEDIAN_MULTIPLE = 2.0
 
 
