@@ -44,6 +44,8 @@ _log = logging.getLogger(__name__)
 _GRACE_S = 1.0
 # How often a slow attempt whose hedge was refused asks the budget again.
 _HEDGE_RECHECK_S = 0.25
+# Woken for a provider's stall, wait this much past the moment its calls turn overdue (clocks tick unevenly).
+_STALL_SLACK_S = 0.005
 # The jitter of a re-asked hedge's backoff (nothing depends on its sequence).
 _JITTER = random.Random()
 
@@ -165,8 +167,13 @@ def race(
     rehedged = False
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
-        # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile.
+        # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile; and at the
+        # moment its calls in flight would show it silent (providers/resilience/stall.py), if that comes sooner.
         recheck = time.monotonic() + _HEDGE_RECHECK_S
+        if waiting_to_hedge:
+            stall_due_s = registry.health.stalls.stalled_in(first)
+            if 0.0 < stall_due_s < _HEDGE_RECHECK_S:
+                recheck = time.monotonic() + stall_due_s + _STALL_SLACK_S
         until = min(hedge_at, limit, recheck) if waiting_to_hedge and hedge_at is not None else limit
         if rehedge_at is not None:
             until = min(until, rehedge_at)

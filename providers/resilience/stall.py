@@ -89,6 +89,21 @@ class StallWatch:
             )
         return overdue >= self.min_overdue
 
+    def stalled_in(self, provider: str) -> float:
+        """Return the seconds until the provider will count as stalled if it answers nothing meanwhile: 0 when it
+        already does, inf when too few of its calls are in flight to ever count.
+
+        A caller waiting to hedge wakes then instead of finding out at its next periodic recheck: at a hang's
+        onset every call in flight learns of it at once, not up to a recheck interval later.
+        """
+        now = self._clock()
+        with self._lock:
+            answered = self._answered_started.get(provider, -math.inf)
+            due = sorted(f.overdue_at for f in self._flights.get(provider, {}).values() if f.started > answered)
+        if len(due) < self.min_overdue:
+            return math.inf
+        return max(0.0, due[self.min_overdue - 1] - now)
+
     def in_flight(self, provider: str) -> int:
         with self._lock:
             return len(self._flights.get(provider, {}))

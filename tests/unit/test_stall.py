@@ -47,6 +47,24 @@ def test_an_answer_to_an_earlier_call_does_not_clear_a_stall() -> None:
     assert watch.in_flight("gemini") == len(hung)
 
 
+def test_stalled_in_says_when_the_second_call_turns_overdue_and_an_answer_puts_it_off() -> None:
+    """A caller waiting to hedge sleeps until then (nodes/policy/hedging.py) instead of polling."""
+    clock = Clock()
+    watch = StallWatch(clock)
+    assert watch.stalled_in("gemini") == math.inf
+    first = watch.start("gemini", 0.5)
+    assert watch.stalled_in("gemini") == math.inf  # one call alone never makes a stall
+    clock.now += 0.125
+    watch.start("gemini", 0.5)
+    assert watch.stalled_in("gemini") == 0.5  # the second call's overdue moment, not the first's
+    clock.now += 0.5
+    assert watch.stalled_in("gemini") == 0.0 and watch.stalled("gemini")
+    later = watch.start("gemini", 0.5)
+    watch.end("gemini", later, answered=True)  # answered after them: none of them is evidence any more
+    watch.end("gemini", first, answered=False)
+    assert watch.stalled_in("gemini") == math.inf
+
+
 def test_calls_that_ended_without_an_answer_are_no_longer_evidence() -> None:
     clock = Clock()
     watch = StallWatch(clock)
