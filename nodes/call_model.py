@@ -77,7 +77,14 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         provider = last.step["provider"]
         made = sum(1 for a in state.get("attempts", []) if a["provider"] == provider and a["role"] == "answer") + 1
         policy = registry.settings.resilience.retry
-        wait = retry_wait_s(last.error, made=made, remaining_s=deadline_at - ctx.clock(), policy=policy, rng=ctx.rng)
+        wait = retry_wait_s(
+            last.error,
+            made=made,
+            remaining_s=deadline_at - ctx.clock(),
+            policy=policy,
+            rng=ctx.rng,
+            fallback_left=cursor + len(group.calls) < len(state["chain"]),
+        )
         if wait is not None and registry.health.breaker(provider).retry_allowed(policy.budget_ratio):
             registry.health.breaker(provider).note_retry()
             update["retry_at"] = ctx.clock() + wait

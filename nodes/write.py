@@ -87,7 +87,14 @@ def write(state: BriefingState, runtime: Runtime[Context]) -> WriteUpdate:
         made = sum(1 for a in state["attempts"] if a["provider"] == step["provider"] and a["role"] == "write") + 1
         wait = None
         if error is not None:
-            wait = retry_wait_s(error, made=made, remaining_s=deadline_at - ctx.clock(), policy=policy, rng=ctx.rng)
+            wait = retry_wait_s(
+                error,
+                made=made,
+                remaining_s=deadline_at - ctx.clock(),
+                policy=policy,
+                rng=ctx.rng,
+                fallback_left=cursor + 1 < len(chain),
+            )
         breaker = registry.health.breaker(step["provider"])
         if wait is not None and breaker.retry_allowed(policy.budget_ratio):
             breaker.note_retry()

@@ -120,7 +120,13 @@ def attempt_timeout_s(remaining_s: float, fallbacks_left: bool, policy: RetrySet
 
 
 def retry_wait_s(
-    error: ProviderError, *, made: int, remaining_s: float, policy: RetrySettings, rng: random.Random
+    error: ProviderError,
+    *,
+    made: int,
+    remaining_s: float,
+    policy: RetrySettings,
+    rng: random.Random,
+    fallback_left: bool = False,
 ) -> float | None:
     """Return how long to wait before retrying the same provider, or None when the retry is not worth it.
 
@@ -128,10 +134,17 @@ def retry_wait_s(
     Retry-After is honoured as given (plus up to 10% jitter so waiting callers do not return in lockstep) and
     never shortened: when it is longer than ``max_wait_s`` or does not leave ``min_attempt_s`` before the
     deadline, the next provider is the better use of the time. Without it: full-jitter exponential backoff.
+
+    A Retry-After is waited out once per provider and request while another step of the chain is left
+    (``fallback_left``): a provider that fails again and asks to wait again is rate limiting or overloaded for
+    longer than one wait, and a second wait (a second of Retry-After each in the chaos run's random 429s) made
+    the slowest analyses of bench/chaos.py (two waits and three calls: 3.5 s). The next provider serves it.
     """
     if error.disposition != "retry" or made > policy.max_retries:
         return None
     if error.retry_after_s is not None:
+        if made > 1 and fallback_left:
+            return None
         wait = error.retry_after_s * (1 + 0.1 * rng.random())
     else:
         wait = rng.uniform(0, min(policy.max_backoff_s, policy.base_backoff_s * 2 ** (made - 1)))

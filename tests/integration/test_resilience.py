@@ -233,6 +233,41 @@ def test_retry_after_that_fits_the_deadline_is_honoured() -> None:
     assert len(clock.sleeps) == 1 and 1.5 <= clock.sleeps[0] <= 1.65
 
 
+def test_a_second_retry_after_moves_on_to_the_next_provider() -> None:
+    """One Retry-After is waited out; a provider asking to wait again is rate limiting for longer than that."""
+    registry = registry_of(
+        {
+            "gemini": [RateLimited("429", retry_after_s=1.0), RateLimited("429", retry_after_s=1.0), GEMINI_OK],
+            "perplexity": [CITED],
+        }
+    )
+    warm(registry, "gemini")
+    clock = FakeClock()
+    result = run(registry, clock=clock, constraints={"deadline_s": 30.0})
+    assert path(result) == [
+        ("gemini", "error", "rate_limited"),
+        ("gemini", "error", "rate_limited"),
+        ("perplexity", "ok", None),
+    ]
+    assert len(clock.sleeps) == 1
+
+
+def test_a_second_retry_after_is_waited_out_when_nothing_else_is_left() -> None:
+    rate_limited = [RateLimited("429", retry_after_s=1.0), RateLimited("429", retry_after_s=1.0)]
+    policy = RetrySettings(max_retries=2, max_wait_s=2.0)
+    rng = random.Random(1)
+    for error in rate_limited:
+        assert retry_wait_s(error, made=1, remaining_s=30, policy=policy, rng=rng, fallback_left=True) is not None
+    assert retry_wait_s(rate_limited[1], made=2, remaining_s=30, policy=policy, rng=rng, fallback_left=True) is None
+    assert (
+        retry_wait_s(rate_limited[1], made=2, remaining_s=30, policy=policy, rng=rng, fallback_left=False) is not None
+    )
+    # Backoff without a Retry-After is short and stays as it was.
+    assert (
+        retry_wait_s(ServerError("500"), made=2, remaining_s=30, policy=policy, rng=rng, fallback_left=True) is not None
+    )
+
+
 @pytest.mark.parametrize(
     "retry_after_s, deadline_s",
     [(1.5, 1.8), (5.0, 60.0)],
