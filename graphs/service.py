@@ -221,7 +221,7 @@ class Orchestrator:
         return result
 
     def _learn_from_check(self, result: AnalysisResult, at: float) -> None:
-        """Record the cross-check's verdict on the served answer, for routing to learn per (provider, task).
+        """Record the cross-check's verdict on the answer it judged, for routing to learn per (provider, task).
 
         Recorded here, once the analysis has finished, and not by the cross_check node: nodes only read outcomes
         (the context's OutcomeSource), and a node re-runs when an analysis is resumed from an earlier checkpoint,
@@ -231,10 +231,13 @@ class Orchestrator:
         check = result.cross_check
         if self.feedback is None or check is None or result.provider is None or result.cached:
             return
-        if check["provider"] == result.provider:
-            # The checker's answer was served instead (it was better supported): the verdict was on another answer.
-            return
         judged = result.provider
+        if check["provider"] == result.provider:
+            # The checker's answer was served instead (it was better supported): the verdict was on the first one.
+            superseded = result.escalation.get("superseded") if result.escalation is not None else None
+            if superseded is None:
+                return
+            judged = superseded["provider"]
         answered_by, checked_by = _tier_of(result, judged), _tier_of(result, check["provider"])
         if answered_by is None or checked_by is None:
             return

@@ -9,7 +9,7 @@ unlucky answers cannot flip a route (bench/learning.py shows the shift). Evidenc
 - cross-check verdicts: an independent answer of another vendor judged the served answer's claims. A claim the
   checker contradicts marks the answer wrong; claims it supports (at least half, none contradicted) mark it
   right; anything in between teaches nothing. The verdict is kept in the feedback store as an outcome with
-  ``VERDICT_NOTE`` and its own key, so a person's feedback on the same analysis overrides it here, and the
+  ``VERDICT_NOTE`` and its own key, so a person's feedback on the same answer overrides it here, and the
   confidence model, which scores cross-validation itself, never learns from it.
 
 Evidence is weighted (``verdict_weight``): a person's judgment counts as one outcome, a verdict as a fraction of
@@ -73,13 +73,14 @@ class Learned:
 
     @classmethod
     def from_outcomes(cls, outcomes: Iterable[Outcome]) -> Learned:
-        """Sum feedback and cross-check verdicts by weight; a verdict on a thread a person judged is left out."""
+        """Sum feedback and cross-check verdicts by weight; a verdict on an answer a person judged is left out."""
         rows = list(outcomes)
-        judged = {o.thread_id for o in rows if o.note != VERDICT_NOTE}
+        # What a person judged is the served answer; a verdict on the answer the checker's replaced is kept.
+        judged = {(o.thread_id, o.provider) for o in rows if o.note != VERDICT_NOTE}
         right: defaultdict[tuple[str, str], float] = defaultdict(float)
         wrong: defaultdict[tuple[str, str], float] = defaultdict(float)
         for o in rows:
-            if o.note == VERDICT_NOTE and o.thread_id.removesuffix(VERDICT_SUFFIX) in judged:
+            if o.note == VERDICT_NOTE and (o.thread_id.removesuffix(VERDICT_SUFFIX), o.provider) in judged:
                 continue
             (right if o.correct else wrong)[(o.provider, o.task)] += weight_of(o)
         keys = set(right) | set(wrong)

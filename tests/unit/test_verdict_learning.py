@@ -137,6 +137,23 @@ def test_an_analysis_whose_cross_check_disagrees_moves_the_estimate(tmp_path: Pa
     feedback.close()
 
 
+@pytest.mark.usefixtures("poor_local")
+def test_a_verdict_on_an_answer_the_checkers_replaced_counts_against_the_first_provider(tmp_path: Path) -> None:
+    feedback = SqliteFeedback(tmp_path / "feedback.sqlite")
+    orchestrator = Orchestrator(fake_registry(disagreeing_scripts()), InMemorySaver(), feedback=feedback)
+    result = orchestrator.analyze(AnalysisRequest(query=SUMMARY, depth="deep"))
+    # Without a track record, the checker's answer is the better supported one and is served instead.
+    assert result.provider == "perplexity" and result.escalation is not None
+    assert result.escalation.get("superseded", {}).get("provider") == "gemini"
+    assert learned_from(feedback).records[("gemini", "summary")] == Record(0, VERDICT_WEIGHT / 2)
+    # A person judging the served answer (Perplexity's) does not take back the verdict on Gemini's.
+    orchestrator.record_feedback(result.thread_id, True)
+    learned = learned_from(feedback)
+    assert learned.records[("gemini", "summary")] == Record(0, VERDICT_WEIGHT / 2)
+    assert learned.records[("perplexity", "summary")] == Record(1, 0)
+    feedback.close()
+
+
 class Crash(Exception):
     """The process dies after the checker answered, before the cross-check's step was saved."""
 
