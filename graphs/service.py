@@ -33,7 +33,7 @@ from nodes.policy.learned_adequacy import learned_from, verdict_outcome
 from nodes.policy.response_cache import cache_key
 from observability.metrics import observe_run
 from observability.tracing import span_callbacks
-from providers.config import Depth
+from providers.config import Depth, Tier
 from providers.registry import ProviderRegistry
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -221,18 +221,30 @@ class Orchestrator:
         return result
 
     def _learn_from_check(self, result: AnalysisResult, at: float) -> None:
-        """Record the cross-check's verdict on the served answer, for routing to learn per (provider, task).
+        """Record the cross-check's verdict on the answer it judged, for routing to learn per (provider, task).
 
-        Keyed by the thread, so recording it again on a resume of a finished analysis replaces it, never adds.
+        Recorded here, once the analysis has finished, and not by the cross_check node: nodes only read outcomes
+        (the context's OutcomeSource), and a node re-runs when an analysis is resumed from an earlier checkpoint,
+        while a finished analysis has one result. Keyed by the thread, so recording it again on a resume of a
+        finished analysis replaces it, never adds.
         """
         check = result.cross_check
         if self.feedback is None or check is None or result.provider is None or result.cached:
             return
+        judged = result.provider
         if check["provider"] == result.provider:
-            # The checker's answer was served instead (it was better supported): the verdict was on another answer.
+            # The checker's answer was served instead (it was better supported): the verdict was on the first one.
+            superseded = result.escalation.get("superseded") if result.escalation is not None else None
+            if superseded is None:
+                return
+            judged = superseded["provider"]
+        answered_by, checked_by = _tier_of(result, judged), _tier_of(result, check["provider"])
+        if answered_by is None or checked_by is None:
             return
         task = str(result.routing.classification.get("task", ""))
-        outcome = verdict_outcome(result.thread_id, at, result.provider, task, dict(check))
+        outcome = verdict_outcome(
+            result.thread_id, at, judged, task, dict(check), answered_by=answered_by, checked_by=checked_by
+        )
         if outcome is not None:
             with self._store_guard(result.thread_id):
                 self.feedback.record(outcome)
@@ -298,6 +310,11 @@ class Orchestrator:
             "estimated_cost_usd": routing["estimated_cost_usd"],
             "baseline_cost_usd": routing["baseline_estimate_usd"],
         }
+
+
+def _tier_of(result: AnalysisResult, provider: str) -> Tier | None:
+    """Return the tier a provider answered at in this analysis (from its attempts; None if it made none)."""
+    return next((a.tier for a in result.attempts if a.provider == provider), None)
 
 
 def _stream_options(on_event: EventSink | None) -> dict[str, Any]:

@@ -197,6 +197,7 @@ def learn(
     """Replace a provider's adequacy on this task by what outcomes taught, once there is enough evidence.
 
     The expected cost of being wrong becomes (1 - learned adequacy) x this query's mean cost of a wrong answer.
+    The counts in the reasons are weighted: a cross-check verdict counts as a fraction of an outcome.
     """
     wrong_cost = sum(p * loss_usd.get(k, 0.0) for k, p in needs.items())
     out: list[Option] = []
@@ -208,7 +209,7 @@ def learn(
             continue
         value, record = found
         notes.append(
-            f"{o.provider} on {task}: {record.right}/{record.n} outcomes right, adequacy {o.p_adequate:.2f} -> "
+            f"{o.provider} on {task}: {record.right:g}/{record.n:g} outcomes right, adequacy {o.p_adequate:.2f} -> "
             f"{value:.2f}"
         )
         out.append(dataclasses.replace(o, p_adequate=value, expected_loss_usd=(1 - value) * wrong_cost))

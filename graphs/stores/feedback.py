@@ -159,6 +159,12 @@ def import_lines(store: FeedbackStore, lines: Iterable[str]) -> tuple[int, int]:
             raise FeedbackError(f"line {number}: {exc}") from None
         if not isinstance(outcome.correct, bool) or not outcome.thread_id or not outcome.provider:
             raise FeedbackError(f"line {number}: an outcome needs a thread_id, a provider and correct true or false")
+        weight = outcome.weight
+        # Nothing counts as more than a person's judgment (nodes/policy/learned_adequacy.py); None: its kind's.
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1
+        ):
+            raise FeedbackError(f"line {number}: weight must be a number in (0, 1], or absent")
         parsed.append(outcome)
     new = replaced = 0
     for outcome in parsed:

@@ -61,6 +61,10 @@ class Outcome:
     factors: dict[str, float] = field(default_factory=dict)
     calibrated: float | None = None
     note: str = ""
+    # How many outcomes this one counts as in routing's learned adequacy (nodes/policy/learned_adequacy.py: a
+    # cross-check verdict is weaker evidence than a person's judgment). None: the default of its kind, which is
+    # also how outcomes recorded before weights existed read.
+    weight: float | None = None
 
 
 # An outcome recorded from a cross-check verdict rather than a person's feedback (nodes/policy/learned_adequacy.py):

@@ -14,11 +14,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Record:
-    right: int = 0
-    wrong: int = 0
+    """Outcomes right and wrong: counts here; weighted counts in routing's learned adequacy, which pools a
+    person's feedback with cross-check verdicts worth a fraction of an outcome (nodes/policy/learned_adequacy.py).
+    """
+
+    right: float = 0
+    wrong: float = 0
 
     @property
-    def n(self) -> int:
+    def n(self) -> float:
         return self.right + self.wrong
 
 
