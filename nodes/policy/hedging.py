@@ -44,6 +44,8 @@ _log = logging.getLogger(__name__)
 _GRACE_S = 1.0
 # How often a slow attempt whose hedge was refused asks the budget again.
 _HEDGE_RECHECK_S = 0.25
+# Past this multiple of its hedge threshold a call is taken for hung: its hedge needs no budget (far_overdue).
+TAIL_MULTIPLE = 2.0
 # Woken for a provider's stall, wait this much past the moment its calls turn overdue (clocks tick unevenly).
 _STALL_SLACK_S = 0.005
 # The jitter of a re-asked hedge's backoff (nothing depends on its sequence).
@@ -204,6 +206,9 @@ def race(
                         emit(HedgeRefused(provider=hedge_step["provider"]).wire())
                     refused = True
                     hedge_at = time.monotonic() + _HEDGE_RECHECK_S
+                    far_at = calls[0].started + TAIL_MULTIPLE * calls[0].slow_after_s + 0.001
+                    if time.monotonic() < far_at:  # ask again the moment it is far overdue (far_overdue)
+                        hedge_at = min(hedge_at, far_at)
                     if _gave_up(registry, calls[0]):
                         # Its provider started failing while we waited (other requests' calls to it failed) and
                         # the call is past its provider's short leash: a failover, not a duplicate.
@@ -319,7 +324,23 @@ def _reserve_hedge(
     # Over a silent provider the hedge is a failover as well: a hung call generates nothing to bill. A second
     # request to the same provider is always a duplicate (it would hang or be billed alike).
     failover = (never_answered or registry.health.stalls.stalled(name)) and step["provider"] != name
-    return registry.hedge_budget.try_reserve(_estimated_cost(registry, step, state), failover=failover)
+    return registry.hedge_budget.try_reserve(
+        _estimated_cost(registry, step, state), failover=failover or far_overdue(primary)
+    )
+
+
+def far_overdue(call: Call) -> bool:
+    """Say whether a call has run ``TAIL_MULTIPLE`` x past its provider's hedge threshold (known latencies only).
+
+    Such a call is far more likely hung than slow, so its hedge is granted outside the budget: a healthy call gets
+    there about once in a hundred (log-normal latencies with bench/chaos.py's spread: the threshold is about the
+    p95, twice it about the p99), which bounds what these hedges can duplicate. Without it, once the budget was
+    spent on ordinary slow calls (20% random errors: hedges at the p95 use up 10% within seconds), a call that
+    hung waited out its sub-deadline (3 x p95, 2.2 s) before the next step: the chaos run's slowest analyses.
+    """
+    if call.slow_after_s == float("inf"):
+        return False
+    return time.monotonic() - call.started >= TAIL_MULTIPLE * call.slow_after_s
 
 
 def record_group(

@@ -707,6 +707,32 @@ def test_a_call_to_a_silent_provider_is_hedged_at_once_outside_the_budget() -> N
     assert (hedge.provider, hedge.hedge, hedge.outcome) == ("perplexity", True, "ok")
 
 
+def test_a_call_far_past_its_providers_usual_latency_is_hedged_outside_a_spent_budget() -> None:
+    """The hedge budget is spent (as 20% random errors spend it within seconds) and Gemini is warm and healthy by
+    the record; this one call hangs. Before, it waited out its sub-deadline (5 s here) and then failed over; now,
+    past twice its hedge threshold (tens of milliseconds here), its hedge is granted and answers."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [CITED], "local": [reply("x")]},
+        settings=settings_with(deadlines={"min_s": 5.0}, hedge={"min_after_s": 0.0}),
+    )
+    registry.hedge_budget = HedgeBudget(max_extra_ratio=0.0, burst_usd=0.0)
+    for latency_ms in (20.0, 25.0, 30.0, 35.0, 40.0, 30.0, 25.0):
+        registry.health.record("gemini", ok=True, latency_ms=latency_ms)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    first, hedge = result.attempts[0], result.attempts[1]
+    assert (first.provider, first.outcome) == ("gemini", "cancelled")
+    assert (hedge.provider, hedge.hedge, hedge.outcome) == ("perplexity", True, "ok")
+
+
 def test_with_nothing_else_adequate_a_slow_call_is_hedged_by_a_second_request_to_its_own_provider() -> None:
     """Fresh facts: only Perplexity serves them (the local model is a last resort, never raced). Before, a hung
     Perplexity call waited out its sub-deadline; now a second request to Perplexity answers."""
