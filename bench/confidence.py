@@ -118,6 +118,7 @@ def state_for(item: dict[str, Any], settings: Settings) -> AnalysisState:
         "classification": classification_of(needs, settings.routing.fresh_threshold),
         "attempts": [],
         "rejections": [],
+        "budget_extra": [],
     }
 
 

@@ -157,6 +157,8 @@ class AnalysisState(AnalysisInput):
     research_step: NotRequired[ChainStep | None]  # research-then-reason: the realtime step run before the chain
     research: NotRequired[ResearchNote | None]  # what the research step found (None: it failed)
     budget_reservation: NotRequired[dict[str, object]]  # spend reserved by route, settled by score
+    # Spend reserved on top before a call route's reservation does not hold (nodes/policy/budget.py: Cover).
+    budget_extra: Annotated[list[dict[str, object]], operator.add]
     attempts: Annotated[list[Attempt], operator.add]
     candidate: NotRequired[Candidate | None]
     answer: NotRequired[Candidate | None]  # the validated answer
@@ -198,6 +200,7 @@ class RouteUpdate(TypedDict, total=False):
 
 class CallUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
     candidate: Candidate | None
     retry_at: float | None
     stop_reason: str | None
@@ -224,12 +227,14 @@ class ResearchNote(TypedDict):
 
 class ResearchUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
     research: ResearchNote | None
     deadline_passed: bool
 
 
 class CrossCheckUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
     rejections: list[Rejection]  # a check whose verdict could not be read
     answer: Candidate
     cross_chain: list[ChainStep]

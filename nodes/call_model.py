@@ -13,23 +13,28 @@ Resilience, all bounded by the request's one deadline:
 - hedging: when the attempt has not answered by its provider's observed latency quantile (p95), the next step
   of the chain starts in parallel, within the hedge budget; the first usable answer wins, the other call is
   abandoned and recorded as ``cancelled`` with its estimated cost, and the cursor moves past both steps.
+
+Every call, the hedge included, must first fit what the analysis holds against the spend caps
+(nodes/policy/budget.py: Cover); one that does not is not made, and a ``skipped`` attempt says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, Attempt, CallUpdate
+from graphs.state import AnalysisState, Attempt, CallUpdate, ChainStep
 from nodes.policy.answers import candidate_from
 from nodes.policy.attempts import make_attempt, retry_wait_s
+from nodes.policy.budget import ANONYMOUS, Cover, correct_spend, not_made, reservations_of
+from nodes.policy.costing import estimate_call_cost
 from nodes.policy.events import RetryScheduled
 from nodes.policy.exclusion import failed_providers
-from nodes.policy.hedging import race, record_group
+from nodes.policy.hedging import Group, in_record_order, race, record_group
 from nodes.policy.progress import emit
 from nodes.policy.prompt import build_prompt
 from providers.registry import ProviderRegistry
@@ -56,11 +61,39 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             "candidate": None,
             "deadline_passed": ctx.clock() >= deadline_at,
         }
+    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    step = state["chain"][cursor]
+    estimate = _estimate(registry, state, step)
+    refusal = cover.admit(estimate)
+    if refusal is not None:
+        # Nothing this analysis holds, nor what is left of the cap, pays for this call: the next step (a cheaper
+        # tier, the free local model) may still fit, so the chain goes on.
+        what = "the retry of" if retry_at is not None else "the call to" if cursor == 0 else "the fallback to"
+        attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+        attempt["error"] = not_made(refusal, f"{what} {step['provider']}", estimate)
+        return {
+            "attempts": [attempt],
+            "cursor": cursor + 1,
+            "retry_at": None,
+            "stop_reason": None,
+            "candidate": None,
+            "deadline_passed": ctx.clock() >= deadline_at,
+        }
+
+    def admit_hedge(hedge: ChainStep) -> str | None:
+        cost = _estimate(registry, state, hedge)
+        refused = cover.admit(cost)
+        return None if refused is None else not_made(refused, f"the hedge to {hedge['provider']}", cost)
+
     group, reservation = race(
-        registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer
+        registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer, admit=admit_hedge
     )
-    attempts = record_group(registry, state, group, reservation, on_settled=_ledger_correction(state, ctx))
-    update: CallUpdate = {"attempts": attempts, "retry_at": None, "stop_reason": None}
+    # A refused hedge is recorded first: the chosen reply stays the last attempt, where validate looks for it.
+    refused_hedge = _hedge_not_made(registry, group)
+    held = [*reservations_of(state), *cover.extra]
+    on_settled = _cost_correction(state, ctx, group, held, first=len(state.get("attempts", [])) + len(refused_hedge))
+    attempts = refused_hedge + record_group(registry, state, group, reservation, on_settled=on_settled)
+    update: CallUpdate = {"attempts": attempts, "retry_at": None, "stop_reason": None, "budget_extra": cover.extra}
     chosen = group.chosen
     if chosen is not None and chosen.reply is not None:
         update["candidate"] = candidate_from(chosen.reply, chosen.step, registry.vendor_of(chosen.step["provider"]))
@@ -95,15 +128,43 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     return update
 
 
-def _ledger_correction(state: AnalysisState, ctx: Context) -> Callable[[int, float], None] | None:
-    """Return how a hedge's loser that completes later corrects its estimated cost in the ledger: its attempt's
-    index is where this execution's attempts start plus its position among them."""
-    correct = ctx.correct_cost
-    if correct is None:
+def _estimate(registry: ProviderRegistry, state: AnalysisState, step: ChainStep) -> float:
+    """Price a call as route did (the same token model), so a planned call fits the plan's reservation."""
+    classification = state.get("classification")
+    if classification is None:
+        return 0.0
+    return estimate_call_cost(registry, step["provider"], classification, state["query"])
+
+
+def _hedge_not_made(registry: ProviderRegistry, group: Group) -> list[Attempt]:
+    """Return a skipped attempt for a hedge the spend caps refused, saying why (none when there was none)."""
+    if group.not_made is None:
+        return []
+    step, why = group.not_made
+    attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+    attempt["error"], attempt["hedge"] = why, True
+    return [attempt]
+
+
+def _cost_correction(
+    state: AnalysisState, ctx: Context, group: Group, held: list[Mapping[str, object]], first: int
+) -> Callable[[int, float], None] | None:
+    """Return how a hedge's loser that completes later corrects its estimated cost: in the ledger (its attempt's
+    index is ``first``, where this execution's recorded calls start, plus its position among them) and, when it
+    billed more than the estimate, in the spend caps (score settled the estimate)."""
+    correct, budget = ctx.correct_cost, ctx.budget
+    if correct is None and budget is None:
         return None
     thread_id = str(get_config().get("configurable", {}).get("thread_id", ""))
-    first = len(state.get("attempts", []))
-    return lambda position, usd: correct(thread_id, first + position, usd)
+    # Computed now: the correction may come from the loser's thread after this node has returned.
+    estimates = [_estimate(ctx.registry, state, call.step) for call in in_record_order(group)]
+
+    def on_settled(position: int, usd: float) -> None:
+        if correct is not None:
+            correct(thread_id, first + position, usd)
+        correct_spend(budget, held, estimates[position], usd)
+
+    return on_settled
 
 
 def _skips(

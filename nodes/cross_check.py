@@ -4,7 +4,9 @@ The checker replies with its own answer and a verdict per claim (nodes/policy/ve
 schema, the parsing); agreement is counted on the verdicts, with the local claim comparison of the two answers
 (nodes/policy/agreement.py) as a second opinion that can only lower it. A reply that is not a readable verdict
 makes the check unusable: the attempt is recorded as invalid with the reason, and the next checker, if any, is
-asked. One checker call per node execution, so a completed check is checkpointed and never paid for twice.
+asked. One checker call per node execution, so a completed check is checkpointed and never paid for twice. A
+check must fit what the analysis holds against the spend caps (nodes/policy/budget.py: Cover), else it is not
+made and a ``skipped`` attempt says why.
 When the answers disagree, the one the confidence score supports better (nodes/policy/confidence.py, without
 the cross-check itself) is served, and the other is kept in the escalation record.
 """
@@ -19,9 +21,11 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Candidate, CrossCheckUpdate, Escalation
 from nodes.policy.agreement import compare
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import attempt_call
+from nodes.policy.attempts import attempt_call, make_attempt
+from nodes.policy.budget import ANONYMOUS, Cover, not_made
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
+from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import cold_floor_of, cross_check_deadline_s
 from nodes.policy.events import CrossCheckStarted, Validated
 from nodes.policy.exclusion import failed_providers
@@ -78,10 +82,27 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
         update["cross_cursor"] = len(chain)
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
+    estimate = estimate_call_cost(ctx.registry, step["provider"], state["classification"], state["query"])
+    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    refusal = cover.admit(estimate)
+    if refusal is not None:
+        # The spend caps hold no room for this check: it is not made, and the next (a cheaper) checker may fit.
+        skipped = make_attempt(
+            ctx.registry, step, "cross_check", reply=None, error=None, latency_ms=0.0, outcome="skipped"
+        )
+        why = not_made(refusal, f"the check by {step['provider']}", estimate)
+        skipped["error"] = why
+        update["attempts"] = [skipped]
+        refused_escalation = state.get("escalation")
+        if refused_escalation is not None:
+            update["escalation"] = refused_escalation | {"outcome": why}
+        update["deadline_passed"] = ctx.clock() >= deadline_at
+        return update
     emit(runtime, CrossCheckStarted(provider=step["provider"]))
     prompt, claims = verdict_prompt(state, answer["text"])
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, prompt, timeout_s, "cross_check")
     update["attempts"] = [attempt]
+    update["budget_extra"] = cover.extra
     update["deadline_passed"] = ctx.clock() >= deadline_at
     if reply is None:
         return update

@@ -4,7 +4,7 @@ Route plans it (``research_step``) when a query likely needs both fresh facts an
 premium step then reasons over the findings and cites them (nodes/policy/prompt.py). One call per node
 execution, so the paid research is checkpointed before the reasoning call: a resumed analysis never pays for it
 twice. A failed research step leaves ``research`` None: the reasoning still answers, and the result says it
-is degraded (no fresh facts behind it).
+is degraded (no fresh facts behind it); so does one the spend caps refused (nodes/policy/budget.py: Cover).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ResearchUpdate
 from nodes.policy.answers import candidate_from
-from nodes.policy.attempts import attempt_call, attempt_timeout_s
+from nodes.policy.attempts import attempt_call, attempt_timeout_s, make_attempt
+from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.costing import estimate_call_cost
 from nodes.policy.research_prompt import research_prompt
 
 
@@ -29,9 +31,24 @@ def research(state: AnalysisState, runtime: Runtime[Context]) -> ResearchUpdate:
     policy = ctx.registry.settings.resilience.retry
     # A share of the time left, like any step with fallbacks after it: the reasoning call still needs its time.
     timeout_s = attempt_timeout_s(deadline_at - ctx.clock(), True, policy)
+    estimate = estimate_call_cost(ctx.registry, step["provider"], state["classification"], state["query"])
+    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    refusal = cover.admit(estimate)
+    if refusal is not None:
+        # Not made: the reasoning step still answers, degraded (no fresh facts behind it), if it fits itself.
+        skipped = make_attempt(
+            ctx.registry, step, "research", reply=None, error=None, latency_ms=0.0, outcome="skipped"
+        )
+        skipped["error"] = not_made(refusal, f"the research by {step['provider']}", estimate)
+        return {"attempts": [skipped], "research": None, "deadline_passed": ctx.clock() >= deadline_at}
     runtime.stream_writer({"event": "research_start", "provider": step["provider"]})
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, research_prompt(state), timeout_s, "research")
-    update: ResearchUpdate = {"attempts": [attempt], "research": None, "deadline_passed": ctx.clock() >= deadline_at}
+    update: ResearchUpdate = {
+        "attempts": [attempt],
+        "research": None,
+        "deadline_passed": ctx.clock() >= deadline_at,
+        "budget_extra": cover.extra,
+    }
     if reply is not None:
         found = candidate_from(reply, step, ctx.registry.vendor_of(step["provider"]))
         if found["text"].strip():

@@ -50,7 +50,7 @@ from langgraph.runtime import Runtime
 
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ChainStep, Classification, Constraints, RouteUpdate
-from nodes.policy.budget import BudgetStore, Reservation
+from nodes.policy.budget import ANONYMOUS, BudgetStore, Reservation
 from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
 from nodes.policy.learned_adequacy import Learned, learned_from
 from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
@@ -617,4 +617,4 @@ def route(state: AnalysisState, runtime: Runtime[Context]) -> RouteUpdate:
 
     if ctx.budget is None:
         return plan_once(constraints)
-    return within_budget(plan_once, constraints, Reserve(ctx.budget, ctx.caller_key or "anonymous", ctx.clock()))
+    return within_budget(plan_once, constraints, Reserve(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock()))

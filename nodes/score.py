@@ -10,7 +10,7 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.result import AnalysisResult, Review
 from graphs.state import AnalysisState, Attempt, ScoreUpdate
-from nodes.policy.budget import settle_budget
+from nodes.policy.budget import OVER_CALLER, OVER_DAILY, reservations_of, settle_budget
 from nodes.policy.costing import answered_baseline
 from nodes.policy.degraded import degraded_reason, with_notice
 
@@ -20,6 +20,12 @@ def _error(state: AnalysisState) -> str:
         return f"the request was refused: {state['stop_reason']}"
     failures = [f"{a['provider']}: {a['error_class']}" for a in state.get("attempts", []) if a["outcome"] == "error"]
     failures += [r["reason"] for r in state.get("rejections", [])]
+    refused = [a["error"] for a in state.get("attempts", []) if a["outcome"] == "skipped" and a["error"]]
+    over = next((e for e in refused if e.startswith((OVER_DAILY, OVER_CALLER))), None)
+    if over is not None and state.get("chain"):
+        # Money, not an outage, left the analysis without an answer: the error starts with the cap, so the HTTP
+        # layer answers 402 or 429 (api/budget.py); what failed before the refusal follows.
+        return over + (f" (before it: {'; '.join(failures)})" if failures else "")
     if not state.get("chain"):
         return "no provider can serve this request (" + "; ".join(state.get("reasons", [])) + ")"
     if state.get("deadline_passed"):
@@ -101,5 +107,5 @@ def score(state: AnalysisState, runtime: Runtime[Context]) -> ScoreUpdate:
             },
         }
     )
-    settle_budget(ctx.budget, state.get("budget_reservation"), result.cost_usd)
+    settle_budget(ctx.budget, reservations_of(state), result.cost_usd)
     return {"result": result.model_dump(mode="json")}

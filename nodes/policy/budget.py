@@ -1,12 +1,15 @@
-"""Spend caps: the domain types shared by route (reserve), score (settle) and the stores (graphs/stores/budget.py).
+"""Spend caps: the domain types shared by route (reserve), score (settle) and the stores (graphs/stores/budget.py),
+and the cover every paid call of an analysis must fit before it is made (:class:`Cover`).
 
 Here, apart from the stores, because nodes may not import graphs.stores: a node sees only the protocol.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +19,8 @@ GLOBAL = "*"
 # How a refusal starts: the HTTP layer answers 402 for the daily cap and 429 for a caller's (api/budget.py).
 OVER_DAILY = "over budget: the daily spend cap"
 OVER_CALLER = "over budget: this caller's daily spend cap"
+# The caller a reservation is made for when the request carries no caller key.
+ANONYMOUS = "anonymous"
 
 
 def day_of(at: float) -> str:
@@ -103,11 +108,85 @@ def to_micros(usd: float) -> int:
     return max(0, -(-round(usd * MICRO * 1000) // 1000))
 
 
-def settle_budget(budget: BudgetStore | None, reservation: Mapping[str, object] | None, actual_usd: float) -> None:
-    """Settle an analysis's reservation (as route stored it in state) with what the analysis actually cost."""
-    if budget is None or reservation is None:
-        return
+def _held(reservation: Mapping[str, object]) -> Reservation:
     micros = reservation["micros"]
     assert isinstance(micros, int)
-    held = Reservation(str(reservation["id"]), str(reservation["day"]), str(reservation["caller"]), micros)
-    budget.settle(held, actual_usd)
+    return Reservation(str(reservation["id"]), str(reservation["day"]), str(reservation["caller"]), micros)
+
+
+def reservations_of(state: Mapping[str, object]) -> list[Mapping[str, object]]:
+    """Return what an analysis holds against the caps: route's reservation, then the top-ups made before calls."""
+    first = state.get("budget_reservation")
+    extra = state.get("budget_extra") or []
+    assert isinstance(extra, list)
+    return ([first] if isinstance(first, Mapping) else []) + [r for r in extra if isinstance(r, Mapping)]
+
+
+def settle_budget(budget: BudgetStore | None, reservations: Iterable[Mapping[str, object]], actual_usd: float) -> None:
+    """Settle an analysis's reservations (as its nodes stored them in state) with what it actually cost.
+
+    The first is settled at the whole actual cost and the others at zero: each releases what it held, and the
+    actual cost is added once.
+    """
+    if budget is None:
+        return
+    for i, reservation in enumerate(reservations):
+        budget.settle(_held(reservation), actual_usd if i == 0 else 0.0)
+
+
+def correct_spend(
+    budget: BudgetStore | None, reservations: Iterable[Mapping[str, object]], estimated_usd: float, actual_usd: float
+) -> None:
+    """Add what an abandoned call billed past its estimate, once it completes (nodes/policy/hedging.py).
+
+    Its attempt was recorded, and so settled, at the estimate. Less than the estimate stays counted: that errs on
+    the side of the cap, like a reservation a crashed process never settles.
+    """
+    first = next(iter(reservations), None)
+    over = actual_usd - estimated_usd
+    if budget is None or first is None or to_micros(over) <= 0:
+        return
+    held = _held(first)
+    budget.settle(Reservation(uuid.uuid4().hex, held.day, held.caller, 0), over)
+
+
+class Cover:
+    """What an analysis may still spend: every paid call must fit in its reservations before it is made.
+
+    What it has spent (its attempts' costs, an abandoned call at its estimate) plus the calls started in this node
+    execution plus the next call's estimate may not pass what it holds; when it would, the shortfall is reserved
+    on top, atomically like route's reservation, and a refusal means the call is not made. Route reserves the
+    plan's ceiling, so a planned call normally fits without a top-up; what the ceiling does not hold is a call
+    after one billed past its estimate (a thinking model that spent its tokens and returned nothing usable), a
+    second request to the same provider (a duplicate hedge), a checker after an unusable check. Without this,
+    settled spend passed the cap by those calls.
+    """
+
+    def __init__(self, budget: BudgetStore | None, caller: str, at: float, state: Mapping[str, object]) -> None:
+        self._budget, self._caller, self._at = budget, caller, at
+        held = reservations_of(state)
+        self._held = sum(_held(r).micros for r in held)
+        attempts = state.get("attempts") or []
+        assert isinstance(attempts, list)
+        self._committed = to_micros(sum(float(a["cost_usd"]) for a in attempts))
+        self.extra: list[dict[str, object]] = []  # the top-ups granted, for the node's state update
+
+    def admit(self, estimate_usd: float) -> Refusal | None:
+        """Commit a call's estimate, reserving the shortfall when it does not fit; the refusal when that fails."""
+        if self._budget is None:
+            return None
+        micros = to_micros(estimate_usd)
+        need = self._committed + micros - self._held
+        if need > 0:
+            outcome = self._budget.reserve(self._caller, need / MICRO, self._at)
+            if isinstance(outcome, Refusal):
+                return outcome
+            self.extra.append(dataclasses.asdict(outcome))
+            self._held += outcome.micros
+        self._committed += micros
+        return None
+
+
+def not_made(refusal: Refusal, what: str, estimate_usd: float) -> str:
+    """Say why a call was not made; it starts as the refusal does, so the HTTP layer answers 402 or 429."""
+    return f"{refusal.message}: {what} (est. ${estimate_usd:.4f}) not made"

@@ -77,6 +77,12 @@ class Group:
     calls: list[Call]
     finished: list[Call]
     chosen: Call | None  # the reply handed to validate: the first usable one, else the first reply at all
+    not_made: tuple[ChainStep, str] | None = None  # a hedge the spend caps refused, and why
+
+
+def in_record_order(group: Group) -> list[Call]:
+    """Return the calls in the order :func:`record_group` records them: the chosen reply last."""
+    return [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else [])
 
 
 def _estimated_cost(registry: ProviderRegistry, step: ChainStep, state: AnalysisState) -> float:
@@ -95,10 +101,11 @@ def race(
     deadline_at: float,
     emit: Emit,
     stage: str | None = None,
+    admit: Callable[[ChainStep], str | None] | None = None,
 ) -> tuple[Group, list[float] | None]:
     """Call the chain's step at ``cursor``; hedge with the next step if it is slow. Return the calls and the
     hedge's budget reservation (None when no hedge started). ``stage`` names the briefing stage in the progress
-    events (None for an analysis)."""
+    events (None for an analysis). ``admit(step)`` says why the spend caps refuse a hedge (None: it may go)."""
     resilience = registry.settings.resilience
     chain = state["chain"]
     results: queue.Queue[Call] = queue.Queue()
@@ -167,6 +174,7 @@ def race(
     waiting_for_primary = False  # the hedge failed and only the slow primary is left
     rehedge_at: float | None = None  # when a failed hedge is asked again (once) while the primary still runs
     rehedged = False
+    not_made: tuple[ChainStep, str] | None = None
     while len(finished) < len(calls):
         waiting_to_hedge = hedge_at is not None and hedge_step is not None and len(calls) == 1
         # While waiting to hedge, wake every recheck interval: the provider may start failing meanwhile; and at the
@@ -195,7 +203,14 @@ def race(
                     continue
             if waiting_to_hedge and hedge_step is not None and time.monotonic() < limit:
                 reservation = _reserve_hedge(registry, clock, state, hedge_step, deadline_at, calls[0])
-                if reservation is not None:
+                why = admit(hedge_step) if reservation is not None and admit is not None else None
+                if why is not None and reservation is not None:
+                    # The spend caps hold no room for it: not asked again, since a cap does not refill while
+                    # the analysis waits. The primary runs on alone; the next step stays a fallback.
+                    registry.hedge_budget.refund(reservation)
+                    reservation, hedge_at, not_made = None, None, (hedge_step, why)
+                    emit(HedgeRefused(provider=hedge_step["provider"]).wire())
+                elif reservation is not None:
                     hedge_at = None
                     launch(hedge_step, hedge_fallbacks_left, hedge=True)
                 else:
@@ -253,7 +268,7 @@ def race(
                 limit = min(limit, primary.started + usual_s + resilience.deadlines.loser_grace_s)
                 waiting_for_primary = True
     chosen = winner or next((c for c in finished if c.reply is not None), None)
-    return Group(calls, finished, chosen), reservation
+    return Group(calls, finished, chosen, not_made), reservation
 
 
 def _rehedge_wait(registry: ProviderRegistry, hedge: Call, remaining_s: float) -> float | None:
@@ -365,7 +380,7 @@ def record_group(
     attempts: list[Attempt] = []
     abandoned: list[tuple[Call, float, int]] = []
     hedge_usd = 0.0
-    for call in [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else []):
+    for call in in_record_order(group):
         step = call.step
         if call in group.finished:
             invalid = call.reply is not None and call is not group.chosen

@@ -1,0 +1,134 @@
+"""Spend caps under concurrency: N analyses at once whose primaries fail and fall back, against one daily cap.
+
+Every primary (Gemini) bills an answer validate rejects (no usable text), Perplexity's fallback answers, and in
+``deep`` analyses the second opinion must come from another vendor than the served answer's: Gemini again, dearer
+than the check the plan's reservation holds. ``--overrun`` makes each primary bill past its estimate (a thinking
+model that spent its tokens thinking). Replies bill at most their estimates otherwise, so whatever passes the cap
+is spend that no reservation held before its call was made. (A call billed past its estimate can still pass the cap
+by its overrun when nothing is called after it: estimates are reserved, and cloud answers have no output cap.)
+
+Prints, per backend: the cap, what was settled, the overshoot, how many analyses were answered, how many calls
+the caps kept from being made, and the wall time. Providers are the scripted fakes (providers/testing): no network,
+no latency; the SQLite store is a temporary file and Redis a throwaway server (never the shared one).
+
+    PYTHONPATH=. .venv/bin/python bench/budget.py [--analyses 50] [--caps 10] [--depth deep] [--overrun]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import cast
+
+import redis
+from langchain_core.messages import AIMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
+from graphs.result import AnalysisResult
+from graphs.state import AnalysisInput
+from graphs.stores.budget import RedisBudget, SqliteBudget
+from nodes.classify import classification_of
+from nodes.policy.budget import BudgetCaps, BudgetStore
+from nodes.policy.query_classifier import QueryNeeds
+from nodes.route import plan
+from providers.registry import ProviderRegistry
+from providers.testing import fake_registry, reply
+from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
+
+AT = 1_764_633_600.0  # a fixed day: the caps are per UTC day
+QUERY = "Plan our week"
+NEEDS = QueryNeeds.confident(0.02, "complex", "scenario")
+OVER = "over budget"  # how a refusal starts (nodes/policy/budget.py)
+
+
+def billed(registry: ProviderRegistry, provider: str, usd: float, text: str, cited: bool = False) -> AIMessage:
+    """A reply whose usage bills as close to ``usd`` as whole tokens allow, never more."""
+    price = registry.price_of(provider)
+    per_token = (price.cost_usd(100, 1_000_000) - price.cost_usd(100, 0)) / 1_000_000
+    tokens = int((usd - price.cost_usd(100, 0)) / per_token)
+    while price.cost_usd(100, tokens) > usd:
+        tokens -= 1
+    return reply(text, tokens=(100, tokens), citations=["https://eci.gov.in/turnout"] if cited else None)
+
+
+def run(store: BudgetStore, args: argparse.Namespace) -> dict[str, float]:
+    n, depth, overrun = args.analyses, args.depth, args.overrun
+    probe = fake_registry({"gemini": [reply("x")], "perplexity": [reply("x")]})
+    gemini, perplexity = plan(probe, classification_of(NEEDS, 0.5), QUERY, {})["step_costs_usd"]
+    primary = gemini + perplexity / 2 if overrun else gemini
+    registry = fake_registry(
+        {
+            "gemini": [billed(probe, "gemini", primary, "Understood.")],
+            "perplexity": [billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", True)],
+        }
+    )
+    graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
+    barrier = threading.Barrier(n)
+    results: list[AnalysisResult] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        ctx = Context(registry=registry, classifier=lambda _q: NEEDS, caller_key="bench", budget=store)
+        ctx.clock = lambda: AT
+        barrier.wait()
+        graph_input = cast(AnalysisInput, {"query": QUERY, "depth": depth})
+        out = graph.invoke(graph_input, {"configurable": {"thread_id": str(uuid.uuid4())}}, context=ctx)
+        with lock:
+            results.append(AnalysisResult.model_validate(out["result"]))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (daily,) = store.usage(AT)
+    return {
+        "settled": daily.spent_usd,
+        "reserved": daily.reserved_usd,
+        "answered": sum(r.answer is not None for r in results),
+        "not_made": sum(
+            a.outcome == "skipped" and (a.error or "").startswith(OVER) for r in results for a in r.attempts
+        ),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--analyses", type=int, default=50)
+    parser.add_argument("--caps", type=float, default=10.0, help="the daily cap, in plans' reservations")
+    parser.add_argument("--depth", default="deep", choices=["quick", "standard", "deep"])
+    parser.add_argument("--overrun", action="store_true", help="primaries bill past their estimates")
+    args = parser.parse_args()
+    probe = fake_registry({"gemini": [reply("x")], "perplexity": [reply("x")]})
+    ceiling = plan(probe, classification_of(NEEDS, 0.5), QUERY, {}, checking=args.depth == "deep")["spend_ceiling_usd"]
+    cap = round(args.caps * ceiling, 6)
+    print(
+        f"{args.analyses} concurrent {args.depth} analyses, primaries fail and fall back; plan reserves ${ceiling:.6f}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        outcomes = {"sqlite": run(SqliteBudget(Path(tmp) / "b.sqlite", BudgetCaps(cap)), args)}
+        try:
+            redis_server_binary()
+            with running("redis", Path(tmp) / "redis") as server:
+                outcomes["redis"] = run(RedisBudget(redis.Redis.from_url(server.url), BudgetCaps(cap)), args)
+        except ServerBinaryMissing as exc:
+            print(f"redis: skipped ({exc})")
+    for name, outcome in outcomes.items():
+        over = max(0.0, outcome["settled"] - cap)
+        print(
+            f"{name:<6} cap ${cap:.6f}  settled ${outcome['settled']:.6f}  overshoot ${over:.6f} ({over / cap:.1%})  "
+            f"answered {outcome['answered']:.0f}/{args.analyses}  calls not made {outcome['not_made']:.0f}  "
+            f"left reserved ${outcome['reserved']:.6f}  {outcome['wall_s']:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
