@@ -216,8 +216,14 @@ def deployment(
             monkeypatch.delenv("REDIS_URL", raising=False)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        for var in ("STRATEGIST_CONFIG", "LOCAL_MODEL_PATH", "ROUTING_MODE", "ROUTING_ROLLOUT_PERCENT"):
+        for var in ("LOCAL_MODEL_PATH", "ROUTING_MODE", "ROUTING_ROLLOUT_PERCENT"):
             monkeypatch.delenv(var, raising=False)
+        # No hedging: a cold process hedges after 0.3 s, and on a loaded machine the first Gemini call (the SDK's
+        # client built on first use) can take longer, so Perplexity's hedge answered the complex query. This test
+        # is about what the ledger reports of the tiers routed, not about failover.
+        config = tmp_path / "no-hedging.toml"
+        config.write_text("[resilience.hedge]\nenabled = false\n")
+        monkeypatch.setenv("STRATEGIST_CONFIG", str(config))
         # Stated confidences and cited, dated sources: answers good enough that no cascade adds calls.
         gemini.behaviour = Reply(
             text="Weeks 1-2: map every booth.\nConfidence: 0.9",
