@@ -103,6 +103,10 @@ def customize_playbook() -> Any:
     body = parse_body(CustomizeBody)
     if not body.base_playbook:
         raise ApiError(400, "base_playbook is required")
+    kind = body.base_playbook.get("playbook_type")
+    if kind is not None and kind not in PLAYBOOK_TYPES:
+        # As /playbook/generate refuses it: an unknown type is the client's mistake, told rather than rewritten.
+        raise ApiError(400, f"Invalid playbook_type. Must be one of: {list(PLAYBOOK_TYPES)}")
     try:
         doc = playbooks().customize(body.base_playbook, body.conversation_history, body.user_preferences)
     except DocumentFailed as exc:

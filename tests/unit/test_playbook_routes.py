@@ -179,6 +179,8 @@ def test_no_valid_document_is_a_500_with_the_contract_message(app: ChatApp, writ
             "Invalid timeframe",
         ),
         ("/playbook/generate", {"playbook_type": 3, "ward": "X"}, "playbook_type"),
+        ("/playbook/customize", {"base_playbook": {"playbook_type": "memes"}}, "Invalid playbook_type"),
+        ("/playbook/customize", {"base_playbook": {"playbook_type": ["crisis_response"]}}, "Invalid playbook_type"),
     ],
 )
 def test_bad_input_is_a_400_json_error(
@@ -188,3 +190,20 @@ def test_bad_input_is_a_400_json_error(
     assert response.status_code == 400
     assert error in response.json()["error"]
     assert all(not w.prompts for w in writers.values())
+
+
+def test_a_customised_playbook_has_a_new_playbooks_fields_whatever_the_client_sent(
+    app: ChatApp, writers: dict[str, Writer]
+) -> None:
+    # The base playbook is the client's JSON: its ward, language and id were answered back as they came (a ward
+    # of spaces, language "xx", an id that was an object), outside the documented response.
+    base = {"ward": "   ", "language": "xx", "playbook_id": {"not": "an id"}, "title": "Old"}
+    response = app.http.post("/playbook/customize", json={"base_playbook": base})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["ward"], body["language"], body["playbook_type"]) == ("Unknown", "en", "campaign_messaging")
+    assert body["customized_from"] is None
+    long_ward = {"ward": "  " + "W" * 100, "language": "te", "playbook_type": "media_relations", "playbook_id": "pb_1"}
+    body = app.http.post("/playbook/customize", json={"base_playbook": long_ward}).json()
+    assert (body["ward"], body["language"], body["playbook_type"]) == ("W" * 64, "te", "media_relations")
+    assert body["customized_from"] == "pb_1"
