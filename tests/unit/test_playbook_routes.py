@@ -15,30 +15,7 @@ from langchain_core.messages import BaseMessage
 from graphs.playbook_service import Playbooks
 from graphs.stores.records import SqliteRecords
 from providers.testing import fake_registry, reply
-
-PLAYBOOK = {
-    "title": "Water crisis response",
-    "objectives": ["Restore trust within a week"],
-    "key_messages": ["Tankers reach every lane by Friday"],
-    "talking_points": ["Twelve tankers added", "Helpline open 24x7"],
-    "channels": ["WhatsApp groups", "Door-to-door"],
-    "timeline": [{"when": "Day 1", "action": "Visit the affected colonies"}],
-    "success_metrics": ["Complaints halved"],
-    "risks": [{"risk": "Tanker delays", "mitigation": "Daily status posts"}],
-    "confidence": 0.8,
-}
-SCENARIO = {
-    "key_impact": "Turnout rises among first-time voters if the metro extension is announced.",
-    "strategic_recommendations": ["Announce with a date", "Door-to-door in the metro corridor"],
-    "impact_breakdown": [{"metric": "turnout", "baseline": 0.52, "projected": 0.56}],
-    "electoral_projections": [{"group": "Incumbent", "projected_share": 0.44}],
-    "risk_factors": ["Announcement seen as a gimmick"],
-    "mitigation_strategies": ["Publish the tender timeline"],
-    "confidence": 0.6,
-    "confidence_low": 0.4,
-    "confidence_high": 0.7,
-}
-FACTS = "Residents of Malakpet protested water shortages on Monday; the board promised tankers.\nConfidence: 0.7"
+from providers.testing.documents import FACTS, FACTS_SOURCE, PLAYBOOK, SCENARIO
 
 
 class Writer:
@@ -52,7 +29,7 @@ class Writer:
         text = "\n".join(m.text for m in messages)
         self.prompts.append(text)
         if "JSON Schema" not in text:
-            return reply(FACTS, citations=["https://www.thehindu.com/news/malakpet-water"])
+            return reply(FACTS, citations=[FACTS_SOURCE])
         return reply(self.texts.pop(0) if len(self.texts) > 1 else self.texts[0])
 
 
