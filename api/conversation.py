@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, stream_with_context
-from pydantic import ConfigDict, Field
 
-from api.common import ApiError, BodyModel, bp, now_iso, orchestrator, parse_body, protected
+from api.common import ApiError, bp, now_iso, orchestrator, parse_body, protected
+from api.conversation_models import MAX_MESSAGE_CHARS, ChatBody, MessageBody, NewConversationBody
 from api.sse import HEADERS, MIMETYPE, frame
 from graphs.context import Context
 from graphs.conversation_service import ConversationNotFound, Conversations
@@ -20,50 +20,7 @@ from graphs.errors import CheckpointStoreError, RequestError
 from graphs.stores.records import open_records
 from graphs.ward_reports import normalise_ward
 
-MAX_MESSAGE_CHARS = 10_000
 log = logging.getLogger("strategist.http")
-
-
-class NewConversationBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    ward: str | None = None
-    chatType: str | None = None  # the contract's key
-    language: str | None = None
-    title: str | None = None
-
-
-class MessagePart(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    type: str = "user"
-    content: str = ""
-
-
-class MessageBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    sessionId: str | None = None
-    message: MessagePart | None = None
-    chatType: str | None = None
-    ward: str | None = None
-    language: str | None = None
-
-
-class ChatTurn(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    role: str = "user"
-    content: str = ""
-
-
-class ChatContext(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    chatType: str | None = None
-
-
-class ChatBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    message: str | None = None
-    ward: str | None = None
-    context: ChatContext | None = None
-    history: list[ChatTurn] = Field(default_factory=list)
 
 
 def conversations() -> Conversations:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
 from api.common import BodyModel, Messages
 from graphs.request import MAX_QUERY_CHARS
@@ -20,6 +20,14 @@ from providers.config import Depth
 MIN_TEXT_CHARS = 10
 _Loose = ConfigDict(extra="ignore")
 Stamp = Annotated[str, Field(description="ISO-8601 UTC with offset")]
+# Request fields the route checks itself, so that a missing, blank or unknown value gets the contract's own 400
+# message: the model accepts any string, and the document (validation mode) shows what a valid request sends.
+NonBlank = Annotated[str | None, WithJsonSchema({"type": "string", "pattern": r"\S"}, mode="validation")]
+
+
+def one_of(values: tuple[str, ...]) -> WithJsonSchema:
+    """Document a string field the route checks against ``values`` (400 for anything else)."""
+    return WithJsonSchema({"type": "string", "enum": list(values)}, mode="validation")
 
 
 class ErrorBody(BaseModel):

@@ -4,7 +4,13 @@
 OpenAPI 3.1's schema dialect is JSON Schema 2020-12, which is what pydantic emits: the document is the route
 table below plus pydantic's schemas. Assembled here rather than by a framework (flask-openapi3, spectree):
 those take over routing and answer validation errors in their own format, where the contract fixes ours.
-Every operation documents its success answer and, as ``default``, the JSON error body every error has.
+Every operation documents its success answer, the errors it answers on purpose (400, 404, a failed document's
+500) and, as ``default``, the JSON error body every error has.
+
+Left out: the Server-Sent Events routes (``GET /conversation/stream``, ``GET /feed``, ``GET /jobs/<id>/events``)
+and the jobs routes (``POST /jobs``, ``GET /jobs/<id>``). OpenAPI has no way to describe an event stream's
+events, so a client generator gains nothing and schemathesis cannot check one (it would wait on a stream that
+stays open); the jobs routes need a Celery broker, which the fuzz's app does not have.
 """
 
 from __future__ import annotations
@@ -16,12 +22,23 @@ from flask import jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+import api.conversation_models as cm
 import api.models as m
+import api.playbook_models as pm
 from api.common import API_PREFIX, bp
 from graphs.briefing_result import Briefing
 
 JsonSchemaMode = Literal["validation", "serialization"]
 REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error status an operation answers on purpose, with its body (every error is also under ``default``)."""
+
+    status: int
+    description: str
+    body: type[BaseModel] = m.ErrorBody
 
 
 @dataclass(frozen=True)
@@ -35,9 +52,11 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
     protected: bool = True
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[ErrorAnswer, ...] = ()
 
 
-_WARD_RESERVED = [
+# The first path segments of the other GET routes: a ward of that name would be their request, not a briefing's.
+RESERVED_WARDS = [
     "analyze",
     "trigger",
     "feedback",
@@ -50,6 +69,14 @@ _WARD_RESERVED = [
     "alerts",
     "openapi.json",
     "ward",
+    "feed",
+    "jobs",
+    "conversation",
+    "conversations",
+    "chat",
+    "playbook",
+    "scenario",
+    "scenarios",
 ]
 _BRIEFING_QUERY = [
     {
@@ -92,6 +119,46 @@ def _ward_param(reserved: list[str]) -> dict[str, Any]:
     }
 
 
+def _list_query(default: int, most: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "ward",
+            "in": "query",
+            "required": False,
+            "description": "only this ward's",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": f"how many, newest first (default {default}, kept within 1 to {most})",
+            "schema": {"type": "integer"},
+        },
+    ]
+
+
+def _session_param() -> dict[str, Any]:
+    # The pattern also keeps /conversation/stream (the SSE route's path) out of the session operations.
+    schema = {"type": "string", "pattern": cm.SESSION_ID}
+    return {
+        "name": "session_id",
+        "in": "path",
+        "required": True,
+        "description": "conv_<12hex>_<epoch>",
+        "schema": schema,
+    }
+
+
+_INVALID = ErrorAnswer(400, "a required field is missing or a value is invalid")
+_NO_SESSION = ErrorAnswer(404, "Conversation not found (never created, deleted or expired)")
+_PLAYBOOK_FAILED = ErrorAnswer(
+    500, "Playbook generation failed: no provider wrote a valid playbook", pm.PlaybookFailedBody
+)
+_SCENARIO_FAILED = ErrorAnswer(
+    500, "Scenario simulation failed: no provider wrote a valid scenario", pm.ScenarioFailedBody
+)
+
 _NOT_MODIFIED = {"304": {"description": "If-None-Match matched: no body", "headers": _BRIEFING_HEADERS}}
 
 OPERATIONS = [
@@ -100,7 +167,7 @@ OPERATIONS = [
         "/{ward}",
         "The ward's briefing",
         Briefing,
-        parameters=[_ward_param(_WARD_RESERVED), *_BRIEFING_QUERY],
+        parameters=[_ward_param(RESERVED_WARDS), *_BRIEFING_QUERY],
         extra_responses=_NOT_MODIFIED,
     ),
     Operation(
@@ -125,6 +192,89 @@ OPERATIONS = [
         "post", "/alerts/contextual", "Alerts from political events", m.ContextualAlertsResponse, m.ContextualAlertsBody
     ),
     Operation("post", "/alerts/priority-score", "An alert's priority", m.PriorityScoreResponse, m.PriorityScoreBody),
+    # Conversations (api/conversation.py): sessions and messages; the reply stream is SSE, left out.
+    Operation(
+        "post",
+        "/conversation",
+        "Open a conversation",
+        cm.ConversationCreated,
+        cm.NewConversationBody,
+        errors=(_INVALID,),
+    ),
+    Operation(
+        "get",
+        "/conversation/{session_id}",
+        "A conversation and its messages",
+        cm.Conversation,
+        parameters=[_session_param()],
+        errors=(_NO_SESSION,),
+    ),
+    Operation(
+        "delete",
+        "/conversation/{session_id}",
+        "Delete a conversation",
+        cm.ConversationDeleted,
+        parameters=[_session_param()],
+        errors=(_NO_SESSION,),
+    ),
+    Operation(
+        "post",
+        "/conversation/message",
+        "Add a user message (answered by GET /conversation/stream)",
+        cm.MessageAdded,
+        cm.MessageBody,
+        errors=(_INVALID, _NO_SESSION),
+    ),
+    Operation(
+        "get",
+        "/conversations",
+        "Live conversations, newest activity first",
+        cm.ConversationList,
+        parameters=_list_query(50, 200),
+        errors=(_INVALID,),
+    ),
+    Operation("post", "/chat", "Answer one message (the older chat)", cm.ChatReply, cm.ChatBody, errors=(_INVALID,)),
+    # Playbooks and scenarios (api/playbook.py, api/scenario.py).
+    Operation(
+        "post",
+        "/playbook/generate",
+        "Write a playbook",
+        pm.Playbook,
+        pm.GenerateBody,
+        errors=(_INVALID, _PLAYBOOK_FAILED),
+    ),
+    Operation(
+        "post",
+        "/playbook/opposition-response",
+        "Write a counter-playbook to an opposition message",
+        pm.OppositionPlaybook,
+        pm.OppositionBody,
+        errors=(_INVALID, _PLAYBOOK_FAILED),
+    ),
+    Operation(
+        "post",
+        "/playbook/customize",
+        "Rewrite a playbook to preferences",
+        pm.CustomizedPlaybook,
+        pm.CustomizeBody,
+        errors=(_INVALID, _PLAYBOOK_FAILED),
+    ),
+    Operation(
+        "post",
+        "/scenario/simulate",
+        "Simulate a scenario",
+        pm.Scenario,
+        pm.SimulateBody,
+        errors=(_INVALID, _SCENARIO_FAILED),
+    ),
+    Operation(
+        "get",
+        "/scenarios/history",
+        "Stored scenarios, newest first",
+        pm.ScenarioHistory,
+        parameters=_list_query(10, 100),
+        errors=(_INVALID,),
+    ),
 ]
 
 
@@ -133,7 +283,12 @@ def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], Any], dict[
     outputs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (op.response, "serialization") for op in OPERATIONS if op.response
     ]
-    refs, defs = models_json_schema([*inputs, *outputs, (m.ErrorBody, "serialization")], ref_template=REF)
+    errors: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (e.body, "serialization") for op in OPERATIONS for e in op.errors if e.body is not m.ErrorBody
+    ]
+    refs, defs = models_json_schema(
+        [*inputs, *outputs, *dict.fromkeys(errors), (m.ErrorBody, "serialization")], ref_template=REF
+    )
     return cast(dict[tuple[type[BaseModel], JsonSchemaMode], Any], refs), defs.get("$defs", {})
 
 
@@ -153,6 +308,10 @@ def openapi_document() -> dict[str, Any]:
                 "content": _json(refs[(op.response, "serialization")]) if op.response else {},
             },
             **op.extra_responses,
+            **{
+                str(e.status): {"description": e.description, "content": _json(refs[(e.body, "serialization")])}
+                for e in op.errors
+            },
             "default": {"description": "an error, as JSON", "content": _json(error)},
         }
         if op.path.endswith("{ward}"):

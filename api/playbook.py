@@ -6,39 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app, jsonify
-from pydantic import ConfigDict, Field
 
-from api.common import ApiError, BodyModel, bp, orchestrator, parse_body, protected
+from api.common import ApiError, bp, orchestrator, parse_body, protected
+from api.playbook_models import MIN_QUERY_CHARS, CustomizeBody, GenerateBody, OppositionBody
 from graphs.errors import RequestError
 from graphs.playbook_result import PLAYBOOK_TYPES
 from graphs.playbook_service import DocumentFailed, Playbooks
 from graphs.stores.records import open_records
 from graphs.ward_reports import normalise_ward
 from nodes.policy.conversation_prompts import normalise_language
-
-
-class GenerateBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    playbook_type: str | None = None
-    ward: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    language: str | None = None
-    conversation_context: list[Any] = Field(default_factory=list)
-
-
-class OppositionBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    opposition_message: str | None = None
-    ward: str | None = None
-    opposition_context: dict[str, Any] = Field(default_factory=dict)
-    language: str | None = None
-
-
-class CustomizeBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    base_playbook: dict[str, Any] | None = None
-    conversation_history: list[Any] = Field(default_factory=list)
-    user_preferences: dict[str, Any] = Field(default_factory=dict)
 
 
 def playbooks() -> Playbooks:
@@ -87,7 +63,7 @@ def opposition_response() -> Any:
     message, ward = (body.opposition_message or "").strip(), ward_or_none(body.ward)
     if not message or ward is None:
         raise ApiError(400, "opposition_message and ward are required")
-    if len(message) < 10:
+    if len(message) < MIN_QUERY_CHARS:
         raise ApiError(400, "opposition_message must be at least 10 characters")
     try:
         doc = playbooks().opposition_response(message, ward, body.opposition_context, normalise_language(body.language))
@@ -103,6 +79,10 @@ def customize_playbook() -> Any:
     body = parse_body(CustomizeBody)
     if not body.base_playbook:
         raise ApiError(400, "base_playbook is required")
+    kind = body.base_playbook.get("playbook_type")
+    if kind is not None and kind not in PLAYBOOK_TYPES:
+        # As /playbook/generate refuses it: an unknown type is the client's mistake, told rather than rewritten.
+        raise ApiError(400, f"Invalid playbook_type. Must be one of: {list(PLAYBOOK_TYPES)}")
     try:
         doc = playbooks().customize(body.base_playbook, body.conversation_history, body.user_preferences)
     except DocumentFailed as exc:

@@ -5,22 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify, request
-from pydantic import ConfigDict, Field
 
-from api.common import ApiError, BodyModel, bp, parse_body, protected
+from api.common import ApiError, bp, parse_body, protected
 from api.playbook import playbooks, ward_or_none
+from api.playbook_models import MIN_QUERY_CHARS, SimulateBody
 from graphs.playbook_result import SCENARIO_TYPES, TIMEFRAMES
 from graphs.playbook_service import DocumentFailed
-
-
-class SimulateBody(BodyModel):
-    model_config = ConfigDict(extra="ignore")
-    scenario_query: str | None = None
-    scenario_type: str = "electoral"
-    ward: str | None = None
-    timeframe: str = "3_months"
-    metrics: list[str] = Field(default_factory=list)
-    parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 @bp.post("/scenario/simulate")
@@ -31,7 +21,7 @@ def simulate() -> Any:
     query, ward = (body.scenario_query or "").strip(), ward_or_none(body.ward)
     if not query or ward is None:
         raise ApiError(400, "scenario_query and ward are required")
-    if len(query) < 10:
+    if len(query) < MIN_QUERY_CHARS:
         raise ApiError(400, "scenario_query must be at least 10 characters")
     if body.scenario_type not in SCENARIO_TYPES:
         raise ApiError(400, f"Invalid scenario_type. Must be one of: {list(SCENARIO_TYPES)}")

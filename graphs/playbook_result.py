@@ -32,13 +32,15 @@ class TimelineStep(_Draft):
     action: str = Field(min_length=3)
 
 
-class Risk(_Draft):
+class PlaybookRisk(_Draft):
+    # Not "Risk": the briefing has one too, and the OpenAPI document names its schemas by class.
     risk: str = Field(min_length=3)
     mitigation: str = Field(min_length=3)
 
 
-class PlaybookDraft(_Draft):
-    """A communication playbook, as the writer must answer it."""
+class PlaybookContent(_Draft):
+    """What a playbook says: the writer's answer without its confidence (the route answers it with these fields,
+    api/playbook_models.py, so the two cannot drift apart)."""
 
     title: str = Field(min_length=3)
     objectives: list[str] = Field(min_length=1)
@@ -47,7 +49,12 @@ class PlaybookDraft(_Draft):
     channels: list[str] = Field(min_length=1)
     timeline: list[TimelineStep] = Field(min_length=1)
     success_metrics: list[str] = Field(min_length=1)
-    risks: list[Risk] = Field(default_factory=list)
+    risks: list[PlaybookRisk] = Field(default_factory=list)
+
+
+class PlaybookDraft(PlaybookContent):
+    """A communication playbook, as the writer must answer it."""
+
     confidence: float = Field(ge=0, le=1, description="how sure you are this playbook fits the ward, 0 to 1")
 
 
@@ -62,8 +69,9 @@ class Projection(_Draft):
     projected_share: float = Field(ge=0, le=1)
 
 
-class ScenarioDraft(_Draft):
-    """A scenario simulation, as the writer must answer it."""
+class ScenarioContent(_Draft):
+    """What a scenario says: the writer's answer without its confidence figures (the route turns those into
+    ``confidence_score`` and ``confidence_intervals``)."""
 
     key_impact: str = Field(min_length=10)
     strategic_recommendations: list[str] = Field(min_length=1)
@@ -71,6 +79,11 @@ class ScenarioDraft(_Draft):
     electoral_projections: list[Projection] = Field(default_factory=list)
     risk_factors: list[str] = Field(min_length=1)
     mitigation_strategies: list[str] = Field(min_length=1)
+
+
+class ScenarioDraft(ScenarioContent):
+    """A scenario simulation, as the writer must answer it."""
+
     confidence: float = Field(ge=0, le=1)
     confidence_low: float = Field(ge=0, le=1, description="lower bound of the projected change's confidence interval")
     confidence_high: float = Field(ge=0, le=1)

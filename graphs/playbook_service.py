@@ -21,11 +21,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.context import Context
 from graphs.playbook import build_document_graph
+from graphs.playbook_result import PLAYBOOK_TYPES
 from graphs.playbook_state import DocumentInput
+from nodes.policy.conversation_prompts import normalise_language
 from nodes.policy.playbook_prompts import NEEDS_FRESH_PLAYBOOKS, NEEDS_FRESH_SCENARIOS
 from providers.registry import ProviderRegistry
 
 LOCAL_CAP = 0.3
+MAX_WARD_CHARS = 64  # as graphs/ward_reports.py cuts a ward (a sibling module: not imported from here)
 
 
 class DocumentFailed(RuntimeError):
@@ -34,6 +37,10 @@ class DocumentFailed(RuntimeError):
 
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
 
 
 class Playbooks:
@@ -131,17 +138,23 @@ class Playbooks:
         return cast(dict[str, Any], body | {"opposition_message": message})
 
     def customize(self, base: dict[str, Any], history: list[Any], preferences: dict[str, Any]) -> dict[str, Any]:
-        """Rewrite a playbook to the user's preferences and the conversation."""
-        ward = str(base.get("ward") or "Unknown")[:64]
+        """Rewrite a playbook to the user's preferences and the conversation.
+
+        The base playbook is the client's JSON, checked by nobody: its ward, language and type are normalised as
+        a new playbook's are (an unknown type or language becomes the default), so the rewrite is stored and
+        answered with the fields ``POST /playbook/generate`` would give it."""
+        ward = _text(base.get("ward"))[:MAX_WARD_CHARS].strip() or "Unknown"
+        kind = _text(base.get("playbook_type"))
         brief = (
             "Customise this playbook; keep what still fits, change what the preferences ask.\n"
             f"Playbook: {json.dumps(base, ensure_ascii=False)[:4000]}\n"
             f"Preferences: {json.dumps(preferences, ensure_ascii=False)[:1000]}\n"
             f"Conversation: {json.dumps(history, ensure_ascii=False)[:2000]}"
         )
-        language = str(base.get("language") or "en")
-        body = self._playbook(str(base.get("playbook_type") or "campaign_messaging"), ward, language, brief, None)
-        return cast(dict[str, Any], body | {"customized_from": base.get("playbook_id")})
+        language = normalise_language(base.get("language"))
+        body = self._playbook(kind if kind in PLAYBOOK_TYPES else "campaign_messaging", ward, language, brief, None)
+        base_id = base.get("playbook_id")
+        return cast(dict[str, Any], body | {"customized_from": base_id if isinstance(base_id, str) else None})
 
     def simulate(
         self,

@@ -15,30 +15,7 @@ from langchain_core.messages import BaseMessage
 from graphs.playbook_service import Playbooks
 from graphs.stores.records import SqliteRecords
 from providers.testing import fake_registry, reply
-
-PLAYBOOK = {
-    "title": "Water crisis response",
-    "objectives": ["Restore trust within a week"],
-    "key_messages": ["Tankers reach every lane by Friday"],
-    "talking_points": ["Twelve tankers added", "Helpline open 24x7"],
-    "channels": ["WhatsApp groups", "Door-to-door"],
-    "timeline": [{"when": "Day 1", "action": "Visit the affected colonies"}],
-    "success_metrics": ["Complaints halved"],
-    "risks": [{"risk": "Tanker delays", "mitigation": "Daily status posts"}],
-    "confidence": 0.8,
-}
-SCENARIO = {
-    "key_impact": "Turnout rises among first-time voters if the metro extension is announced.",
-    "strategic_recommendations": ["Announce with a date", "Door-to-door in the metro corridor"],
-    "impact_breakdown": [{"metric": "turnout", "baseline": 0.52, "projected": 0.56}],
-    "electoral_projections": [{"group": "Incumbent", "projected_share": 0.44}],
-    "risk_factors": ["Announcement seen as a gimmick"],
-    "mitigation_strategies": ["Publish the tender timeline"],
-    "confidence": 0.6,
-    "confidence_low": 0.4,
-    "confidence_high": 0.7,
-}
-FACTS = "Residents of Malakpet protested water shortages on Monday; the board promised tankers.\nConfidence: 0.7"
+from providers.testing.documents import FACTS, FACTS_SOURCE, PLAYBOOK, SCENARIO
 
 
 class Writer:
@@ -52,7 +29,7 @@ class Writer:
         text = "\n".join(m.text for m in messages)
         self.prompts.append(text)
         if "JSON Schema" not in text:
-            return reply(FACTS, citations=["https://www.thehindu.com/news/malakpet-water"])
+            return reply(FACTS, citations=[FACTS_SOURCE])
         return reply(self.texts.pop(0) if len(self.texts) > 1 else self.texts[0])
 
 
@@ -179,6 +156,8 @@ def test_no_valid_document_is_a_500_with_the_contract_message(app: ChatApp, writ
             "Invalid timeframe",
         ),
         ("/playbook/generate", {"playbook_type": 3, "ward": "X"}, "playbook_type"),
+        ("/playbook/customize", {"base_playbook": {"playbook_type": "memes"}}, "Invalid playbook_type"),
+        ("/playbook/customize", {"base_playbook": {"playbook_type": ["crisis_response"]}}, "Invalid playbook_type"),
     ],
 )
 def test_bad_input_is_a_400_json_error(
@@ -188,3 +167,20 @@ def test_bad_input_is_a_400_json_error(
     assert response.status_code == 400
     assert error in response.json()["error"]
     assert all(not w.prompts for w in writers.values())
+
+
+def test_a_customised_playbook_has_a_new_playbooks_fields_whatever_the_client_sent(
+    app: ChatApp, writers: dict[str, Writer]
+) -> None:
+    # The base playbook is the client's JSON: its ward, language and id were answered back as they came (a ward
+    # of spaces, language "xx", an id that was an object), outside the documented response.
+    base = {"ward": "   ", "language": "xx", "playbook_id": {"not": "an id"}, "title": "Old"}
+    response = app.http.post("/playbook/customize", json={"base_playbook": base})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["ward"], body["language"], body["playbook_type"]) == ("Unknown", "en", "campaign_messaging")
+    assert body["customized_from"] is None
+    long_ward = {"ward": "  " + "W" * 100, "language": "te", "playbook_type": "media_relations", "playbook_id": "pb_1"}
+    body = app.http.post("/playbook/customize", json={"base_playbook": long_ward}).json()
+    assert (body["ward"], body["language"], body["playbook_type"]) == ("W" * 64, "te", "media_relations")
+    assert body["customized_from"] == "pb_1"
