@@ -173,9 +173,11 @@ class Cover:
 
     def admit(self, estimate_usd: float) -> Refusal | None:
         """Commit a call's estimate, reserving the shortfall when it does not fit; the refusal when that fails."""
-        if self._budget is None:
-            return None
         micros = to_micros(estimate_usd)
+        if self._budget is None or micros == 0:
+            # A free call (the local model) cannot take spend past a cap; refusing it would only leave a briefing
+            # or an analysis unwritten after earlier calls billed past their estimates.
+            return None
         need = self._committed + micros - self._held
         if need > 0:
             outcome = self._budget.reserve(self._caller, need / MICRO, self._at)
