@@ -140,6 +140,11 @@ class BriefingState(BriefingInput):
     compliance: NotRequired[dict[str, Any]]
     deadline_passed: NotRequired[bool]
     result: NotRequired[dict[str, Any]]
+    # Spend caps (nodes/policy/budget.py): what plan holds for the writer, the top-ups reserved before calls
+    # (each gather branch adds its own), and why the caps refused the briefing outright (no writer fits).
+    budget_reservation: NotRequired[dict[str, object]]
+    budget_extra: Annotated[list[dict[str, object]], operator.add]
+    budget_refused: NotRequired[str | None]
 
 
 # --- what each node returns ----------------------------------------------------------------------------------
@@ -152,11 +157,14 @@ class PlanUpdate(TypedDict, total=False):
     questions: list[Question]
     gather_chain: list[ChainStep]
     notes: list[str]
+    budget_reservation: dict[str, object]
+    budget_refused: str | None
 
 
 class GatherUpdate(TypedDict, total=False):
     findings: list[Finding]
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
 
 
 class CredibilityUpdate(TypedDict, total=False):
@@ -178,10 +186,12 @@ class WriteUpdate(TypedDict, total=False):
     writer: Writer | None
     fallback: bool
     deadline_passed: bool
+    budget_extra: list[dict[str, object]]
 
 
 class CheckUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
     check_chain: list[ChainStep]
     check_cursor: int
     check: BriefingCheck

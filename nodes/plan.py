@@ -3,19 +3,28 @@
 ``route_after_plan`` fans the questions out to parallel ``gather`` branches (LangGraph ``Send``), one per
 question, and one ``ward_data`` branch for the ward's own posts and news; each branch is its own task, so its
 result is checkpointed as soon as it finishes and a resumed briefing does not ask a finished question again.
+
+Under spend caps plan first holds the writer's estimate (nodes/policy/briefing_budget.py): the research
+branches, which reserve their own calls, cannot then spend what the writer needs. When no writer fits, the
+briefing goes straight to score, having spent nothing, and its error names the cap (a 402 or 429).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from graphs.briefing_state import BriefingState, GatherTask, PlanUpdate, WardDataTask
 from graphs.context import Context, context_of
-from nodes.policy.briefing_chains import gather_chain
+from nodes.policy.briefing_budget import hold_writer, research_tokens, write_estimate
+from nodes.policy.briefing_chains import gather_chain, write_chain
+from nodes.policy.briefing_prompts import write_prompt
+from nodes.policy.budget import ANONYMOUS
 from nodes.policy.events import PlanMade
 from nodes.policy.progress import emit
-from nodes.policy.research import plan_questions
+from nodes.policy.research import ITEMS_BY_DEPTH, plan_questions
 
 
 def plan(state: BriefingState, runtime: Runtime[Context]) -> PlanUpdate:
@@ -37,12 +46,28 @@ def plan(state: BriefingState, runtime: Runtime[Context]) -> PlanUpdate:
             "deadline_at": now + total,
             "gather_deadline_at": now + total * settings.briefing.gather_share,
         }
+    if ctx.budget is not None and "budget_reservation" not in state and "budget_refused" not in state:
+        # Once per briefing: a resumed plan must not hold the writer's money twice.
+        questions = update["questions"]
+        steps = [s for s in write_chain(ctx.registry)[0] if s["mode"] == "structured"]
+        prompt = write_prompt(
+            state["ward"], depth, state.get("context", "neutral"), questions, [], [], ITEMS_BY_DEPTH[depth], None
+        )
+        pending = research_tokens(ctx.registry, questions)
+        priced = [(s, write_estimate(ctx.registry, s, prompt, pending)) for s in steps]
+        held, refused = hold_writer(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), priced)
+        if held is not None:
+            update["budget_reservation"] = held
+        update["budget_refused"] = refused
     emit(runtime, PlanMade(questions=[q["text"] for q in update["questions"]]))
     return update
 
 
-def route_after_plan(state: BriefingState) -> list[Send]:
-    """Send each question to its own gather branch, and the ward to the ward-data branch."""
+def route_after_plan(state: BriefingState) -> list[Send] | Literal["score"]:
+    """Send each question to its own gather branch, and the ward to the ward-data branch; a briefing the spend
+    caps refused goes straight to score, which says why."""
+    if state.get("budget_refused"):
+        return "score"
     deadline_at = state["gather_deadline_at"]
     sends = [
         Send(
