@@ -107,6 +107,9 @@ class GatherTask(TypedDict):
     question: Question
     chain: list[ChainStep]
     deadline_at: float
+    # This question's part of what plan reserved against the spend caps (None: none held; its call is reserved
+    # when its branch runs, if it fits then).
+    held: NotRequired[dict[str, object] | None]
 
 
 class WardDataTask(TypedDict):
@@ -144,6 +147,7 @@ class BriefingState(BriefingInput):
     # (each gather branch adds its own), and why the caps refused the briefing outright (no writer fits).
     budget_reservation: NotRequired[dict[str, object]]
     budget_extra: Annotated[list[dict[str, object]], operator.add]
+    question_holds: NotRequired[list[dict[str, object] | None]]  # each question's part, for its gather branch
     budget_refused: NotRequired[str | None]
 
 
@@ -158,6 +162,8 @@ class PlanUpdate(TypedDict, total=False):
     gather_chain: list[ChainStep]
     notes: list[str]
     budget_reservation: dict[str, object]
+    budget_extra: list[dict[str, object]]
+    question_holds: list[dict[str, object] | None]
     budget_refused: str | None
 
 

@@ -8,10 +8,11 @@ next provider is asked; the premium fallback answers from its own knowledge, wit
 The branch is one LangGraph task: its attempts and finding are checkpointed when it finishes, so a briefing
 resumed after a crash does not ask a finished question again (only the branches that were still running).
 
-Under spend caps every call of the branch, a hedge included, must first be reserved (nodes/policy/budget.py:
-``Cover``, over what this branch has spent and holds: the branches run in parallel, so each holds its own); a
-call the caps refuse is not made, a ``skipped`` attempt says why, and so does the question's finding: the
-briefing is written from what the other branches found, and says which questions it did without.
+Under spend caps every call of the branch, a hedge included, must first fit what the branch holds: its part of
+what plan reserved (nodes/policy/briefing_budget.py), else the shortfall is reserved on top (nodes/policy/budget.py:
+``Cover``, over what this branch alone has spent and holds, since the branches run in parallel). A call the caps
+refuse is not made, a ``skipped`` attempt says why, and so does the question's finding: the briefing is written
+from what the other branches found, and says which questions it did without.
 """
 
 from __future__ import annotations
@@ -23,26 +24,14 @@ from langgraph.runtime import Runtime
 
 from graphs.briefing_state import Finding, GatherTask, GatherUpdate, SourceDict
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, Attempt, ChainStep, Classification
+from graphs.state import AnalysisState, Attempt, ChainStep
 from nodes.policy.attempts import make_attempt
-from nodes.policy.briefing_budget import RESEARCH_COMPLEXITY
+from nodes.policy.briefing_budget import RESEARCH_NEEDS, research_estimate
 from nodes.policy.briefing_prompts import gather_prompt
 from nodes.policy.budget import ANONYMOUS, BudgetStore, Cover, correct_spend, not_made
-from nodes.policy.costing import estimate_call_cost
 from nodes.policy.events import GatherStarted
 from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
 from nodes.policy.progress import emit
-
-# What a research question needs, in the analysis graph's terms: fresh facts, with sources where the provider
-# can give them (validated by nodes/policy/answers.py, as every answer is).
-RESEARCH_NEEDS: Classification = {
-    "fresh_p": 1.0,
-    "complexity_p": {RESEARCH_COMPLEXITY: 1.0},
-    "task_p": {"fact_lookup": 1.0},
-    "complexity": RESEARCH_COMPLEXITY,
-    "task": "fact_lookup",
-    "needs_fresh": True,
-}
 
 
 def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
@@ -73,18 +62,21 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         "sources": [],
         "error": "no research provider is available" if not chain else None,
     }
-    extra: list[dict[str, object]] = []  # what this branch reserved against the caps, settled by score
+    extra: list[dict[str, object]] = []  # what this branch reserved on top against the caps, settled by score
+    # Its part of what plan reserved (already in state for score to settle): the branch's calls fit in it first.
+    part = task.get("held")
+    held: list[dict[str, object]] = [part] if part is not None else []
 
     def estimate(step: ChainStep) -> float:
-        # As hedging prices an abandoned call (the view's query and needs): what is admitted is what is recorded.
-        return estimate_call_cost(registry, step["provider"], RESEARCH_NEEDS, prompt.user)
+        # As plan priced the question and as hedging prices an abandoned call: what is held is what is recorded.
+        return research_estimate(registry, [step], task["ward"], task["context"], question)
 
     cursor = 0
     while cursor < len(chain) and ctx.clock() < deadline_at:
         # Fresh each call, over what the branch has actually spent so far: a call billed past its estimate
         # leaves less room for the next.
         cover = Cover(
-            ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), {"attempts": attempts, "budget_extra": extra}
+            ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), {"attempts": attempts, "budget_extra": held + extra}
         )
         step = chain[cursor]
         refusal = cover.admit(estimate(step))
@@ -108,7 +100,7 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         )
         extra += cover.extra
         refused_hedge = hedge_not_made(registry, group, "gather")
-        on_settled = _spend_correction(ctx.budget, extra, group, estimate)
+        on_settled = _spend_correction(ctx.budget, held + extra, group, estimate)
         recorded: list[Attempt] = [
             a | {"role": "gather"} for a in record_group(registry, view, group, reservation, on_settled=on_settled)
         ]

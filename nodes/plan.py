@@ -18,7 +18,7 @@ from langgraph.types import Send
 
 from graphs.briefing_state import BriefingState, GatherTask, PlanUpdate, WardDataTask
 from graphs.context import Context, context_of
-from nodes.policy.briefing_budget import hold_writer, research_tokens, write_estimate
+from nodes.policy.briefing_budget import hold_briefing, research_estimate, research_tokens, write_estimate
 from nodes.policy.briefing_chains import gather_chain, write_chain
 from nodes.policy.briefing_prompts import write_prompt
 from nodes.policy.budget import ANONYMOUS
@@ -46,19 +46,26 @@ def plan(state: BriefingState, runtime: Runtime[Context]) -> PlanUpdate:
             "deadline_at": now + total,
             "gather_deadline_at": now + total * settings.briefing.gather_share,
         }
-    if ctx.budget is not None and "budget_reservation" not in state and "budget_refused" not in state:
-        # Once per briefing: a resumed plan must not hold the writer's money twice.
+    if ctx.budget is not None and "budget_refused" not in state:
+        # Once per briefing (budget_refused is set whatever the outcome): a resumed plan must not hold twice.
         questions = update["questions"]
-        steps = [s for s in write_chain(ctx.registry)[0] if s["mode"] == "structured"]
+        registry = ctx.registry
+        steps = [s for s in write_chain(registry)[0] if s["mode"] == "structured"]
         prompt = write_prompt(
             state["ward"], depth, state.get("context", "neutral"), questions, [], [], ITEMS_BY_DEPTH[depth], None
         )
-        pending = research_tokens(ctx.registry, questions)
-        priced = [(s, write_estimate(ctx.registry, s, prompt, pending)) for s in steps]
-        held, refused = hold_writer(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), priced)
-        if held is not None:
-            update["budget_reservation"] = held
-        update["budget_refused"] = refused
+        pending = research_tokens(registry, questions)
+        writers = [(s, write_estimate(registry, s, prompt, pending)) for s in steps]
+        research = [
+            research_estimate(registry, chain, state["ward"], state.get("context", "neutral"), q) for q in questions
+        ]
+        hold = hold_briefing(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), writers, research)
+        if hold.writer is not None:
+            update["budget_reservation"] = hold.writer
+        # In state too (budget_extra), so score settles every part whatever became of its branch.
+        update["budget_extra"] = [q for q in hold.questions if q is not None]
+        update["question_holds"] = hold.questions
+        update["budget_refused"] = hold.refused
     emit(runtime, PlanMade(questions=[q["text"] for q in update["questions"]]))
     return update
 
@@ -69,6 +76,8 @@ def route_after_plan(state: BriefingState) -> list[Send] | Literal["score"]:
     if state.get("budget_refused"):
         return "score"
     deadline_at = state["gather_deadline_at"]
+    questions = state.get("questions", [])
+    holds = state.get("question_holds") or [None] * len(questions)
     sends = [
         Send(
             "gather",
@@ -78,8 +87,9 @@ def route_after_plan(state: BriefingState) -> list[Send] | Literal["score"]:
                 question=q,
                 chain=state.get("gather_chain", []),
                 deadline_at=deadline_at,
+                held=held,
             ),
         )
-        for q in state.get("questions", [])
+        for q, held in zip(questions, holds, strict=True)
     ]
     return [*sends, Send("ward_data", WardDataTask(ward=state["ward"], deadline_at=deadline_at))]

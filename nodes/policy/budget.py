@@ -189,6 +189,18 @@ class Cover:
         return None
 
 
+def split(reservation: Reservation, parts_micros: list[int]) -> list[Reservation]:
+    """Split one reservation into parts that are held and settled apart (a briefing's writer and each research
+    branch): the stores count amounts, not reservations, so settling every part releases what the whole held.
+    Reserving the whole at once is what makes it all-or-nothing against concurrent requests; the last part takes
+    any rounding difference."""
+    parts = [Reservation(uuid.uuid4().hex, reservation.day, reservation.caller, m) for m in parts_micros]
+    if parts:
+        rest = reservation.micros - sum(parts_micros)
+        parts[-1] = dataclasses.replace(parts[-1], micros=parts[-1].micros + rest)
+    return parts
+
+
 def not_made(refusal: Refusal, what: str, estimate_usd: float) -> str:
     """Say why a call was not made; it starts as the refusal does, so the HTTP layer answers 402 or 429."""
     return f"{refusal.message}: {what} (est. ${estimate_usd:.4f}) not made"
