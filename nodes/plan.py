@@ -4,9 +4,10 @@
 question, and one ``ward_data`` branch for the ward's own posts and news; each branch is its own task, so its
 result is checkpointed as soon as it finishes and a resumed briefing does not ask a finished question again.
 
-Under spend caps plan first holds the writer's estimate (nodes/policy/briefing_budget.py): the research
-branches, which reserve their own calls, cannot then spend what the writer needs. When no writer fits, the
-briefing goes straight to score, having spent nothing, and its error names the cap (a 402 or 429).
+Under spend caps plan holds, in one atomic reservation, the writer's estimate and as many questions' research as
+fit with it (nodes/policy/briefing_budget.py), and sends each branch its part: racing briefings cannot spend
+what this one's writer needs, nor its branches what another branch holds. When no writer fits, the briefing goes
+straight to score, having spent nothing, and its error names the cap (a 402 or 429).
 """
 
 from __future__ import annotations
