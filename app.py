@@ -107,7 +107,9 @@ def create_app(orchestrator: Orchestrator | None = None, reports: WardReports | 
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes()
     if orchestrator is None:
         reports = reports or _with_shared_progress(open_reports(load_settings()))
-        orchestrator = Orchestrator(reports.registry, reports.checkpointer, reports.ledger, reports.feedback)
+        orchestrator = Orchestrator(
+            reports.registry, reports.checkpointer, reports.ledger, reports.feedback, budget=reports.budget
+        )
     app.extensions["strategist"] = orchestrator
     # None: opened on first use from the orchestrator's settings (api/common.py reports()).
     app.extensions["strategist_reports"] = reports

@@ -190,6 +190,7 @@ def render_briefing(result: BriefingResult) -> str:
 def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
     """Write a ward briefing, showing its stages as they run (or resume an interrupted one)."""
     from graphs.stores.briefing_cache import open_briefing_cache
+    from graphs.stores.budget import open_budget
     from graphs.ward_reports import WardReports, normalise_ward
     from providers.ward_data import open_ward_data
 
@@ -203,6 +204,7 @@ def cmd_brief(args: argparse.Namespace, settings: Settings) -> int:
             ledger=stores.ledger,
             feedback=stores.feedback,
             ward_data=open_ward_data(settings.briefing.ward_data_url, settings.briefing.ward_data_table),
+            budget=open_budget(settings.redis_url, settings.data_dir, os.environ),
         )
         ward = normalise_ward(args.ward) if args.resume is None else ""
         thread_id = args.resume or args.thread_id or str(uuid.uuid4())

@@ -3,19 +3,32 @@
 A briefing comes from the cache while it lives (graphs/ward_reports.py), with a strong ETag; a request whose
 ``If-None-Match`` matches it (a list, ``*``, ``W/`` tags: RFC 9110's weak comparison, parsed by werkzeug) gets
 304 with no body and the same ETag and Cache-Control.
+
+Under spend caps a briefing run for a request is reserved against the day's cap and the caller's (its
+``X-Session-Id``, as for analyses); one the caps left with nothing to say is a 402 (the day's cap) or 429 (the
+caller's) naming the cap, never a 500, and nothing is cached. A briefing from the cache costs nothing.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
 from flask import Response, jsonify, request
 
+from api.budget import refused
 from api.common import ApiError, bp, now_iso, parse_body, protected, reports
 from api.models import TriggerBody
 from graphs.errors import RequestError
-from graphs.ward_reports import BriefingFailed, Report, normalise_context, normalise_depth, normalise_ward
+from graphs.ward_reports import (
+    BriefingFailed,
+    BriefingOverBudget,
+    Report,
+    normalise_context,
+    normalise_depth,
+    normalise_ward,
+)
 
 # Paths of the blueprint's other routes: a GET on one of them is a wrong method, not a ward of that name.
 RESERVED = frozenset(
@@ -25,6 +38,8 @@ RESERVED = frozenset(
 
 
 def _failed(exc: BriefingFailed) -> ApiError:
+    if isinstance(exc, BriefingOverBudget):
+        return refused(str(exc), time.time(), ward=exc.ward, timestamp=now_iso())
     return ApiError(500, "Analysis failed", ward=exc.ward, timestamp=now_iso(), retry_after=60, detail=str(exc))
 
 
@@ -48,7 +63,7 @@ def _briefing(ward: str) -> Any:
     depth = normalise_depth(request.args.get("depth"))
     context = normalise_context(request.args.get("context"))
     try:
-        report = reports().report(name, depth, context)
+        report = reports().report(name, depth, context, caller_key=request.headers.get("X-Session-Id"))
     except BriefingFailed as exc:
         raise _failed(exc) from None
     headers = _headers(report, name, depth)
@@ -84,7 +99,7 @@ def trigger() -> Any:
     service = reports()
     invalidated = service.invalidate_ward(ward)
     try:
-        report = service.report(ward, depth, context, fresh=True)
+        report = service.report(ward, depth, context, fresh=True, caller_key=request.headers.get("X-Session-Id"))
     except BriefingFailed as exc:
         raise _failed(exc) from None
     return jsonify(

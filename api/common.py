@@ -319,6 +319,7 @@ def reports() -> Any:
             ledger=orch.ledger,
             feedback=orch.feedback,
             ward_data=open_ward_data(settings.briefing.ward_data_url, settings.briefing.ward_data_table),
+            budget=orch.budget,  # briefings spend against the same caps as analyses
         )
         current_app.extensions["strategist_reports"] = found
     return found

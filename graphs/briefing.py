@@ -42,7 +42,7 @@ def build_briefing_graph() -> StateGraph[BriefingState, Context, BriefingInput, 
     builder.add_node("sanitise", sanitise)
     builder.add_node("score", score)
     builder.add_edge(START, "plan")
-    builder.add_conditional_edges("plan", route_after_plan, ["gather", "ward_data"])
+    builder.add_conditional_edges("plan", route_after_plan, ["gather", "ward_data", "score"])
     builder.add_edge("gather", "credibility")
     builder.add_edge("ward_data", "credibility")
     builder.add_edge("credibility", "write")

@@ -131,6 +131,8 @@ class AnalysisMeta(BaseModel):
     baseline_cost_usd: float
     questions: list[str]
     cross_checked_by: str | None = None
+    # Research questions the spend caps left unasked, each with the refusal: the briefing was written without them.
+    not_researched: list[str] = Field(default_factory=list)
 
 
 class Briefing(BaseModel):

@@ -107,6 +107,9 @@ class GatherTask(TypedDict):
     question: Question
     chain: list[ChainStep]
     deadline_at: float
+    # This question's part of what plan reserved against the spend caps (None: none held; its call is reserved
+    # when its branch runs, if it fits then).
+    held: NotRequired[dict[str, object] | None]
 
 
 class WardDataTask(TypedDict):
@@ -140,6 +143,12 @@ class BriefingState(BriefingInput):
     compliance: NotRequired[dict[str, Any]]
     deadline_passed: NotRequired[bool]
     result: NotRequired[dict[str, Any]]
+    # Spend caps (nodes/policy/budget.py): what plan holds for the writer, the top-ups reserved before calls
+    # (each gather branch adds its own), and why the caps refused the briefing outright (no writer fits).
+    budget_reservation: NotRequired[dict[str, object]]
+    budget_extra: Annotated[list[dict[str, object]], operator.add]
+    question_holds: NotRequired[list[dict[str, object] | None]]  # each question's part, for its gather branch
+    budget_refused: NotRequired[str | None]
 
 
 # --- what each node returns ----------------------------------------------------------------------------------
@@ -152,11 +161,16 @@ class PlanUpdate(TypedDict, total=False):
     questions: list[Question]
     gather_chain: list[ChainStep]
     notes: list[str]
+    budget_reservation: dict[str, object]
+    budget_extra: list[dict[str, object]]
+    question_holds: list[dict[str, object] | None]
+    budget_refused: str | None
 
 
 class GatherUpdate(TypedDict, total=False):
     findings: list[Finding]
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
 
 
 class CredibilityUpdate(TypedDict, total=False):
@@ -178,10 +192,12 @@ class WriteUpdate(TypedDict, total=False):
     writer: Writer | None
     fallback: bool
     deadline_passed: bool
+    budget_extra: list[dict[str, object]]
 
 
 class CheckUpdate(TypedDict, total=False):
     attempts: list[Attempt]
+    budget_extra: list[dict[str, object]]
     check_chain: list[ChainStep]
     check_cursor: int
     check: BriefingCheck

@@ -7,6 +7,10 @@
   leads and the others wait on its future (and get its result, or its error). Across processes, the leader
   takes the store's lease on the key; a leader that finds the lease taken waits for the holder's entry, and
   takes over if the holder died or failed.
+- Spend caps: a briefing run here reserves against the day's cap and its caller's (``caller_key``, the
+  ``X-Session-Id`` of the request that started it; concurrent callers of one briefing share the leader's run,
+  so only the leader's caller is charged). A briefing the caps refused raises :class:`BriefingOverBudget` and
+  nothing is cached; an answer from the cache costs nothing and is never refused.
 - ``get_ward_report(ward, depth)``: the synchronous function the strategist backend imports, on a process-wide
   service opened from the environment (the same one ``app.create_app()`` serves).
 """
@@ -19,6 +23,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -46,10 +51,12 @@ from graphs.stores.briefing_cache import (
     glob_escape,
     open_briefing_cache,
 )
+from graphs.stores.budget import open_budget
 from graphs.stores.feedback import FeedbackStore
 from graphs.stores.lease import Lease, check_held, holding, leases_of
 from graphs.stores.ledger import Ledger, LedgerEntry
 from graphs.stores.retention import expire_finished
+from nodes.policy.budget import OVER_CALLER, OVER_DAILY, BudgetStore
 from observability.metrics import observe_cache, observe_run
 from observability.tracing import span_callbacks
 from providers.config import Depth, Settings, load_settings
@@ -75,6 +82,10 @@ class BriefingFailed(RuntimeError):
         super().__init__(message)
         self.ward = ward
         self.thread_id = thread_id
+
+
+class BriefingOverBudget(BriefingFailed):
+    """The spend caps left nothing to say (the message starts with the cap: the HTTP answer is 402 or 429)."""
 
 
 def normalise_ward(ward: object) -> str:
@@ -130,8 +141,11 @@ class WardReports:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         hub: ProgressHub | None = None,
+        budget: BudgetStore | None = None,
     ) -> None:
         self.registry = registry
+        # Spend caps (graphs/stores/budget.py), shared with the analyses; None: no caps.
+        self.budget = budget
         self.checkpointer = checkpointer
         self.cache = cache
         self.ledger = ledger
@@ -155,8 +169,14 @@ class WardReports:
 
     # --- running the graph -----------------------------------------------------------------------------------
 
-    def _context(self, deadline_s: float | None = None) -> Context:
-        ctx = Context(registry=self.registry, feedback=self.feedback, ward_data=self.ward_data)
+    def _context(self, deadline_s: float | None = None, caller_key: str | None = None) -> Context:
+        ctx = Context(
+            registry=self.registry,
+            feedback=self.feedback,
+            ward_data=self.ward_data,
+            budget=self.budget,
+            caller_key=caller_key,
+        )
         if deadline_s is not None:
             ctx.deadline_at = ctx.clock() + deadline_s
         return ctx
@@ -253,8 +273,12 @@ class WardReports:
         thread_id: str | None = None,
         on_event: EventSink | None = None,
         wait_s: float = 0.0,
+        caller_key: str | None = None,
     ) -> BriefingResult:
-        """Run one briefing (no cache) and return its result, also when nothing could be said."""
+        """Run one briefing (no cache) and return its result, also when nothing could be said.
+
+        ``caller_key``: whose spend cap the briefing's calls are reserved against (None: the anonymous caller's).
+        """
         thread_id = thread_id or str(uuid.uuid4())
         sink = self._publishing(ward, thread_id, on_event)
         sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
@@ -262,7 +286,7 @@ class WardReports:
             self.analyses += 1
         graph_input = {"ward": ward, "depth": depth, "context": context}
         with self._store_guard(thread_id), holding(leases_of(self.checkpointer), thread_id, wait_s=wait_s) as lease:
-            return self._published(graph_input, thread_id, self._context(), sink, lease)
+            return self._published(graph_input, thread_id, self._context(caller_key=caller_key), sink, lease)
 
     def resume(self, thread_id: str, *, on_event: EventSink | None = None, wait_s: float = 0.0) -> BriefingResult:
         """Continue an interrupted briefing from its last checkpoint (finished research branches are kept).
@@ -281,7 +305,10 @@ class WardReports:
         if not snapshot.next:
             return self._finish(snapshot.values["result"])
         depth: Depth = snapshot.values.get("depth", "standard")
-        ctx = self._context(self.registry.settings.deadlines.for_depth(depth))
+        # The caller plan held the writer for goes on paying for the rest (the request that started it is gone).
+        held = snapshot.values.get("budget_reservation") or {}
+        caller = held.get("caller") if isinstance(held.get("caller"), str) else None
+        ctx = self._context(self.registry.settings.deadlines.for_depth(depth), caller)
         sink = self._publishing(snapshot.values["ward"], thread_id, on_event)
         sink(ThreadStarted(thread_id=thread_id, kind="briefing").wire())
         return self._published(None, thread_id, ctx, sink, lease)
@@ -306,11 +333,13 @@ class WardReports:
         *,
         fresh: bool = False,
         on_event: EventSink | None = None,
+        caller_key: str | None = None,
     ) -> Report:
         """Return the briefing: from the cache while it lives, else from one analysis shared by every caller.
 
-        ``fresh``: skip the cache (``/trigger``); concurrent callers still share the one analysis. Raises
-        BriefingFailed when nothing at all could be said.
+        ``fresh``: skip the cache (``/trigger``); concurrent callers still share the one analysis. ``caller_key``:
+        whose cap a briefing run for this request is reserved against. Raises BriefingFailed when nothing at all
+        could be said (BriefingOverBudget when the spend caps are why).
         """
         if not fresh:
             hit = self.cached(ward, depth, context)
@@ -328,7 +357,7 @@ class WardReports:
         if not leader:
             return flight.result()
         try:
-            report = self._lead(key, ward, depth, context, fresh, on_event)
+            report = self._lead(key, ward, depth, context, fresh, on_event, caller_key)
         except BaseException as exc:
             flight.set_exception(exc)
             raise
@@ -340,7 +369,14 @@ class WardReports:
                 del self._flights[key]
 
     def _lead(
-        self, key: str, ward: str, depth: Depth, context: StrategicContext, fresh: bool, on_event: EventSink | None
+        self,
+        key: str,
+        ward: str,
+        depth: Depth,
+        context: StrategicContext,
+        fresh: bool,
+        on_event: EventSink | None,
+        caller_key: str | None,
     ) -> Report:
         while True:
             if not fresh:
@@ -356,9 +392,12 @@ class WardReports:
                 entry = self.cache.get(key)  # the previous holder may have stored it just before we took over
                 if entry is not None:
                     return self._report(entry, cached=True)
-            result = self.run(ward, depth, context, on_event=on_event)
+            result = self.run(ward, depth, context, on_event=on_event, caller_key=caller_key)
             if result.briefing is None:
-                raise BriefingFailed(result.error or "nothing could be said", ward=ward, thread_id=result.thread_id)
+                error = result.error or "nothing could be said"
+                # Raised before the cache is written: a refused briefing is never cached, not even as empty.
+                failed = BriefingOverBudget if error.startswith((OVER_DAILY, OVER_CALLER)) else BriefingFailed
+                raise failed(error, ward=ward, thread_id=result.thread_id)
             body = json.dumps(result.briefing.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":"))
             data = body.encode()
             entry = self.cache.put(key, etag_of(data), data, self.ttl_s)
@@ -423,6 +462,7 @@ def open_reports(settings: Settings) -> WardReports:
         ledger=stores.ledger,
         feedback=stores.feedback,
         ward_data=ward_data,
+        budget=open_budget(settings.redis_url, settings.data_dir, os.environ),
     )
 
 

@@ -34,7 +34,7 @@ from nodes.policy.budget import ANONYMOUS, Cover, correct_spend, not_made, reser
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.events import RetryScheduled
 from nodes.policy.exclusion import failed_providers
-from nodes.policy.hedging import Group, in_record_order, race, record_group
+from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
 from nodes.policy.progress import emit
 from nodes.policy.prompt import build_prompt
 from providers.registry import ProviderRegistry
@@ -89,7 +89,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer, admit=admit_hedge
     )
     # A refused hedge is recorded first: the chosen reply stays the last attempt, where validate looks for it.
-    refused_hedge = _hedge_not_made(registry, group)
+    refused_hedge = hedge_not_made(registry, group)
     held = [*reservations_of(state), *cover.extra]
     on_settled = _cost_correction(state, ctx, group, held, first=len(state.get("attempts", [])) + len(refused_hedge))
     attempts = refused_hedge + record_group(registry, state, group, reservation, on_settled=on_settled)
@@ -134,16 +134,6 @@ def _estimate(registry: ProviderRegistry, state: AnalysisState, step: ChainStep)
     if classification is None:
         return 0.0
     return estimate_call_cost(registry, step["provider"], classification, state["query"])
-
-
-def _hedge_not_made(registry: ProviderRegistry, group: Group) -> list[Attempt]:
-    """Return a skipped attempt for a hedge the spend caps refused, saying why (none when there was none)."""
-    if group.not_made is None:
-        return []
-    step, why = group.not_made
-    attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-    attempt["error"], attempt["hedge"] = why, True
-    return [attempt]
 
 
 def _cost_correction(

@@ -4,6 +4,10 @@ The checker answers structured output too (``Verdicts``): an invalid answer is r
 error and the next checker is asked. Agreement is the share of items found supported; each item's verdict
 lowers its confidence when unsupported or contradicted (nodes/policy/credibility.py). One checker call per
 node execution, so a completed check is checkpointed and never paid twice.
+
+Under spend caps a checker call must first fit what the briefing holds (nodes/policy/budget.py: ``Cover``); one
+the caps refuse is not made, a ``skipped`` attempt says why, and the next, cheaper checker is asked. A briefing
+no checker could be paid for is served unchecked (its confidence has no cross-validation factor).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from pydantic import BaseModel, Field
 
 from graphs.briefing_state import BriefingState, CheckUpdate, ItemVerdict, Verdict
 from graphs.context import Context, context_of
-from nodes.policy.attempts import attempt_call
+from nodes.policy.attempts import attempt_call, make_attempt
+from nodes.policy.briefing_budget import CHECK_COMPLEXITY
 from nodes.policy.briefing_chains import check_chain
 from nodes.policy.briefing_prompts import check_prompt
+from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.costing import prompt_call_cost
 from nodes.policy.events import CrossCheckStarted
 from nodes.policy.progress import emit
 from nodes.policy.structured import parse_structured
@@ -50,10 +57,18 @@ def cross_check(state: BriefingState, runtime: Runtime[Context]) -> CheckUpdate:
         return update
     step = chain[cursor]
     items = [item["content"] for item in draft["key_intelligence"]]
-    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     prompt = check_prompt(state["ward"], items, state.get("sources", []))
+    estimate = prompt_call_cost(registry, step["provider"], prompt, CHECK_COMPLEXITY)
+    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    refusal = cover.admit(estimate)
+    if refusal is not None:
+        skipped = make_attempt(registry, step, "cross_check", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+        skipped["error"] = not_made(refusal, f"the check by {step['provider']}", estimate)
+        return update | {"attempts": [skipped], "deadline_passed": ctx.clock() >= deadline_at}
+    emit(runtime, CrossCheckStarted(provider=step["provider"]))
     attempt, reply, _ = attempt_call(registry, ctx.clock, step, prompt, deadline_at - ctx.clock(), "cross_check")
     update["deadline_passed"] = ctx.clock() >= deadline_at
+    update["budget_extra"] = cover.extra
     if reply is not None:
         parsed, problem = parse_structured(reply.text, Verdicts)
         if parsed is None:

@@ -7,32 +7,31 @@ next provider is asked; the premium fallback answers from its own knowledge, wit
 
 The branch is one LangGraph task: its attempts and finding are checkpointed when it finishes, so a briefing
 resumed after a crash does not ask a finished question again (only the branches that were still running).
+
+Under spend caps every call of the branch, a hedge included, must first fit what the branch holds: its part of
+what plan reserved (nodes/policy/briefing_budget.py), else the shortfall is reserved on top (nodes/policy/budget.py:
+``Cover``, over what this branch alone has spent and holds, since the branches run in parallel). A call the caps
+refuse is not made, a ``skipped`` attempt says why, and so does the question's finding: the briefing is written
+from what the other branches found, and says which questions it did without.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import cast
 
 from langgraph.runtime import Runtime
 
 from graphs.briefing_state import Finding, GatherTask, GatherUpdate, SourceDict
 from graphs.context import Context, context_of
-from graphs.state import AnalysisState, Attempt, Classification
+from graphs.state import AnalysisState, Attempt, ChainStep
+from nodes.policy.attempts import make_attempt
+from nodes.policy.briefing_budget import RESEARCH_NEEDS, research_estimate
 from nodes.policy.briefing_prompts import gather_prompt
+from nodes.policy.budget import ANONYMOUS, BudgetStore, Cover, correct_spend, not_made
 from nodes.policy.events import GatherStarted
-from nodes.policy.hedging import race, record_group
+from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
 from nodes.policy.progress import emit
-
-# What a research question needs, in the analysis graph's terms: fresh facts, with sources where the provider
-# can give them (validated by nodes/policy/answers.py, as every answer is).
-RESEARCH_NEEDS: Classification = {
-    "fresh_p": 1.0,
-    "complexity_p": {"moderate": 1.0},
-    "task_p": {"fact_lookup": 1.0},
-    "complexity": "moderate",
-    "task": "fact_lookup",
-    "needs_fresh": True,
-}
 
 
 def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
@@ -63,13 +62,49 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         "sources": [],
         "error": "no research provider is available" if not chain else None,
     }
+    extra: list[dict[str, object]] = []  # what this branch reserved on top against the caps, settled by score
+    # Its part of what plan reserved (already in state for score to settle): the branch's calls fit in it first.
+    part = task.get("held")
+    held: list[dict[str, object]] = [part] if part is not None else []
+
+    def estimate(step: ChainStep) -> float:
+        # As plan priced the question and as hedging prices an abandoned call: what is held is what is recorded.
+        return research_estimate(registry, [step], task["ward"], task["context"], question)
+
     cursor = 0
     while cursor < len(chain) and ctx.clock() < deadline_at:
-        group, reservation = race(
-            registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer, "gather"
+        # Fresh each call, over what the branch has actually spent so far: a call billed past its estimate
+        # leaves less room for the next.
+        cover = Cover(
+            ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), {"attempts": attempts, "budget_extra": held + extra}
         )
-        recorded: list[Attempt] = [a | {"role": "gather"} for a in record_group(registry, view, group, reservation)]
-        attempts += recorded
+        step = chain[cursor]
+        refusal = cover.admit(estimate(step))
+        if refusal is not None:
+            # Not made; the next step (another tier) may still fit. The finding says why if none does.
+            skipped = make_attempt(registry, step, "gather", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+            skipped["error"] = not_made(
+                refusal, f"the research by {step['provider']} on {question['id']}", estimate(step)
+            )
+            attempts.append(skipped)
+            finding["error"] = skipped["error"]
+            cursor += 1
+            continue
+
+        def admit_hedge(hedge: ChainStep, cover: Cover = cover) -> str | None:
+            refused = cover.admit(estimate(hedge))
+            return None if refused is None else not_made(refused, f"the hedge to {hedge['provider']}", estimate(hedge))
+
+        group, reservation = race(
+            registry, ctx.clock, view, cursor, prompt, deadline_at, runtime.stream_writer, "gather", admit=admit_hedge
+        )
+        extra += cover.extra
+        refused_hedge = hedge_not_made(registry, group, "gather")
+        on_settled = _spend_correction(ctx.budget, held + extra, group, estimate)
+        recorded: list[Attempt] = [
+            a | {"role": "gather"} for a in record_group(registry, view, group, reservation, on_settled=on_settled)
+        ]
+        attempts += refused_hedge + recorded
         chosen = group.chosen
         if chosen is not None and chosen.reply is not None and chosen.problem is None:
             reply = chosen.reply
@@ -90,4 +125,24 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
         cursor += len(group.calls)
     if finding["text"] is None and finding["error"] is None:
         finding["error"] = "the research deadline passed"
-    return {"findings": [finding], "attempts": attempts}
+    return {"findings": [finding], "attempts": attempts, "budget_extra": extra}
+
+
+def _spend_correction(
+    budget: BudgetStore | None,
+    held: list[dict[str, object]],
+    group: Group,
+    estimate: Callable[[ChainStep], float],
+) -> Callable[[int, float], None] | None:
+    """Return how an abandoned call (a hedge's loser), recorded at its estimate, adds what it billed past it once
+    it completes (nodes/policy/budget.py: correct_spend); the briefing may have been settled by then."""
+    if budget is None:
+        return None
+    # Computed now: the correction may come from the loser's thread after this branch has returned.
+    estimates = [estimate(call.step) for call in in_record_order(group)]
+    snapshot: list[Mapping[str, object]] = list(held)
+
+    def on_settled(position: int, usd: float) -> None:
+        correct_spend(budget, snapshot, estimates[position], usd)
+
+    return on_settled

@@ -7,6 +7,10 @@ the cross-check's agreement (deep) and the writer's track record, calibrated fro
 briefing's confidence is capped low. Each key intelligence item's ``source_count`` counts the real sources it
 names, and its ``confidence`` comes from their credibility and the checker's verdict
 (nodes/policy/credibility.py).
+
+Under spend caps score settles what the briefing held (plan's hold for the writer, every top-up) with its actual
+cost; research questions the caps left unasked are listed in ``analysis.not_researched``; a briefing the caps
+left with nothing to say has an error that starts with the refusal, so the HTTP layer answers 402 or 429.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from graphs.briefing_result import Briefing, BriefingResult
 from graphs.briefing_state import BriefingState, ScoreBriefingUpdate, Verdict
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, Candidate, CrossCheck
+from nodes.policy.budget import OVER_CALLER, OVER_DAILY, reservations_of, settle_budget
 from nodes.policy.costing import grounding_fee, premium_provider
 from nodes.policy.credibility import item_confidence
 from providers.registry import ProviderRegistry
@@ -60,11 +65,37 @@ def baseline_usd(registry: ProviderRegistry, attempts: list[Attempt]) -> float:
     return total
 
 
+def _over_budget(error: str | None) -> bool:
+    return error is not None and error.startswith((OVER_DAILY, OVER_CALLER))
+
+
 def _why_nothing(state: BriefingState) -> str:
     reasons = [f"{f['question_id']}: {f['error']}" for f in state.get("findings", []) if f["error"]]
-    reasons += [f"{a['provider']} ({a['role']}): {a['error'] or a['error_class']}" for a in state["attempts"]]
+    attempts = state.get("attempts", [])
+    reasons += [f"{a['provider']} ({a['role']}): {a['error'] or a['error_class']}" for a in attempts]
     reasons += state.get("notes", [])
+    refused = state.get("budget_refused") or next(
+        (
+            a["error"]
+            for a in attempts
+            if a["role"] == "write" and a["outcome"] == "skipped" and _over_budget(a["error"])
+        ),
+        None,
+    )
+    if refused:
+        # Money, not an outage, left nothing to say: the error starts with the cap (api/budget.py: 402 or 429).
+        return refused + (f" (before it: {'; '.join(reasons)})" if reasons else "")
     return "nothing could be said about the ward (" + ("; ".join(reasons) or "no provider is available") + ")"
+
+
+def _not_researched(state: BriefingState) -> list[str]:
+    """Say which questions the spend caps left unasked, and why (the research of the others was written up)."""
+    asked = {q["id"]: q["text"] for q in state.get("questions", [])}
+    return [
+        f"{asked.get(f['question_id'], f['question_id'])}: {f['error']}"
+        for f in state.get("findings", [])
+        if f["text"] is None and _over_budget(f["error"])
+    ]
 
 
 def score(state: BriefingState, runtime: Runtime[Context]) -> ScoreBriefingUpdate:
@@ -85,6 +116,8 @@ def score(state: BriefingState, runtime: Runtime[Context]) -> ScoreBriefingUpdat
         "baseline_cost_usd": round(baseline_usd(registry, attempts), 8),
         "total_ms": round((now - state.get("started_at", now)) * 1000, 1),
     }
+    # Every path settles: what the briefing held is released and its actual cost counted, once.
+    settle_budget(ctx.budget, reservations_of(state), common["cost_usd"])
     draft = state.get("sanitised")
     if state.get("draft") is None or draft is None:
         result = BriefingResult.model_validate(
@@ -178,6 +211,7 @@ def score(state: BriefingState, runtime: Runtime[Context]) -> ScoreBriefingUpdat
                 "baseline_cost_usd": common["baseline_cost_usd"],
                 "questions": [q["text"] for q in state.get("questions", [])],
                 "cross_checked_by": check["provider"] if check else None,
+                "not_researched": _not_researched(state),
             },
         }
     )

@@ -9,6 +9,10 @@ policy allow (providers/errors.py), as in the analysis graph; otherwise the next
 When the chain is exhausted or the deadline has passed, the degraded briefing is assembled from what the
 research found (nodes/policy/drafting.py); with nothing found and nothing written, nothing can be said.
 One attempt per node execution: each completed call is checkpointed, and a resumed briefing never pays twice.
+
+Under spend caps each writer call must first fit what the briefing holds (plan held the first writer that fit;
+nodes/policy/budget.py: ``Cover`` reserves a shortfall on top): a writer the caps refuse is not made, a
+``skipped`` attempt says why, and the next, cheaper one is asked (the local model is free).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from langgraph.runtime import Runtime
 from graphs.briefing_result import BriefingDraft
 from graphs.briefing_state import BriefingState, Writer, WriteStep, WriteUpdate
 from graphs.context import Context, context_of
-from nodes.policy.attempts import attempt_call, attempt_timeout_s, retry_wait_s
+from nodes.policy.attempts import attempt_call, attempt_timeout_s, make_attempt, retry_wait_s
+from nodes.policy.briefing_budget import write_estimate
 from nodes.policy.briefing_prompts import plain_prompt, write_prompt
+from nodes.policy.budget import ANONYMOUS, Cover, not_made
 from nodes.policy.drafting import fallback_draft
 from nodes.policy.events import AttemptStarted
 from nodes.policy.progress import emit
@@ -78,11 +84,23 @@ def write(state: BriefingState, runtime: Runtime[Context]) -> WriteUpdate:
         )
     else:
         prompt = plain_prompt(state["ward"], context, findings)
+    estimate = write_estimate(registry, step, prompt)
+    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    refusal = cover.admit(estimate)
+    if refusal is not None:
+        what = f"the {step['mode']} briefing by {step['provider']}"
+        skipped = make_attempt(registry, step, "write", reply=None, error=None, latency_ms=0.0, outcome="skipped")
+        skipped["error"] = not_made(refusal, what, estimate)
+        return {"attempts": [skipped], "write_cursor": cursor + 1, "write_tries": 0, "write_feedback": None}
     policy = registry.settings.resilience.retry
     timeout_s = attempt_timeout_s(deadline_at - ctx.clock(), cursor + 1 < len(chain), policy)
     emit(runtime, AttemptStarted(provider=step["provider"], model=step["model"], stage="write"))
     attempt, reply, error = attempt_call(registry, ctx.clock, step, prompt, timeout_s, "write")
-    update: WriteUpdate = {"retry_at": None, "deadline_passed": ctx.clock() >= deadline_at}
+    update: WriteUpdate = {
+        "retry_at": None,
+        "deadline_passed": ctx.clock() >= deadline_at,
+        "budget_extra": cover.extra,
+    }
     if reply is None:
         made = sum(1 for a in state["attempts"] if a["provider"] == step["provider"] and a["role"] == "write") + 1
         wait = None

@@ -56,7 +56,9 @@ def services() -> Services:
             reports = open_reports(load_settings())
             # Briefing progress goes to every web process's live feeds through Redis.
             reports.hub = shared_hub() or reports.hub
-            orchestrator = Orchestrator(reports.registry, reports.checkpointer, reports.ledger, reports.feedback)
+            orchestrator = Orchestrator(
+                reports.registry, reports.checkpointer, reports.ledger, reports.feedback, budget=reports.budget
+            )
             _services = (os.getpid(), Services(orchestrator, reports))
         return _services[1]
 

@@ -173,9 +173,11 @@ class Cover:
 
     def admit(self, estimate_usd: float) -> Refusal | None:
         """Commit a call's estimate, reserving the shortfall when it does not fit; the refusal when that fails."""
-        if self._budget is None:
-            return None
         micros = to_micros(estimate_usd)
+        if self._budget is None or micros == 0:
+            # A free call (the local model) cannot take spend past a cap; refusing it would only leave a briefing
+            # or an analysis unwritten after earlier calls billed past their estimates.
+            return None
         need = self._committed + micros - self._held
         if need > 0:
             outcome = self._budget.reserve(self._caller, need / MICRO, self._at)
@@ -185,6 +187,18 @@ class Cover:
             self._held += outcome.micros
         self._committed += micros
         return None
+
+
+def split(reservation: Reservation, parts_micros: list[int]) -> list[Reservation]:
+    """Split one reservation into parts that are held and settled apart (a briefing's writer and each research
+    branch): the stores count amounts, not reservations, so settling every part releases what the whole held.
+    Reserving the whole at once is what makes it all-or-nothing against concurrent requests; the last part takes
+    any rounding difference."""
+    parts = [Reservation(uuid.uuid4().hex, reservation.day, reservation.caller, m) for m in parts_micros]
+    if parts:
+        rest = reservation.micros - sum(parts_micros)
+        parts[-1] = dataclasses.replace(parts[-1], micros=parts[-1].micros + rest)
+    return parts
 
 
 def not_made(refusal: Refusal, what: str, estimate_usd: float) -> str:

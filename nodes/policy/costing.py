@@ -19,6 +19,7 @@ from typing import cast
 
 from graphs.state import AnalysisState, Attempt, Classification
 from nodes.policy.prompt import build_prompt
+from providers.base import Prompt
 from providers.config import Settings
 from providers.registry import ProviderRegistry
 
@@ -63,6 +64,18 @@ def call_cost(registry: ProviderRegistry, provider: str, query: str, complexity:
     """Price one call of ``provider`` for a query of known complexity."""
     tokens_out = expected_output_tokens(registry, provider, complexity)
     return registry.price_of(provider).cost_usd(estimate_input_tokens(query), tokens_out)
+
+
+def prompt_call_cost(
+    registry: ProviderRegistry, provider: str, prompt: Prompt, complexity: str, extra_input_tokens: int = 0
+) -> float:
+    """Price a call whose whole prompt is known: a briefing's calls carry their own system prompts (longer than
+    the analysis's, which ``PROMPT_OVERHEAD_TOKENS`` measures), and the writer's carries the research.
+    ``extra_input_tokens``: input not written yet (the research a writer will be given, priced before it is done).
+    """
+    tokens_in = int((len(prompt.system) + len(prompt.user)) / CHARS_PER_TOKEN) + 1 + FRAMING_TOKENS
+    tokens_out = expected_output_tokens(registry, provider, complexity)
+    return registry.price_of(provider).cost_usd(tokens_in + extra_input_tokens, tokens_out)
 
 
 def expected_call_cost(

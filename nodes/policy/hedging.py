@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphs.state import AnalysisState, Attempt, ChainStep
+from graphs.state import AnalysisState, Attempt, ChainStep, Role
 from nodes.policy.answers import candidate_from, problem_with
 from nodes.policy.attempts import call_provider, make_attempt, retry_wait_s
 from nodes.policy.costing import estimate_call_cost
@@ -83,6 +83,16 @@ class Group:
 def in_record_order(group: Group) -> list[Call]:
     """Return the calls in the order :func:`record_group` records them: the chosen reply last."""
     return [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else [])
+
+
+def hedge_not_made(registry: ProviderRegistry, group: Group, role: Role = "answer") -> list[Attempt]:
+    """Return a skipped attempt for a hedge the spend caps refused, saying why (none when there was none)."""
+    if group.not_made is None:
+        return []
+    step, why = group.not_made
+    attempt = make_attempt(registry, step, role, reply=None, error=None, latency_ms=0.0, outcome="skipped")
+    attempt["error"], attempt["hedge"] = why, True
+    return [attempt]
 
 
 def _estimated_cost(registry: ProviderRegistry, step: ChainStep, state: AnalysisState) -> float:
@@ -192,7 +202,13 @@ def race(
         except queue.Empty:
             if rehedge_at is not None and rehedge_at <= time.monotonic() < limit:
                 rehedge_at = None
-                launch(calls[1].step, hedge_fallbacks_left, hedge=True)
+                # A third paid call: it must fit the spend caps like the first hedge did.
+                why = admit(calls[1].step) if admit is not None else None
+                if why is not None:
+                    not_made = (calls[1].step, why)
+                    emit(HedgeRefused(provider=calls[1].step["provider"]).wire())
+                else:
+                    launch(calls[1].step, hedge_fallbacks_left, hedge=True)
                 continue
             if waiting_to_hedge and hedge_step is not None and hedge_at is not None and time.monotonic() < hedge_at:
                 # Woken before the hedge is due: if other requests' calls to this provider have failed since this

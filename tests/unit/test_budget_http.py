@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +16,13 @@ from werkzeug.serving import make_server
 import app as app_module
 from api.common import JsonErrorRequestHandler
 from graphs.service import Orchestrator
-from graphs.stores.briefing_cache import SqliteBriefingCache
+from graphs.stores.briefing_cache import SqliteBriefingCache, cache_key
 from graphs.stores.budget import SqliteBudget
-from graphs.ward_reports import WardReports
+from graphs.ward_reports import WardReports, etag_of
 from nodes.policy.budget import BudgetCaps
+from providers.registry import ProviderRegistry
 from providers.testing import fake_registry, reply
+from providers.testing.briefings import briefing_registry
 
 
 def serve(tmp_path: Path, caps: BudgetCaps) -> Iterator[httpx.Client]:
@@ -62,3 +66,56 @@ def test_an_analysis_over_budget_is_refused_with_the_cap_named(
         body = response.json()
         assert body["reason"] == "over_budget" and body["error"].startswith(f"over budget: {named}")
         assert int(response.headers["Retry-After"]) > 0
+
+
+def serve_briefings(tmp_path: Path, caps: BudgetCaps) -> tuple[Any, WardReports, ProviderRegistry]:
+    """The app's briefing routes on a Flask test client, with briefings and analyses sharing one budget store."""
+    registry = briefing_registry()
+    budget = SqliteBudget(tmp_path / "budget.sqlite", caps)
+    orchestrator = Orchestrator(registry, None, budget=budget)
+    reports = WardReports(registry, InMemorySaver(), SqliteBriefingCache(tmp_path / "briefings.sqlite"), budget=budget)
+    return app_module.create_app(orchestrator, reports).test_client(), reports, registry
+
+
+@pytest.mark.parametrize(
+    "caps, status, named",
+    [
+        (BudgetCaps(daily_usd=0.0), 402, "the daily spend cap"),
+        (BudgetCaps(per_caller_daily_usd=0.0), 429, "this caller's daily spend cap"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/strategist/Malakpet", "/api/v1/strategist/ward/Malakpet"])
+def test_a_briefing_over_budget_is_refused_with_the_cap_named_and_not_cached(
+    tmp_path: Path, caps: BudgetCaps, status: int, named: str, path: str
+) -> None:
+    """No writer fits what is left: nothing is asked, the answer is JSON naming the cap (not a 500), and nothing
+    is cached, so the next request after the cap resets writes the briefing. Before, the briefing was made."""
+    client, reports, registry = serve_briefings(tmp_path, caps)
+    response = client.get(path, headers={"X-Session-Id": "s1"})
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["reason"] == "over_budget" and body["error"].startswith(f"over budget: {named}")
+    assert "no writer fits" in body["error"] and body["ward"] == "Malakpet"
+    assert int(response.headers["Retry-After"]) > 0
+    assert reports.cache.get(cache_key("Malakpet", "standard", "neutral")) is None
+    assert reports.cache.entries() == 0
+    for name in ("gemini", "perplexity"):
+        assert registry.adapter(name).chat_model().calls == 0  # type: ignore[attr-defined]  # ScriptedChat
+
+
+def test_a_trigger_over_budget_is_refused_with_the_cap_named(tmp_path: Path) -> None:
+    client, reports, _ = serve_briefings(tmp_path, BudgetCaps(per_caller_daily_usd=0.0))
+    response = client.post("/api/v1/strategist/trigger", json={"ward": "Malakpet"}, headers={"X-Session-Id": "s1"})
+    assert response.status_code == 429 and response.get_json()["reason"] == "over_budget"
+    assert reports.cache.entries() == 0
+
+
+def test_a_cached_briefing_is_served_under_a_spent_cap(tmp_path: Path) -> None:
+    """A briefing from the cache costs nothing: a spent cap refuses only the ward that would need a new one."""
+    client, reports, _ = serve_briefings(tmp_path, BudgetCaps(daily_usd=0.0))
+    body = json.dumps({"ward": "Jubilee Hills", "cached": True}).encode()
+    reports.cache.put(cache_key("Jubilee Hills", "standard", "neutral"), etag_of(body), body, 600)
+    hit = client.get("/api/v1/strategist/Jubilee Hills", headers={"X-Session-Id": "s1"})
+    assert hit.status_code == 200 and hit.get_json() == {"ward": "Jubilee Hills", "cached": True}
+    miss = client.get("/api/v1/strategist/Malakpet", headers={"X-Session-Id": "s1"})
+    assert miss.status_code == 402 and miss.get_json()["reason"] == "over_budget"
