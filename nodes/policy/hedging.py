@@ -14,6 +14,7 @@ the local model stops between tokens) and counted as a timeout, at its full esti
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import functools
 import logging
@@ -72,6 +73,29 @@ class Call:
     done: threading.Event = field(default_factory=threading.Event)  # set by its thread once the fields are written
 
 
+# The calls whose threads still run, so that the interpreter's exit can stop them first (_stop_calls_at_exit).
+_IN_FLIGHT: set[Call] = set()
+# How long the exit waits for them, all together: aborted, a network call ends in milliseconds.
+_EXIT_WAIT_S = 1.0
+
+
+@atexit.register
+def _stop_calls_at_exit() -> None:
+    """Abort the calls still running (abandoned losers, a hedge past its answer) and wait for them, briefly.
+
+    A daemon thread left running when the interpreter finalizes is stopped where it next needs the interpreter;
+    inside a C++ frame (llama.cpp's abort callback, an SDK's extension module) that unwinding aborts the whole
+    process (SIGABRT, "FATAL: exception not rethrown") after a Python program had printed its answer. Aborted, a
+    cloud call's task is cancelled and the local model stops at its next check, so the wait is short.
+    """
+    calls = list(_IN_FLIGHT)
+    for call in calls:
+        call.abort.set()
+    until = time.monotonic() + _EXIT_WAIT_S
+    for call in calls:
+        call.done.wait(max(0.0, until - time.monotonic()))
+
+
 @dataclass
 class Group:
     calls: list[Call]
@@ -122,8 +146,8 @@ def race(
     calls: list[Call] = []
 
     def launch(step: ChainStep, fallbacks_left: bool, hedge: bool, inline: bool = False) -> HedgeTiming:
-        now = clock()
         name = step["provider"]
+        now = clock()
         breaker = registry.health.breaker(name)
         latency = breaker.latency_view(resilience.hedge.mad_k)
         cold_floor = cold_floor_of(registry, name)
@@ -141,6 +165,7 @@ def race(
                 call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
             finally:
                 registry.health.stalls.end(name, ticket, answered=call.reply is not None)
+                _IN_FLIGHT.discard(call)
             call.latency_ms = (time.monotonic() - call.started) * 1000
             call.done.set()
             results.put(call)
@@ -153,6 +178,7 @@ def race(
         # callbacks follow the call: LangGraph's "messages" stream (a conversation's tokens), tracing spans and
         # LangSmith see the provider call.
         context = contextvars.copy_context()
+        _IN_FLIGHT.add(call)
         threading.Thread(target=context.run, args=(run,), name=f"attempt-{name}", daemon=True).start()
         return timing
 

@@ -867,3 +867,25 @@ def test_the_cli_exits_after_printing_even_with_a_thread_left_waiting(tmp_path: 
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
     assert done.stdout.strip().startswith("{")
+
+
+def test_at_exit_calls_still_running_are_aborted_and_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon thread still inside a C++ frame when the interpreter finalizes aborts the process (README's graph
+    example exited with SIGABRT, "FATAL: exception not rethrown", in 3 runs of 4); the exit handler aborts the calls
+    in flight and waits for them first."""
+    from nodes.policy import hedging
+
+    monkeypatch.setattr(hedging, "_EXIT_WAIT_S", 60.0)  # generous: the thread leaves as soon as it is aborted
+    call = loser(fake_registry({"gemini": [reply("x")]}), hedge=False)
+    left = threading.Event()
+
+    def runs_until_aborted() -> None:
+        call.abort.wait(60)
+        left.set()
+        hedging._IN_FLIGHT.discard(call)
+        call.done.set()
+
+    hedging._IN_FLIGHT.add(call)
+    threading.Thread(target=runs_until_aborted, daemon=True).start()
+    hedging._stop_calls_at_exit()
+    assert call.abort.is_set() and left.is_set() and call not in hedging._IN_FLIGHT
