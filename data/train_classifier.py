@@ -8,6 +8,7 @@ two runs produce byte-identical files.
 Usage (from the repository root):
     PYTHONPATH=. python data/train_classifier.py [--data data/queries.jsonl] \
         [--out nodes/policy/classifier_model.json]
+    PYTHONPATH=. python data/train_classifier.py --cv 5   # cross-validation on the train split; writes nothing
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from nodes.policy.query_classifier import instruction_text
 
 SCRIPT_VERSION = "1.0.0"
 ARTIFACT_FORMAT = "strategist-query-classifier/1"
@@ -62,6 +65,10 @@ CHAR_MIN_DF = 2
 # Caps keep the JSON to a couple of MB and drop the long tail that only fits individual training queries.
 WORD_MAX_FEATURES = 3000
 CHAR_MAX_FEATURES = 12000
+# A third block: word n-grams of the instruction alone, quoted spans replaced by one placeholder word (see
+# nodes/policy/query_classifier.instruction_text). Kept for its cross-validated gain on the light rows.
+INSTRUCTION_BLOCK = True
+INSTRUCTION_MAX_FEATURES = 2000
 # Chosen by leave-one-paraphrase-style-out validation on the train split (terse / Hinglish / typo / long).
 HEAD_C = {"fresh": 16.0, "complexity": 16.0, "task": 16.0}
 CALIBRATION_FOLDS = 5
@@ -129,8 +136,12 @@ def head_targets(queries: Sequence[Query]) -> dict[str, np.ndarray]:
     }
 
 
-def build_features() -> FeatureUnion:
-    """Build the word + char_wb tf-idf union.
+def _instruction_lowercase(text: str) -> str:
+    return instruction_text(text).lower()
+
+
+def build_features(instruction: bool = INSTRUCTION_BLOCK) -> FeatureUnion:
+    """Build the word + char_wb tf-idf union, plus the instruction block when asked.
 
     Char n-grams inside word boundaries absorb typos, inflections and Hinglish spellings that words miss.
     """
@@ -157,7 +168,28 @@ def build_features() -> FeatureUnion:
         smooth_idf=True,
         dtype=np.float64,
     )
-    return FeatureUnion([("word", word), ("char", char)])
+    blocks: list[tuple[str, TfidfVectorizer]] = [("word", word), ("char", char)]
+    if instruction:
+        blocks.append(
+            (
+                "instruction",
+                TfidfVectorizer(
+                    analyzer="word",
+                    # A preprocessor replaces sklearn's own lowercasing, so it lowercases too (as the runtime does).
+                    preprocessor=_instruction_lowercase,
+                    lowercase=True,
+                    token_pattern=TOKEN_PATTERN,
+                    ngram_range=WORD_NGRAMS,
+                    min_df=WORD_MIN_DF,
+                    max_features=INSTRUCTION_MAX_FEATURES,
+                    sublinear_tf=True,
+                    norm="l2",
+                    smooth_idf=True,
+                    dtype=np.float64,
+                ),
+            )
+        )
+    return FeatureUnion(blocks)
 
 
 def build_head(c: float) -> CalibratedClassifierCV:
@@ -171,11 +203,13 @@ def build_head(c: float) -> CalibratedClassifierCV:
     )
 
 
-def fit_model(queries: Sequence[Query], head_c: dict[str, float] | None = None) -> TrainedModel:
+def fit_model(
+    queries: Sequence[Query], head_c: dict[str, float] | None = None, instruction: bool = INSTRUCTION_BLOCK
+) -> TrainedModel:
     """Fit the feature union and the three heads on the given (training) queries."""
     c_by_head = dict(HEAD_C if head_c is None else head_c)
     with threadpool_limits(limits=1):
-        features = build_features()
+        features = build_features(instruction)
         x = features.fit_transform([q.text for q in queries])
         heads: dict[str, CalibratedClassifierCV] = {}
         for name, y in head_targets(queries).items():
@@ -221,6 +255,8 @@ def export_artifact(
         }
         if vectorizer.analyzer == "word":
             block["token_pattern"] = vectorizer.token_pattern
+        if vectorizer.preprocessor is _instruction_lowercase:
+            block["preprocess"] = "instruction"
         blocks.append(block)
 
     heads: dict[str, Any] = {}
@@ -305,17 +341,71 @@ def format_metrics(metrics: dict[str, dict[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
+# Tasks of the short text jobs the local tier may serve; CV reports the task head on the light rows separately.
+LIGHT_TASKS = ("messaging", "sentiment_tagging", "summary", "translation", "extraction", "fact_lookup")
+
+
+def is_light(query: Query) -> bool:
+    """Return whether a query is a light job: no fresh facts, simple, a short text task."""
+    return query.fresh == 0 and query.complexity == "simple" and query.task in LIGHT_TASKS
+
+
+def cross_validate(
+    train: Sequence[Query], folds: int, instruction: bool = INSTRUCTION_BLOCK
+) -> dict[str, dict[str, float]]:
+    """Return out-of-fold accuracy per head on the train split, on all rows and on the light rows only.
+
+    Folds are stratified by task and shuffled with the fixed seed. Each fold refits the feature union and the heads
+    (calibration included) on the other folds, exactly as `fit_model` does for the shipped artifact.
+    """
+    tasks = np.array([q.task for q in train], dtype=object)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    correct: dict[str, np.ndarray] = {
+        name: np.zeros(len(train), dtype=bool) for name in ("fresh", "complexity", "task")
+    }
+    for fit_idx, held_idx in splitter.split(np.zeros(len(train)), tasks):
+        model = fit_model([train[i] for i in fit_idx], instruction=instruction)
+        held = [train[i] for i in held_idx]
+        probas = predict_proba(model, [q.text for q in held])
+        for name, y in head_targets(held).items():
+            classes = list(model.heads[name].classes_)
+            predicted = np.array([classes[i] for i in probas[name].argmax(axis=1)], dtype=y.dtype)
+            correct[name][held_idx] = predicted == y
+    light = np.array([is_light(q) for q in train], dtype=bool)
+    return {
+        "all": {name: float(c.mean()) for name, c in correct.items()},
+        "light": {name: float(c[light].mean()) for name, c in correct.items()},
+        "n": {"all": float(len(train)), "light": float(light.sum())},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quiet", action="store_true", help="skip the evaluation printout")
+    parser.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold CV on the train split; write nothing")
+    parser.add_argument(
+        "--no-instruction-block", action="store_true", help="leave out the instruction feature block (ablation)"
+    )
     args = parser.parse_args(argv)
 
     queries, sha = load_dataset(args.data)
     train = [q for q in queries if q.split == "train"]
     test = [q for q in queries if q.split == "test"]
-    model = fit_model(train)
+    if args.cv:
+        cv = cross_validate(train, args.cv, instruction=not args.no_instruction_block)
+        blocks = "word + char" + ("" if args.no_instruction_block else " + instruction")
+        print(f"{args.cv}-fold CV ({blocks}) on the train split of {args.data} (sha256={sha[:12]}): accuracy")
+        print(f"{'rows':<22}{'n':>6}{'fresh':>12}{'complexity':>12}{'task':>12}")
+        for rows in ("all", "light"):
+            accuracy = cv[rows]
+            print(
+                f"{rows:<22}{int(cv['n'][rows]):>6}"
+                + "".join(f"{accuracy[h]:>12.3f}" for h in ("fresh", "complexity", "task"))
+            )
+        return 0
+    model = fit_model(train, instruction=not args.no_instruction_block)
     doc = export_artifact(model, sha, {"train": len(train), "test": len(test)}, train)
     write_artifact(doc, args.out)
 

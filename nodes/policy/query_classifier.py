@@ -39,6 +39,20 @@ TASK_LABELS: tuple[str, ...] = (
 
 FloatArray = NDArray[np.float64]
 
+# A quoted span is the text a light job works on ("Fix the grammar: 'They was late.'"). An opening straight quote
+# follows no letter and a closing one precedes none, so the apostrophes of "don't" and "women's" stay inside.
+_QUOTED = re.compile(r"""(?<!\w)'.*?'(?!\w)|"[^"]*"|‘[^’]*’|“[^”]*”""", re.DOTALL)
+QUOTED_PLACEHOLDER = " _quoted_ "
+
+
+def instruction_text(text: str) -> str:
+    """Return the text with each quoted span replaced by one placeholder word: what is asked, not of what.
+
+    The trained "instruction" feature block reads this view, so the words of a pasted sentence (a rally, a
+    booth, a candidate) weigh less against the words of the job itself (fix, translate, tag, summarise).
+    """
+    return _QUOTED.sub(QUOTED_PLACEHOLDER, text)
+
 
 @dataclass(frozen=True)
 class QueryNeeds:
@@ -135,6 +149,10 @@ def _char_wb_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable
     return analyze
 
 
+def _on_instruction(analyze: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    return lambda text: analyze(instruction_text(text))
+
+
 def _softmax(z: FloatArray) -> FloatArray:
     shifted = np.exp(z - z.max())
     result: FloatArray = shifted / shifted.sum()
@@ -187,6 +205,11 @@ class QueryClassifier:
                 analyze = _char_wb_analyzer(ngram_range, lowercase)
             else:
                 raise ValueError(f"unsupported analyzer {spec['analyzer']!r}")
+            preprocess = spec.get("preprocess")
+            if preprocess == "instruction":
+                analyze = _on_instruction(analyze)
+            elif preprocess is not None:
+                raise ValueError(f"unsupported preprocess {preprocess!r}")
             terms: list[str] = spec["terms"]
             idf = np.asarray(spec["idf"], dtype=np.float64)
             if idf.shape != (len(terms),):

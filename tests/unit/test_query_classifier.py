@@ -441,7 +441,9 @@ def test_empty_input_gets_training_priors(classifier: QueryClassifier) -> None:
         needs = classifier.predict(text)
         assert needs.fresh_p == pytest.approx(sum(r["fresh"] for r in rows) / len(rows))
         assert needs.task_p["fact_lookup"] == pytest.approx(sum(r["task"] == "fact_lookup" for r in rows) / len(rows))
-        assert max(needs.complexity_p.values()) < 0.6
+        for complexity in COMPLEXITY_LABELS:
+            share = sum(r["complexity"] == complexity for r in rows) / len(rows)
+            assert needs.complexity_p[complexity] == pytest.approx(share)
     assert classifier.predict("") == classifier.predict("   ")
 
 
