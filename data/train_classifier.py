@@ -140,12 +140,34 @@ def _instruction_lowercase(text: str) -> str:
     return instruction_text(text).lower()
 
 
+class StableTfidfVectorizer(TfidfVectorizer):  # type: ignore[misc]  # scikit-learn ships no type hints
+    """A TfidfVectorizer whose ``max_features`` breaks ties between equally frequent terms alphabetically.
+
+    sklearn keeps the ``max_features`` most frequent terms with numpy's default, unstable argsort, so which of the
+    terms tied at the cut are kept changed with the numpy version: under numpy 2.4 retraining kept other char
+    n-grams than the shipped artifact had, and the artifact could not be reproduced from its data. The columns
+    are in term order when the cut is made, so a stable sort keeps the alphabetically first. This overrides a
+    private method; scikit-learn is pinned (==1.9.1) in pyproject.toml for the artifact's sake anyway.
+    """
+
+    def _limit_features(self, X: Any, vocabulary: Any, high: Any = None, low: Any = None, limit: Any = None) -> Any:
+        X = super()._limit_features(X, vocabulary, high, low, None)  # document-frequency pruning only
+        if limit is None or X.shape[1] <= limit:
+            return X
+        frequencies = np.asarray(X.sum(axis=0)).ravel()
+        keep = np.sort(np.argsort(-frequencies, kind="stable")[:limit])
+        term_at = {index: term for term, index in vocabulary.items()}
+        vocabulary.clear()
+        vocabulary.update({term_at[int(old)]: new for new, old in enumerate(keep)})
+        return X[:, keep]
+
+
 def build_features(instruction: bool = INSTRUCTION_BLOCK) -> FeatureUnion:
     """Build the word + char_wb tf-idf union, plus the instruction block when asked.
 
     Char n-grams inside word boundaries absorb typos, inflections and Hinglish spellings that words miss.
     """
-    word = TfidfVectorizer(
+    word = StableTfidfVectorizer(
         analyzer="word",
         lowercase=True,
         token_pattern=TOKEN_PATTERN,
@@ -157,7 +179,7 @@ def build_features(instruction: bool = INSTRUCTION_BLOCK) -> FeatureUnion:
         smooth_idf=True,
         dtype=np.float64,
     )
-    char = TfidfVectorizer(
+    char = StableTfidfVectorizer(
         analyzer="char_wb",
         lowercase=True,
         ngram_range=CHAR_NGRAMS,
@@ -173,7 +195,7 @@ def build_features(instruction: bool = INSTRUCTION_BLOCK) -> FeatureUnion:
         blocks.append(
             (
                 "instruction",
-                TfidfVectorizer(
+                StableTfidfVectorizer(
                     analyzer="word",
                     # A preprocessor replaces sklearn's own lowercasing, so it lowercases too (as the runtime does).
                     preprocessor=_instruction_lowercase,
