@@ -116,7 +116,8 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             remaining_s=deadline_at - ctx.clock(),
             policy=policy,
             rng=ctx.rng,
-            fallback_left=cursor + len(group.calls) < len(state["chain"]),
+            # Only an adequate step counts: a last resort's answer is degraded, worse than waiting once more.
+            fallback_left=any(not s.get("last_resort") for s in state["chain"][cursor + len(group.calls) :]),
         )
         if wait is not None and registry.health.breaker(provider).retry_allowed(policy.budget_ratio):
             registry.health.breaker(provider).note_retry()

@@ -135,10 +135,11 @@ def retry_wait_s(
     never shortened: when it is longer than ``max_wait_s`` or does not leave ``min_attempt_s`` before the
     deadline, the next provider is the better use of the time. Without it: full-jitter exponential backoff.
 
-    A Retry-After is waited out once per provider and request while another step of the chain is left
-    (``fallback_left``): a provider that fails again and asks to wait again is rate limiting or overloaded for
-    longer than one wait, and a second wait (a second of Retry-After each in the chaos run's random 429s) made
-    the slowest analyses of bench/chaos.py (two waits and three calls: 3.5 s). The next provider serves it.
+    A Retry-After is waited out once per provider and request while another adequate step of the chain is left
+    (``fallback_left``; a last resort does not count): a provider that fails again and asks to wait again is
+    rate limiting or overloaded for longer than one wait, and a second wait (a second of Retry-After each in the
+    chaos run's random 429s) made the slowest analyses of bench/chaos.py (two waits and three calls: 3.5 s).
+    The next provider serves it.
     """
     if error.disposition != "retry" or made > policy.max_retries:
         return None

@@ -252,6 +252,21 @@ def test_a_second_retry_after_moves_on_to_the_next_provider() -> None:
     assert len(clock.sleeps) == 1
 
 
+def test_a_second_retry_after_is_waited_out_when_only_a_last_resort_is_left() -> None:
+    """Fresh facts: only Perplexity serves them; the local model after it is a last resort (a degraded answer)."""
+    registry = registry_of(
+        {
+            "perplexity": [RateLimited("429", retry_after_s=1.0), RateLimited("429", retry_after_s=1.0), CITED],
+            "local": [reply("From memory.")],
+        }
+    )
+    warm(registry, "perplexity")
+    clock = FakeClock()
+    result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"), clock=clock)
+    assert [p for p, _, _ in path(result)] == ["perplexity", "perplexity", "perplexity"]
+    assert result.provider == "perplexity" and len(clock.sleeps) == 2
+
+
 def test_a_second_retry_after_is_waited_out_when_nothing_else_is_left() -> None:
     rate_limited = [RateLimited("429", retry_after_s=1.0), RateLimited("429", retry_after_s=1.0)]
     policy = RetrySettings(max_retries=2, max_wait_s=2.0)
