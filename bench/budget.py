@@ -51,7 +51,7 @@ from nodes.policy.query_classifier import QueryNeeds
 from nodes.policy.research import ITEMS_BY_DEPTH, plan_questions
 from nodes.route import plan
 from providers.registry import ProviderRegistry
-from providers.testing import fake_registry, reply
+from providers.testing import billed, fake_registry, reply
 from providers.testing.briefings import draft_json
 from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
 
@@ -59,16 +59,6 @@ AT = 1_764_633_600.0  # a fixed day: the caps are per UTC day
 QUERY = "Plan our week"
 NEEDS = QueryNeeds.confident(0.02, "complex", "scenario")
 OVER = "over budget"  # how a refusal starts (nodes/policy/budget.py)
-
-
-def billed(registry: ProviderRegistry, provider: str, usd: float, text: str, cited: bool = False) -> AIMessage:
-    """A reply whose usage bills as close to ``usd`` as whole tokens allow, never more."""
-    price = registry.price_of(provider)
-    per_token = (price.cost_usd(100, 1_000_000) - price.cost_usd(100, 0)) / 1_000_000
-    tokens = int((usd - price.cost_usd(100, 0)) / per_token)
-    while price.cost_usd(100, tokens) > usd:
-        tokens -= 1
-    return reply(text, tokens=(100, tokens), citations=["https://eci.gov.in/turnout"] if cited else None)
 
 
 def run(store: BudgetStore, args: argparse.Namespace) -> dict[str, float]:
@@ -79,7 +69,15 @@ def run(store: BudgetStore, args: argparse.Namespace) -> dict[str, float]:
     registry = fake_registry(
         {
             "gemini": [billed(probe, "gemini", primary, "Understood.")],
-            "perplexity": [billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", True)],
+            "perplexity": [
+                billed(
+                    probe,
+                    "perplexity",
+                    perplexity,
+                    "Book the halls and print the booth slips.",
+                    citations=["https://eci.gov.in/turnout"],
+                )
+            ],
         }
     )
     graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
@@ -141,7 +139,13 @@ def run_briefings(store: BudgetStore, args: argparse.Namespace) -> dict[str, flo
     wards = [f"Ward {i:03d}" for i in range(args.analyses)]  # one length: one price for all
     probe = fake_registry({"gemini": [reply("x")], "perplexity": [reply("x")]})
     holds, research = briefing_prices(probe, wards[0])
-    researched = billed(probe, "perplexity", min(research["perplexity"]), "Water supply is irregular.", True)
+    researched = billed(
+        probe,
+        "perplexity",
+        min(research["perplexity"]),
+        "Water supply is irregular.",
+        citations=["https://eci.gov.in/turnout"],
+    )
     writer = billed(probe, "gemini", min(holds.values()), draft_json())
     premium_research = billed(probe, "gemini", min(research["gemini"]), "Road works divide residents.")
 

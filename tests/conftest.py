@@ -44,6 +44,12 @@ def redis_server(tmp_path: Path) -> Iterator[redis_servers.RedisServer]:
         yield server
 
 
+@pytest.fixture()
+def redis_url(redis_server: redis_servers.RedisServer) -> str:
+    """The URL of this test's own throwaway Redis server (never the shared one on 6379)."""
+    return redis_server.url
+
+
 def _loopback(host: object) -> bool:
     if host is None or host in ("", "localhost"):
         return True

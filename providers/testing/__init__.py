@@ -75,6 +75,21 @@ class ScriptedChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
+def billed(
+    registry: ProviderRegistry, provider: str, usd: float, text: str, citations: list[str] | None = None
+) -> AIMessage:
+    """Build a reply whose usage bills as close to ``usd`` at the provider's price as whole tokens allow, never
+    more (100 input tokens, the rest output): for tests and benchmarks of spend caps."""
+    price = registry.price_of(provider)
+    per_token = (price.cost_usd(100, 1_000_000) - price.cost_usd(100, 0)) / 1_000_000
+    tokens = int((usd - price.cost_usd(100, 0)) / per_token)
+    while price.cost_usd(100, tokens) > usd:
+        tokens -= 1
+    if tokens <= 0:
+        raise ValueError(f"${usd} does not cover {provider}'s 100 input tokens and request fee")
+    return reply(text, tokens=(100, tokens), citations=citations)
+
+
 def fake_adapter(name: str, tier: Tier, vendor: str, script: Iterable[Step], model: str = "") -> ProviderAdapter:
     """Build the vendor's real adapter class (its reply parsing and error mapping) over a scripted chat model."""
     chat = ScriptedChat(script=list(script))

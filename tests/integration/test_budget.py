@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,8 @@ from graphs.stores.budget import RedisBudget, SqliteBudget
 from nodes.policy.budget import BudgetCaps, BudgetStore, Refusal, Reservation
 from nodes.policy.query_classifier import QueryNeeds
 from providers.testing import fake_registry, reply
-from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
 
 AT = 1_764_633_600.0  # 2025-12-02 00:00 UTC: a fixed day, no wall clock
-
-
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own on a free port (never the shared one on 6379)."""
-    try:
-        redis_server_binary()
-    except ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with running("redis", tmp_path / "redis") as server:
-        yield server.url
 
 
 def stores(tmp_path: Path, url: str | None, caps: BudgetCaps) -> BudgetStore:

@@ -25,22 +25,11 @@ from nodes.policy.briefing_prompts import write_prompt
 from nodes.policy.budget import OVER_DAILY, BudgetCaps, BudgetStore
 from nodes.policy.research import ITEMS_BY_DEPTH, plan_questions
 from providers.registry import ProviderRegistry
-from providers.testing import fake_registry, reply
+from providers.testing import billed, fake_registry, reply
 from providers.testing.briefings import RESEARCH_SOURCES, draft_json
 from providers.testing.redis_servers import RedisServer
 
 AT = 1_764_633_600.0  # 2025-12-02 00:00 UTC: a fixed day, no wall clock
-
-
-def billed(registry: ProviderRegistry, provider: str, usd: float, text: str, cited: bool = False) -> AIMessage:
-    """A reply whose usage bills as close to ``usd`` as whole tokens allow, never more."""
-    price = registry.price_of(provider)
-    per_token = (price.cost_usd(100, 1_000_000) - price.cost_usd(100, 0)) / 1_000_000
-    tokens = int((usd - price.cost_usd(100, 0)) / per_token)
-    while price.cost_usd(100, tokens) > usd:
-        tokens -= 1
-    assert tokens > 0
-    return reply(text, tokens=(100, tokens), citations=RESEARCH_SOURCES if cited else None)
 
 
 class Prices:
@@ -65,7 +54,13 @@ def registry_billing(prices: Prices) -> ProviderRegistry:
     """Perplexity researches, Gemini writes (and researches when asked): every call bills at most its estimate,
     so whatever passes the cap is the budget's fault, not an overrun the caps cannot hold."""
     probe = fake_registry({"gemini": [reply("x")], "perplexity": [reply("x")]})
-    research = billed(probe, "perplexity", min(prices.research["perplexity"]), "Water supply is irregular.", True)
+    research = billed(
+        probe,
+        "perplexity",
+        min(prices.research["perplexity"]),
+        "Water supply is irregular.",
+        citations=RESEARCH_SOURCES,
+    )
     writer = billed(probe, "gemini", prices.hold, draft_json())
     premium_research = billed(probe, "gemini", min(prices.research["gemini"]), "Road works divide residents.")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,8 +28,7 @@ from nodes.route import plan
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 from providers.resilience.hedge_budget import HedgeBudget
-from providers.testing import fake_registry, reply
-from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
+from providers.testing import billed, fake_registry, reply
 
 AT = 1_764_633_600.0  # 2025-12-02 00:00 UTC: a fixed day, no wall clock
 QUERY = "Plan our week"
@@ -39,32 +37,10 @@ SOURCES = ["https://eci.gov.in/turnout"]
 UNUSABLE = "Understood."  # billed, but no usable text: validate rejects it and the chain falls back
 
 
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own on a free port (never the shared one on 6379)."""
-    try:
-        redis_server_binary()
-    except ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with running("redis", tmp_path / "redis") as server:
-        yield server.url
-
-
 def store_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest, caps: BudgetCaps) -> BudgetStore:
     if backend == "redis":
         return RedisBudget(redis.Redis.from_url(request.getfixturevalue("redis_url")), caps)
     return SqliteBudget(tmp_path / "budget.sqlite", caps)
-
-
-def billed(registry: ProviderRegistry, provider: str, usd: float, text: str, cited: bool = False) -> AIMessage:
-    """A reply whose usage bills as close to ``usd`` as whole tokens allow, never more."""
-    price = registry.price_of(provider)
-    per_token = (price.cost_usd(100, 1_000_000) - price.cost_usd(100, 0)) / 1_000_000
-    tokens = int((usd - price.cost_usd(100, 0)) / per_token)
-    while price.cost_usd(100, tokens) > usd:
-        tokens -= 1
-    assert tokens > 0
-    return reply(text, tokens=(100, tokens), citations=SOURCES if cited else None)
 
 
 def planned(registry: ProviderRegistry, depth: str) -> tuple[float, float, float]:
@@ -101,7 +77,7 @@ def test_a_fallback_the_cap_cannot_hold_is_left_out_when_planning(tmp_path: Path
     probe = fake_registry({"gemini": [reply("x")], "perplexity": [reply("x")]})
     gemini, perplexity, _ = planned(probe, "quick")
     store = SqliteBudget(tmp_path / "budget.sqlite", BudgetCaps(daily_usd=gemini + perplexity / 2))
-    fallback = billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", True)
+    fallback = billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", citations=SOURCES)
     registry = fake_registry({"gemini": [RuntimeError("boom")], "perplexity": [fallback]})
     result = analyse(registry, store)
     assert result.answer is None and calls(registry, "perplexity") == 0
@@ -120,7 +96,9 @@ def test_a_fallback_after_a_primary_billed_past_its_estimate_is_not_made(tmp_pat
     store = SqliteBudget(tmp_path / "budget.sqlite", BudgetCaps(daily_usd=ceiling))
     scripts = {
         "gemini": [billed(probe, "gemini", gemini + perplexity / 2, UNUSABLE)],
-        "perplexity": [billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", True)],
+        "perplexity": [
+            billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", citations=SOURCES)
+        ],
     }
     registry = fake_registry(scripts)
     result = analyse(registry, store)
@@ -151,7 +129,9 @@ def test_fifty_concurrent_analyses_that_fall_back_never_overshoot_the_cap(
     store = store_for(backend, tmp_path, request, BudgetCaps(daily_usd=cap))
     scripts = {
         "gemini": [billed(probe, "gemini", gemini, UNUSABLE)],
-        "perplexity": [billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", True)],
+        "perplexity": [
+            billed(probe, "perplexity", perplexity, "Book the halls and print the booth slips.", citations=SOURCES)
+        ],
     }
     registry = fake_registry(scripts)
     barrier = threading.Barrier(50)

@@ -5,7 +5,6 @@ many outcomes confidence learns from."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import cli
 from graphs.stores import open_stores
 from nodes.policy.calibration import Outcome
 from providers.config import load_settings
-from providers.testing import redis_servers
 
 
 @pytest.fixture()
@@ -24,16 +22,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(var)
     monkeypatch.setenv("STRATEGIST_DATA_DIR", str(tmp_path / "data"))
     return tmp_path
-
-
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    try:
-        redis_servers.redis_server_binary()
-    except redis_servers.ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with redis_servers.running("redis", tmp_path / "redis") as server:
-        yield server.url
 
 
 def outcomes(n: int) -> list[Outcome]:

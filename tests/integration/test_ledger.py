@@ -15,7 +15,6 @@ import pytest
 import cli
 from graphs.stores.ledger import Ledger, LedgerEntry, RedisLedger, SqliteLedger, report
 from providers.testing.openai_server import Answer, FakeOpenAIServer
-from providers.testing.redis_servers import ServerBinaryMissing, redis_server_binary, running
 from providers.testing.servers import FakeGemini, FakePerplexity, Reply, Source
 
 DAY1 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC).timestamp()
@@ -37,17 +36,6 @@ def entry(thread_id: str, at: float, *attempts: tuple[str, str, float], **fields
         "attempts": rows,
     }
     return LedgerEntry(**(values | fields))
-
-
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A redis-server of this test's own on a free port (never the shared one on 6379)."""
-    try:
-        redis_server_binary()
-    except ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    with running("redis", tmp_path / "redis") as server:
-        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -11,7 +11,6 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -399,17 +398,6 @@ def test_route_skips_an_open_circuit_and_says_so() -> None:
     result = run(registry)
     assert path(result) == [("perplexity", "ok", None)]
     assert any("gemini" in r and "circuit open" in r for r in result.routing.reasons)
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    from providers.testing.redis_servers import ServerBinaryMissing, running
-
-    try:
-        with running("redis", tmp_path) as server:
-            yield server.url
-    except ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
 
 
 def test_redis_breaker_is_shared_across_processes(redis_url: str) -> None:
