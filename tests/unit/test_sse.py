@@ -74,3 +74,21 @@ def test_frames_put_retry_event_and_id_before_one_data_line_per_line() -> None:
     text = frame("a\nb", event="x\ny", id="1:\0z", retry_ms=5000)
     assert text == "retry: 5000\nevent: x y\nid: 1:z\ndata: a\ndata: b\n\n"
     assert frame({"k": "é"}) == 'data: {"k":"é"}\n\n'
+
+
+class _NothingToRead(socket.socket):
+    """A socket whose peek finds nothing after poll said readable (EAGAIN, or a timeout on a timed socket)."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
+def test_a_peek_that_finds_nothing_to_read_is_not_a_hang_up() -> None:
+    ours, peer = socket.socketpair()
+    quiet = _NothingToRead(ours.family, ours.type, fileno=ours.detach())
+    try:
+        peer.sendall(b"x")  # readable, so client_gone peeks
+        assert not client_gone({"werkzeug.socket": quiet})
+    finally:
+        quiet.close()
+        peer.close()
