@@ -233,11 +233,13 @@ class FeedStream:
         while True:
             now = self.monotonic()
             if now - start >= self.settings.max_s:
+                log.info("feed %s ended: its maximum duration (%.0f s) passed", self.connection_id, self.settings.max_s)
                 yield self._unnamed(
                     "complete", {"ward": self.ward, "total_events": self.sent + 1, "reason": "max_duration"}
                 )
                 return
             if self.gone():
+                log.info("feed %s ended: the client hung up", self.connection_id)
                 return
             published = subscription.get(min(self.settings.poll_s, max(0.0, next_beat - now)))
             if published is not None:

@@ -217,13 +217,18 @@ def test_progress_of_a_briefing_another_client_triggered(live: Live) -> None:
     assert done["providers"] and done["error"] is None and 0 < done["confidence"] <= 1
 
 
-def test_a_client_that_hangs_up_ends_its_idle_stream_at_once(live: Live) -> None:
+def test_a_client_that_hangs_up_ends_its_idle_stream_at_once(live: Live, caplog: pytest.LogCaptureFixture) -> None:
     hub = live.reports.hub
     assert isinstance(hub, LocalHub)
     before = feed_threads()
+    caplog.set_level("INFO", logger="strategist.feed")
     with connect_sse(live.http, "GET", "/feed", params={"ward": WARD}) as source:
         assert data(next(source.iter_sse()))["type"] == "connection"
-        assert active_feeds() == 1 and hub.subscribers(WARD) == 1 and feed_threads() == before + 1
+        # This failed in 2 of 3 full fresh-clone runs on a loaded machine (never alone): the stream had already
+        # ended. The feed logs why a stream ends; the message carries it for whoever meets it next.
+        ended = [r.getMessage() for r in caplog.records if "feed" in r.getMessage()]
+        assert active_feeds() == 1, ended
+        assert hub.subscribers(WARD) == 1 and feed_threads() == before + 1
     # Nothing is published and the next heartbeat is an hour away: only noticing the hang-up ends the stream.
     assert eventually(lambda: active_feeds() == 0 and hub.subscribers(WARD) == 0)
     assert eventually(lambda: feed_threads() == before)  # the request's thread is gone too
