@@ -61,7 +61,7 @@ def test_holding_refuses_or_waits_with_an_injected_clock(leases: ThreadLeases) -
     assert notices == ["w"] and now[0] > 0
 
     blocker = leases.acquire("busy")
-    assert blocker is not None
+    assert blocker is not None and leases.acquire("busy") is None  # held: a second runner is refused
 
     def tick(seconds: float) -> None:
         now[0] += seconds
@@ -76,8 +76,8 @@ def test_redis_lease_is_renewed_past_its_ttl_and_noticed_when_lost(redis_server:
     client = redis_server.client()
     leases = RedisThreadLeases(client, ttl_s=1.5)
     lease = leases.acquire("long-run")
-    assert lease is not None
     key = leases.key("long-run")
+    assert lease is not None and client.get(key) == lease.value.encode()  # the key holds our token
     # Wait for two renewals (each puts the TTL back near 1.5 s) instead of sleeping a fixed time.
     deadline = time.monotonic() + PATIENCE_S
     renewals = 0
@@ -104,17 +104,16 @@ def test_redis_lease_of_a_dead_process_on_this_host_is_taken_over(redis_server: 
     dead_pid = int(dead.stdout)
     # A lease written by a process that no longer exists (as a SIGKILLed runner leaves it).
     holder = leases.acquire("crashed")
-    assert holder is not None
+    assert holder is not None and leases.acquire("crashed") is None
     holder._stop.set()  # stop its heartbeat without releasing, as a killed process would
     token = holder.value.split(" ")[0]
     client.set(leases.key("crashed"), f"{token} {socket.gethostname()} {dead_pid}", px=300_000)
     taken = leases.acquire("crashed")
-    assert taken is not None
+    assert taken is not None and client.get(leases.key("crashed")) == taken.value.encode()  # now ours
     taken.release()
     # A live holder (this process, another lease object) is not taken over.
     live = leases.acquire("alive")
-    assert live is not None
-    assert leases.acquire("alive") is None
+    assert live is not None and leases.acquire("alive") is None
     live.release()
 
 
