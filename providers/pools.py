@@ -77,9 +77,11 @@ class _SharedPools:
         if blocking is not None:
             blocking.close()
         for loop, pool in by_loop:
-            if loop.is_running():
-                with contextlib.suppress(Exception):  # exit goes on whatever a half-closed socket says
+            with contextlib.suppress(Exception):  # exit goes on whatever a half-closed socket says
+                if loop.is_running():
                     asyncio.run_coroutine_threadsafe(pool.aclose(), loop).result(timeout=wait_s)
+                elif not loop.is_closed():  # stopped at exit (providers/async_calls.py): run it here, briefly
+                    loop.run_until_complete(asyncio.wait_for(pool.aclose(), wait_s))
 
     def handle_request(self, request: Any) -> Any:
         return self._blocking_pool().handle_request(request)

@@ -75,8 +75,11 @@ class Call:
 
 # The calls whose threads still run, so that the interpreter's exit can stop them first (_stop_calls_at_exit).
 _IN_FLIGHT: set[Call] = set()
-# How long the exit waits for them, all together: aborted, a network call ends in milliseconds.
-_EXIT_WAIT_S = 1.0
+# How long the exit waits for them, all together. Aborted, a network call ends in milliseconds and the local model
+# at its next token; only work that cannot be aborted takes longer (a hedge's thread still importing its SDK or
+# building its client, a model still loading), and killing that is the crash the wait is for. 1 s was too short
+# under load: a cold hedge's import of the Gemini SDK outlived it (README's asyncio example, 1 exit in 20).
+_EXIT_WAIT_S = 10.0
 
 
 @atexit.register
@@ -86,7 +89,8 @@ def _stop_calls_at_exit() -> None:
     A daemon thread left running when the interpreter finalizes is stopped where it next needs the interpreter;
     inside a C++ frame (llama.cpp's abort callback, an SDK's extension module) that unwinding aborts the whole
     process (SIGABRT, "FATAL: exception not rethrown") after a Python program had printed its answer. Aborted, a
-    cloud call's task is cancelled and the local model stops at its next check, so the wait is short.
+    cloud call's task is cancelled and the local model stops at its next check, so the wait is short; it is long
+    only while a thread does what cannot be aborted (an import, a client's construction), which it must finish.
     """
     calls = list(_IN_FLIGHT)
     for call in calls:

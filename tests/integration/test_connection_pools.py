@@ -7,7 +7,10 @@ connection share it.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -139,3 +142,57 @@ async def _post_and_pool(shared: pools.Httpx2Pools, url: str) -> object:
 
 async def _connections(pool: object) -> int:
     return len(pool._pool.connections)  # type: ignore[attr-defined]  # httpcore's pool
+
+
+_EXIT_SCRIPT = """
+import asyncio, sys
+from providers import async_calls
+
+async def running_call() -> None:
+    try:
+        await asyncio.sleep(3600)  # a call in flight when the program ends
+    except asyncio.CancelledError:
+        print("cancelled", flush=True)
+        raise
+    finally:
+        print("left", flush=True)
+
+async def started() -> None:
+    pass
+
+async_calls.submit(running_call())
+async_calls.submit(started()).result(timeout=60)  # the call's task has begun: the loop runs tasks in order
+print("exiting", flush=True)
+"""
+
+
+def test_at_exit_the_loop_cancels_its_tasks_and_its_thread_leaves_before_the_interpreter_finalizes() -> None:
+    """A daemon loop thread killed at finalization inside pydantic-core (validating a response) aborted the whole
+    process: SIGABRT after README's asyncio example printed its answer, 5-8 exits in 60 on a loaded machine. The
+    exit handler cancels the loop's tasks, stops it and waits for its thread."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,  # generous: without the handler the process exits at once, the task never cancelled
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["exiting", "cancelled", "left"]
+    assert "Task was destroyed" not in done.stderr
+
+
+def test_pools_of_a_loop_stopped_at_exit_are_still_closed(gemini: FakeGemini) -> None:
+    """Exit handlers run in either order: the pools are closed on their loop even once it has been stopped."""
+    shared = pools.Httpx2Pools()
+    loop = asyncio.new_event_loop()
+    url = f"{gemini.base_url}/v1beta/models/gemini-2.5-pro:generateContent"
+    try:
+        pool = loop.run_until_complete(_post_and_pool(shared, url))  # the loop ran, and is now stopped
+        assert loop.run_until_complete(_connections(pool)) == 1
+        shared.close_all(wait_s=PROMPTLY_S)
+        assert loop.run_until_complete(_connections(pool)) == 0
+    finally:
+        loop.close()
