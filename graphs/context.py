@@ -14,14 +14,14 @@ import datetime as dt
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from langgraph.runtime import Runtime
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 
-from nodes.policy.budget import BudgetStore
+from nodes.policy.budget import ANONYMOUS, BudgetStore, Cover
 from nodes.policy.calibration import OutcomeSource, learned_from
 from nodes.policy.confidence import Judge
 from nodes.policy.query_classifier import QueryNeeds
@@ -65,6 +65,10 @@ class Context:
     # Corrects the cost ledger (thread id, attempt index, real cost) when a hedge's loser, recorded at its
     # estimate, completes after the analysis moved on (nodes/policy/hedging.py); None: no ledger to correct.
     correct_cost: SkipJsonSchema[Callable[[str, int, float], None] | None] = None
+
+    def cover(self, state: Mapping[str, object]) -> Cover:
+        """Return what this analysis (or briefing) may still spend, for the paid calls of one node execution."""
+        return Cover(self.budget, self.caller_key or ANONYMOUS, self.clock(), state)
 
     def judge(self) -> Judge:
         """Return the judge of answers: the settings, what was learned from outcomes so far, and today."""

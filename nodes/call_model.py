@@ -29,8 +29,8 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, CallUpdate, ChainStep
 from nodes.policy.answers import candidate_from
-from nodes.policy.attempts import make_attempt, retry_wait_s
-from nodes.policy.budget import ANONYMOUS, Cover, correct_spend, not_made, reservations_of
+from nodes.policy.attempts import retry_wait_s, skipped_attempt
+from nodes.policy.budget import correct_spend, not_made, reservations_of
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.events import RetryScheduled
 from nodes.policy.exclusion import failed_providers
@@ -61,7 +61,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             "candidate": None,
             "deadline_passed": ctx.clock() >= deadline_at,
         }
-    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    cover = ctx.cover(state)
     step = state["chain"][cursor]
     estimate = _estimate(registry, state, step)
     refusal = cover.admit(estimate)
@@ -69,8 +69,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         # Nothing this analysis holds, nor what is left of the cap, pays for this call: the next step (a cheaper
         # tier, the free local model) may still fit, so the chain goes on.
         what = "the retry of" if retry_at is not None else "the call to" if cursor == 0 else "the fallback to"
-        attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-        attempt["error"] = not_made(refusal, f"{what} {step['provider']}", estimate)
+        attempt = skipped_attempt(registry, step, "answer", not_made(refusal, f"{what} {step['provider']}", estimate))
         return {
             "attempts": [attempt],
             "cursor": cursor + 1,
@@ -171,11 +170,8 @@ def _skips(
     if rejected is not None and cursor < len(chain) and chain[cursor].get("last_resort"):
         # The adequate provider answered and its answer was unusable (fresh facts without sources): that is an
         # answer to the question, not an outage, so nothing answers from memory in its place.
-        for step in chain[cursor:]:
-            attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-            attempt["error"] = f"last resort not asked: {rejected} answered and its answer was rejected"
-            skipped.append(attempt)
-        return skipped
+        why = f"last resort not asked: {rejected} answered and its answer was rejected"
+        return [skipped_attempt(registry, step, "answer", why) for step in chain[cursor:]]
     for index in range(cursor, len(chain) - 1):  # the last step is always tried: nothing comes after it
         step = chain[index]
         name = step["provider"]
@@ -189,9 +185,7 @@ def _skips(
                 f"local queue: expected wait {wait_s:.1f} s exceeds the {remaining_s:.1f} s left "
                 f"for this call; the next tier serves it"
             )
-        attempt = make_attempt(registry, step, "answer", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-        attempt["error"] = reason
-        skipped.append(attempt)
+        skipped.append(skipped_attempt(registry, step, "answer", reason))
     return skipped
 
 

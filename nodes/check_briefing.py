@@ -19,11 +19,11 @@ from pydantic import BaseModel, Field
 
 from graphs.briefing_state import BriefingState, CheckUpdate, ItemVerdict, Verdict
 from graphs.context import Context, context_of
-from nodes.policy.attempts import attempt_call, make_attempt
+from nodes.policy.attempts import attempt_call, skipped_attempt
 from nodes.policy.briefing_budget import CHECK_COMPLEXITY
 from nodes.policy.briefing_chains import check_chain
 from nodes.policy.briefing_prompts import check_prompt
-from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.budget import not_made
 from nodes.policy.costing import prompt_call_cost
 from nodes.policy.events import CrossCheckStarted
 from nodes.policy.progress import emit
@@ -59,11 +59,11 @@ def cross_check(state: BriefingState, runtime: Runtime[Context]) -> CheckUpdate:
     items = [item["content"] for item in draft["key_intelligence"]]
     prompt = check_prompt(state["ward"], items, state.get("sources", []))
     estimate = prompt_call_cost(registry, step["provider"], prompt, CHECK_COMPLEXITY)
-    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    cover = ctx.cover(state)
     refusal = cover.admit(estimate)
     if refusal is not None:
-        skipped = make_attempt(registry, step, "cross_check", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-        skipped["error"] = not_made(refusal, f"the check by {step['provider']}", estimate)
+        why = not_made(refusal, f"the check by {step['provider']}", estimate)
+        skipped = skipped_attempt(registry, step, "cross_check", why)
         return update | {"attempts": [skipped], "deadline_passed": ctx.clock() >= deadline_at}
     emit(runtime, CrossCheckStarted(provider=step["provider"]))
     attempt, reply, _ = attempt_call(registry, ctx.clock, step, prompt, deadline_at - ctx.clock(), "cross_check")

@@ -21,8 +21,8 @@ from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Candidate, CrossCheckUpdate, Escalation
 from nodes.policy.agreement import compare
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import attempt_call, make_attempt
-from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.attempts import attempt_call, skipped_attempt
+from nodes.policy.budget import not_made
 from nodes.policy.checkers import checker_chain
 from nodes.policy.confidence import Judge
 from nodes.policy.costing import estimate_call_cost
@@ -83,16 +83,12 @@ def cross_check(state: AnalysisState, runtime: Runtime[Context]) -> CrossCheckUp
         update["deadline_passed"] = ctx.clock() >= deadline_at
         return update
     estimate = estimate_call_cost(ctx.registry, step["provider"], state["classification"], state["query"])
-    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    cover = ctx.cover(state)
     refusal = cover.admit(estimate)
     if refusal is not None:
         # The spend caps hold no room for this check: it is not made, and the next (a cheaper) checker may fit.
-        skipped = make_attempt(
-            ctx.registry, step, "cross_check", reply=None, error=None, latency_ms=0.0, outcome="skipped"
-        )
         why = not_made(refusal, f"the check by {step['provider']}", estimate)
-        skipped["error"] = why
-        update["attempts"] = [skipped]
+        update["attempts"] = [skipped_attempt(ctx.registry, step, "cross_check", why)]
         refused_escalation = state.get("escalation")
         if refused_escalation is not None:
             update["escalation"] = refused_escalation | {"outcome": why}

@@ -25,10 +25,10 @@ from langgraph.runtime import Runtime
 from graphs.briefing_state import Finding, GatherTask, GatherUpdate, SourceDict
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, ChainStep
-from nodes.policy.attempts import make_attempt
+from nodes.policy.attempts import skipped_attempt
 from nodes.policy.briefing_budget import RESEARCH_NEEDS, research_estimate
 from nodes.policy.briefing_prompts import gather_prompt
-from nodes.policy.budget import ANONYMOUS, BudgetStore, Cover, correct_spend, not_made
+from nodes.policy.budget import BudgetStore, Cover, correct_spend, not_made
 from nodes.policy.events import GatherStarted
 from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
 from nodes.policy.progress import emit
@@ -75,19 +75,14 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
     while cursor < len(chain) and ctx.clock() < deadline_at:
         # Fresh each call, over what the branch has actually spent so far: a call billed past its estimate
         # leaves less room for the next.
-        cover = Cover(
-            ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), {"attempts": attempts, "budget_extra": held + extra}
-        )
+        cover = ctx.cover({"attempts": attempts, "budget_extra": held + extra})
         step = chain[cursor]
         refusal = cover.admit(estimate(step))
         if refusal is not None:
             # Not made; the next step (another tier) may still fit. The finding says why if none does.
-            skipped = make_attempt(registry, step, "gather", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-            skipped["error"] = not_made(
-                refusal, f"the research by {step['provider']} on {question['id']}", estimate(step)
-            )
-            attempts.append(skipped)
-            finding["error"] = skipped["error"]
+            why = not_made(refusal, f"the research by {step['provider']} on {question['id']}", estimate(step))
+            attempts.append(skipped_attempt(registry, step, "gather", why))
+            finding["error"] = why
             cursor += 1
             continue
 

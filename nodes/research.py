@@ -16,8 +16,8 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, ResearchUpdate
 from nodes.policy.answers import candidate_from
-from nodes.policy.attempts import attempt_call, attempt_timeout_s, make_attempt
-from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.attempts import attempt_call, attempt_timeout_s, skipped_attempt
+from nodes.policy.budget import not_made
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.research_prompt import research_prompt
 
@@ -32,14 +32,12 @@ def research(state: AnalysisState, runtime: Runtime[Context]) -> ResearchUpdate:
     # A share of the time left, like any step with fallbacks after it: the reasoning call still needs its time.
     timeout_s = attempt_timeout_s(deadline_at - ctx.clock(), True, policy)
     estimate = estimate_call_cost(ctx.registry, step["provider"], state["classification"], state["query"])
-    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    cover = ctx.cover(state)
     refusal = cover.admit(estimate)
     if refusal is not None:
         # Not made: the reasoning step still answers, degraded (no fresh facts behind it), if it fits itself.
-        skipped = make_attempt(
-            ctx.registry, step, "research", reply=None, error=None, latency_ms=0.0, outcome="skipped"
-        )
-        skipped["error"] = not_made(refusal, f"the research by {step['provider']}", estimate)
+        why = not_made(refusal, f"the research by {step['provider']}", estimate)
+        skipped = skipped_attempt(ctx.registry, step, "research", why)
         return {"attempts": [skipped], "research": None, "deadline_passed": ctx.clock() >= deadline_at}
     runtime.stream_writer({"event": "research_start", "provider": step["provider"]})
     attempt, reply, _ = attempt_call(ctx.registry, ctx.clock, step, research_prompt(state), timeout_s, "research")

@@ -25,10 +25,10 @@ from langgraph.runtime import Runtime
 from graphs.briefing_result import BriefingDraft
 from graphs.briefing_state import BriefingState, Writer, WriteStep, WriteUpdate
 from graphs.context import Context, context_of
-from nodes.policy.attempts import attempt_call, attempt_timeout_s, make_attempt, retry_wait_s
+from nodes.policy.attempts import attempt_call, attempt_timeout_s, retry_wait_s, skipped_attempt
 from nodes.policy.briefing_budget import write_estimate
 from nodes.policy.briefing_prompts import plain_prompt, write_prompt
-from nodes.policy.budget import ANONYMOUS, Cover, not_made
+from nodes.policy.budget import not_made
 from nodes.policy.drafting import fallback_draft
 from nodes.policy.events import AttemptStarted
 from nodes.policy.progress import emit
@@ -85,12 +85,11 @@ def write(state: BriefingState, runtime: Runtime[Context]) -> WriteUpdate:
     else:
         prompt = plain_prompt(state["ward"], context, findings)
     estimate = write_estimate(registry, step, prompt)
-    cover = Cover(ctx.budget, ctx.caller_key or ANONYMOUS, ctx.clock(), state)
+    cover = ctx.cover(state)
     refusal = cover.admit(estimate)
     if refusal is not None:
         what = f"the {step['mode']} briefing by {step['provider']}"
-        skipped = make_attempt(registry, step, "write", reply=None, error=None, latency_ms=0.0, outcome="skipped")
-        skipped["error"] = not_made(refusal, what, estimate)
+        skipped = skipped_attempt(registry, step, "write", not_made(refusal, what, estimate))
         return {"attempts": [skipped], "write_cursor": cursor + 1, "write_tries": 0, "write_feedback": None}
     policy = registry.settings.resilience.retry
     timeout_s = attempt_timeout_s(deadline_at - ctx.clock(), cursor + 1 < len(chain), policy)

@@ -80,6 +80,13 @@ def call_provider(
         return None, map_common_error(exc, name)
 
 
+def skipped_attempt(registry: ProviderRegistry, step: ChainStep, role: Role, why: str) -> Attempt:
+    """Record a call that was not made (the spend caps refused it, a last resort not asked), saying why."""
+    attempt = make_attempt(registry, step, role, reply=None, error=None, latency_ms=0.0, outcome="skipped")
+    attempt["error"] = why
+    return attempt
+
+
 def account(registry: ProviderRegistry, step: ChainStep, attempt: Attempt, error: ProviderError | None) -> None:
     """Count a finished call in its provider's health and in the hedge budget's spend."""
     registry.health.record(

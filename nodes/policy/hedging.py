@@ -28,7 +28,7 @@ from typing import Any
 
 from graphs.state import AnalysisState, Attempt, ChainStep, Role
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import call_provider, make_attempt, retry_wait_s
+from nodes.policy.attempts import call_provider, make_attempt, retry_wait_s, skipped_attempt
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
@@ -118,8 +118,8 @@ def hedge_not_made(registry: ProviderRegistry, group: Group, role: Role = "answe
     if group.not_made is None:
         return []
     step, why = group.not_made
-    attempt = make_attempt(registry, step, role, reply=None, error=None, latency_ms=0.0, outcome="skipped")
-    attempt["error"], attempt["hedge"] = why, True
+    attempt = skipped_attempt(registry, step, role, why)
+    attempt["hedge"] = True
     return [attempt]
 
 
