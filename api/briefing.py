@@ -96,10 +96,8 @@ def trigger() -> Any:
     except RequestError:
         raise ApiError(400, "Ward is required") from None
     depth, context = normalise_depth(body.depth), normalise_context(body.context)
-    service = reports()
-    invalidated = service.invalidate_ward(ward)
     try:
-        report = service.report(ward, depth, context, fresh=True, caller_key=request.headers.get("X-Session-Id"))
+        report, invalidated = reports().refresh(ward, depth, context, caller_key=request.headers.get("X-Session-Id"))
     except BriefingFailed as exc:
         raise _failed(exc) from None
     return jsonify(

@@ -423,9 +423,26 @@ class WardReports:
     def _report(self, entry: CachedBriefing, *, cached: bool) -> Report:
         return Report(entry.body, entry.etag, entry.ttl_s(self._clock()), cached)
 
-    def invalidate_ward(self, ward: str) -> int:
-        """Drop every cached briefing of one ward (every depth and context); return how many."""
-        return self.cache.delete_matching(f"{CACHE_PREFIX}{glob_escape(ward)}:*", ward=ward)
+    def refresh(
+        self,
+        ward: str,
+        depth: Depth = "standard",
+        context: StrategicContext = "neutral",
+        *,
+        on_event: EventSink | None = None,
+        caller_key: str | None = None,
+    ) -> tuple[Report, int]:
+        """Run a fresh briefing, then drop the ward's other cached briefings; return it and how many were dropped
+        (the one it replaced included).
+
+        Dropped after, not before: a run the spend caps refuse (or that fails) raises BriefingFailed and leaves
+        the cache as it was, so the ward keeps the briefing it had instead of none.
+        """
+        key = cache_key(ward, depth, context)
+        replaced = self.cache.get(key) is not None
+        report = self.report(ward, depth, context, fresh=True, on_event=on_event, caller_key=caller_key)
+        others = self.cache.delete_matching(f"{CACHE_PREFIX}{glob_escape(ward)}:*", ward=ward, keep=key)
+        return report, others + int(replaced)
 
     def invalidate(self, pattern: str) -> int:
         """Drop the cached briefings whose key matches a Redis glob (only cache entries are ever touched)."""

@@ -111,7 +111,7 @@ class BriefingCache(Protocol):
 
     def put(self, key: str, etag: str, body: bytes, ttl_s: int) -> CachedBriefing: ...
 
-    def delete_matching(self, pattern: str, ward: str | None = None) -> int: ...
+    def delete_matching(self, pattern: str, ward: str | None = None, keep: str | None = None) -> int: ...
 
     def entries(self) -> int: ...
 
@@ -171,12 +171,13 @@ class SqliteBriefingCache:
         conn.execute("DELETE FROM briefings WHERE expires_at <= ?", (now,))
         return CachedBriefing(etag, body, now + ttl_s)
 
-    def delete_matching(self, pattern: str, ward: str | None = None) -> int:
-        """Delete the live entries whose key matches the Redis glob (and belong to ``ward``, when given)."""
+    def delete_matching(self, pattern: str, ward: str | None = None, keep: str | None = None) -> int:
+        """Delete the live entries whose key matches the Redis glob (and belong to ``ward``, when given), except
+        ``keep``."""
         regex = redis_glob(pattern)
         conn = self._conn()
         keys = [k for (k,) in conn.execute("SELECT key FROM briefings WHERE expires_at > ?", (self._clock(),))]
-        doomed = [k for k in keys if regex.fullmatch(k) and (ward is None or ward_of_key(k) == ward)]
+        doomed = [k for k in keys if regex.fullmatch(k) and (ward is None or ward_of_key(k) == ward) and k != keep]
         for key in doomed:
             conn.execute("DELETE FROM briefings WHERE key = ?", (key,))
         return len(doomed)
@@ -268,13 +269,13 @@ class RedisBriefingCache:
         self._client.set(key, _pack(etag, body), ex=ttl_s)
         return CachedBriefing(etag, body, self._clock() + ttl_s)
 
-    def delete_matching(self, pattern: str, ward: str | None = None) -> int:
-        """Delete the cache entries whose key matches the glob, found with SCAN (never KEYS)."""
+    def delete_matching(self, pattern: str, ward: str | None = None, keep: str | None = None) -> int:
+        """Delete the cache entries whose key matches the glob (found with SCAN, never KEYS), except ``keep``."""
         deleted = 0
         batch: list[Any] = []
         for raw in self._client.scan_iter(match=pattern, count=500):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if ward_of_key(key) is None or (ward is not None and ward_of_key(key) != ward):
+            if key == keep or ward_of_key(key) is None or (ward is not None and ward_of_key(key) != ward):
                 continue  # a key of another part of the service that happens to match: not ours to delete
             batch.append(key)
             if len(batch) >= 500:

@@ -110,6 +110,19 @@ def test_a_trigger_over_budget_is_refused_with_the_cap_named(tmp_path: Path) -> 
     assert reports.cache.entries() == 0
 
 
+def test_a_refused_trigger_leaves_the_wards_cached_briefings_in_place(tmp_path: Path) -> None:
+    """/trigger dropped the ward's briefings before its fresh run was refused, so the ward was left with none."""
+    client, reports, _ = serve_briefings(tmp_path, BudgetCaps(daily_usd=0.0))
+    for context in ("neutral", "defensive"):
+        body = json.dumps({"ward": "Malakpet", "context": context}).encode()
+        reports.cache.put(cache_key("Malakpet", "standard", context), etag_of(body), body, 600)
+    response = client.post("/api/v1/strategist/trigger", json={"ward": "Malakpet"}, headers={"X-Session-Id": "s1"})
+    assert response.status_code == 402 and response.get_json()["reason"] == "over_budget"
+    assert reports.cache.entries() == 2
+    served = client.get("/api/v1/strategist/Malakpet", headers={"X-Session-Id": "s1"})
+    assert served.status_code == 200 and served.get_json() == {"ward": "Malakpet", "context": "neutral"}
+
+
 def test_a_cached_briefing_is_served_under_a_spent_cap(tmp_path: Path) -> None:
     """A briefing from the cache costs nothing: a spent cap refuses only the ward that would need a new one."""
     client, reports, _ = serve_briefings(tmp_path, BudgetCaps(daily_usd=0.0))
