@@ -85,7 +85,14 @@ def expected_call_cost(
     total = sum(complexity_p.values())
     if total <= 0:
         return call_cost(registry, provider, query, "moderate")
-    return sum(p / total * call_cost(registry, provider, query, c) for c, p in complexity_p.items())
+    # call_cost per complexity, with the price and the input tokens (the same for every complexity) looked up once:
+    # routing prices every usable provider this way, and the price table's look-up is most of a call's cost.
+    price = registry.price_of(provider)
+    tokens_in = estimate_input_tokens(query)
+    return sum(
+        p / total * price.cost_usd(tokens_in, expected_output_tokens(registry, provider, c))
+        for c, p in complexity_p.items()
+    )
 
 
 def estimate_call_cost(registry: ProviderRegistry, provider: str, classification: Classification, query: str) -> float:

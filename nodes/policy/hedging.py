@@ -153,11 +153,11 @@ def race(
         name = step["provider"]
         now = clock()
         breaker = registry.health.breaker(name)
-        latency = breaker.latency_view(resilience.hedge.mad_k)
+        # One read of the provider's health for both (a Redis round trip when the health store is shared).
+        latency, timing = breaker.latency_and_timing(registry.settings)
         cold_floor = cold_floor_of(registry, name)
         timeout_s = call_deadline_s(deadline_at - now, fallbacks_left, latency, resilience, cold_floor_s=cold_floor)
         call = Call(step=step, started_at=now, started=time.monotonic(), hedge=hedge, timeout_s=timeout_s)
-        timing = breaker.hedge_timing(registry.settings)
         call.slow_after_s, call.probing = timing.slow_after_s, timing.probing
         calls.append(call)
         emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge, stage=stage).wire())

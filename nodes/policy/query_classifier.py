@@ -91,8 +91,7 @@ class ArtifactError(ValueError):
 class _FeatureBlock:
     """One tf-idf vectorizer of the trained feature union, with its columns' offset in the weight matrix."""
 
-    analyze: Callable[[str], list[str]]
-    vocabulary: dict[str, int]
+    columns: Callable[[str], list[int]]  # the text's n-grams that are in the vocabulary, as columns, in text order
     idf: FloatArray
     offset: int
     sublinear_tf: bool
@@ -111,46 +110,65 @@ class _Head:
     prior: tuple[float, ...]
 
 
-def _word_analyzer(token_pattern: str, ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
+# A char_wb block's columns are kept per word: most of a query's words are common ones (and a content analysis's
+# fixed instructions are the same every time), so they are looked up once per process rather than once per query.
+# Longer words (a pasted URL, junk) are not kept: an entry's size grows with its word's length.
+_WORD_CACHE_SIZE = 8192
+_CACHED_WORD_CHARS = 40
+
+
+def _word_columns(
+    token_pattern: str, ngram_range: tuple[int, int], lowercase: bool, vocabulary: dict[str, int]
+) -> Callable[[str], list[int]]:
     # Mirrors sklearn's _word_ngrams: unigrams first, then space-joined n-grams.
     pattern = re.compile(token_pattern)
     min_n, max_n = ngram_range
+    lookup = vocabulary.get
 
-    def analyze(text: str) -> list[str]:
+    def columns(text: str) -> list[int]:
         tokens: list[str] = pattern.findall(text.lower() if lowercase else text)
-        if max_n == 1:
-            return tokens
-        grams = list(tokens) if min_n == 1 else []
+        grams = tokens if max_n == 1 else (list(tokens) if min_n == 1 else [])
         n_tokens = len(tokens)
         for n in range(max(min_n, 2), min(max_n + 1, n_tokens + 1)):
             grams.extend(" ".join(tokens[i : i + n]) for i in range(n_tokens - n + 1))
-        return grams
+        return [column for column in map(lookup, grams) if column is not None]
 
-    return analyze
+    return columns
 
 
-def _char_wb_analyzer(ngram_range: tuple[int, int], lowercase: bool) -> Callable[[str], list[str]]:
-    # Mirrors sklearn's _char_wb_ngrams, including the rule that a word shorter than n is counted once.
+def _char_wb_columns(
+    ngram_range: tuple[int, int], lowercase: bool, vocabulary: dict[str, int]
+) -> Callable[[str], list[int]]:
+    # Mirrors sklearn's _char_wb_ngrams, including the rule that a word shorter than n is counted once. Its
+    # n-grams never cross a word's edges, so a text's columns are its words' columns in order, each word's
+    # computed once (the classifier's cost was mostly building and looking up these n-grams).
     min_n, max_n = ngram_range
+    lookup = vocabulary.get
 
-    def analyze(text: str) -> list[str]:
+    def of_word(word: str) -> tuple[int, ...]:
         grams: list[str] = []
-        append = grams.append
+        padded = " " + word + " "
+        length = len(padded)
+        for n in range(min_n, max_n + 1):
+            if n >= length:
+                grams.append(padded)
+                break
+            grams.extend([padded[i : i + n] for i in range(length - n + 1)])
+        return tuple(column for column in map(lookup, grams) if column is not None)
+
+    kept = functools.lru_cache(maxsize=_WORD_CACHE_SIZE)(of_word)
+
+    def columns(text: str) -> list[int]:
+        found: list[int] = []
         for word in (text.lower() if lowercase else text).split():
-            padded = " " + word + " "
-            length = len(padded)
-            for n in range(min_n, max_n + 1):
-                if n >= length:
-                    append(padded)
-                    break
-                grams.extend([padded[i : i + n] for i in range(length - n + 1)])
-        return grams
+            found.extend(kept(word) if len(word) <= _CACHED_WORD_CHARS else of_word(word))
+        return found
 
-    return analyze
+    return columns
 
 
-def _on_instruction(analyze: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
-    return lambda text: analyze(instruction_text(text))
+def _on_instruction(columns: Callable[[str], list[int]]) -> Callable[[str], list[int]]:
+    return lambda text: columns(instruction_text(text))
 
 
 def _softmax(z: FloatArray) -> FloatArray:
@@ -198,26 +216,26 @@ class QueryClassifier:
         for spec in doc["features"]:
             ngram_range = (int(spec["ngram_range"][0]), int(spec["ngram_range"][1]))
             lowercase = bool(spec["lowercase"])
-            analyze: Callable[[str], list[str]]
+            terms: list[str] = spec["terms"]
+            vocabulary = {term: offset + i for i, term in enumerate(terms)}
+            found_in: Callable[[str], list[int]]
             if spec["analyzer"] == "word":
-                analyze = _word_analyzer(spec["token_pattern"], ngram_range, lowercase)
+                found_in = _word_columns(spec["token_pattern"], ngram_range, lowercase, vocabulary)
             elif spec["analyzer"] == "char_wb":
-                analyze = _char_wb_analyzer(ngram_range, lowercase)
+                found_in = _char_wb_columns(ngram_range, lowercase, vocabulary)
             else:
                 raise ValueError(f"unsupported analyzer {spec['analyzer']!r}")
             preprocess = spec.get("preprocess")
             if preprocess == "instruction":
-                analyze = _on_instruction(analyze)
+                found_in = _on_instruction(found_in)
             elif preprocess is not None:
                 raise ValueError(f"unsupported preprocess {preprocess!r}")
-            terms: list[str] = spec["terms"]
             idf = np.asarray(spec["idf"], dtype=np.float64)
             if idf.shape != (len(terms),):
                 raise ValueError(f"block {spec['name']!r}: {len(terms)} terms but {idf.size} idf weights")
             blocks.append(
                 _FeatureBlock(
-                    analyze=analyze,
-                    vocabulary={term: offset + i for i, term in enumerate(terms)},
+                    columns=found_in,
                     idf=idf,
                     offset=offset,
                     sublinear_tf=bool(spec["sublinear_tf"]),
@@ -267,19 +285,16 @@ class QueryClassifier:
         return cls(blocks, weights, np.asarray(biases, dtype=np.float64), heads, metadata)
 
     def _features(self, text: str) -> tuple[NDArray[np.intp], FloatArray]:
-        indices: list[int] = []
-        values: list[float] = []
+        index_parts: list[NDArray[np.intp]] = []
+        value_parts: list[FloatArray] = []
         for block in self._blocks:
-            vocabulary = block.vocabulary
-            found = [
-                (column, count)
-                for gram, count in Counter(block.analyze(text)).items()
-                if (column := vocabulary.get(gram)) is not None
-            ]
-            if not found:
+            # Counted by column, not by n-gram: the same counts in the same (first-seen) order, and so the same
+            # floating-point sums as sklearn's vectorizer, with the vocabulary looked up before counting.
+            counts = Counter(block.columns(text))
+            if not counts:
                 continue
-            cols = np.fromiter((c for c, _ in found), dtype=np.intp, count=len(found))
-            tf = np.fromiter((n for _, n in found), dtype=np.float64, count=len(found))
+            cols = np.fromiter(counts.keys(), dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
             if block.sublinear_tf:
                 tf = np.log(tf) + 1.0
             tfidf = tf * block.idf[cols - block.offset]
@@ -287,9 +302,11 @@ class QueryClassifier:
                 norm = float(np.sqrt(np.dot(tfidf, tfidf)))
                 if norm > 0.0:
                     tfidf = tfidf / norm
-            indices.extend(cols.tolist())
-            values.extend((tfidf * block.weight).tolist())
-        return np.asarray(indices, dtype=np.intp), np.asarray(values, dtype=np.float64)
+            index_parts.append(cols)
+            value_parts.append(tfidf * block.weight)
+        if not index_parts:
+            return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float64)
+        return np.concatenate(index_parts), np.concatenate(value_parts)
 
     def predict_proba(self, text: str) -> dict[str, dict[Any, float]]:
         """Return each head's probabilities keyed by the artifact's class labels (fresh: 0 and 1)."""

@@ -73,9 +73,12 @@ class HealthSnapshot:
 
 def percentile(values: list[float] | tuple[float, ...], q: float) -> float | None:
     """Return the nearest-rank percentile ``q`` (0..1) of ``values``, or None when there are none."""
-    if not values:
+    return _nearest_rank(sorted(values), q)
+
+
+def _nearest_rank(ordered: list[float], q: float) -> float | None:
+    if not ordered:
         return None
-    ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
@@ -86,12 +89,17 @@ def robust_threshold_ms(latencies: list[float] | tuple[float, ...], k: float) ->
     and a threshold that follows them stops hedging exactly when it is needed. The median and the MAD ignore up
     to half the samples being outliers. 1.4826 scales the MAD to a standard deviation for normal latencies.
     """
-    if not latencies:
+    return _robust_of_sorted(sorted(latencies), k)
+
+
+def _robust_of_sorted(ordered: list[float], k: float) -> float | None:
+    # Takes the latencies sorted, so that a caller which also wants their percentiles sorts them once (every
+    # provider call reads these, over up to latency_samples values).
+    if not ordered:
         return None
-    ordered = sorted(latencies)
     n = len(ordered)
     median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-    deviations = sorted(abs(v - median) for v in ordered)
+    deviations = sorted([abs(v - median) for v in ordered])
     mad = deviations[n // 2] if n % 2 else (deviations[n // 2 - 1] + deviations[n // 2]) / 2
     return median + k * 1.4826 * mad
 
@@ -195,7 +203,11 @@ class CircuitBreaker:
         """Return when a call to this provider gets a hedge and when it is slow for this provider (one read)."""
         now = self._clock()
         view = self._store.view(self.provider, now)
-        p_ms = robust_threshold_ms(view.latencies, settings.resilience.hedge.mad_k)
+        return self._hedge_timing(
+            settings, view, now, robust_threshold_ms(view.latencies, settings.resilience.hedge.mad_k)
+        )
+
+    def _hedge_timing(self, settings: Settings, view: BreakerView, now: float, p_ms: float | None) -> HedgeTiming:
         ps = settings.providers.get(self.provider)
         default_s = ps.hedge_after_s if ps is not None else None
         samples = len(view.latencies)
@@ -213,8 +225,11 @@ class CircuitBreaker:
         """Return the provider's typical and robust-high latency and whether it is suspect (one store read)."""
         now = self._clock()
         view = self._store.view(self.provider, now)
-        median = percentile(view.latencies, 0.5)
-        robust = robust_threshold_ms(view.latencies, mad_k)
+        ordered = sorted(view.latencies)
+        return self._latency_view(view, now, ordered, _robust_of_sorted(ordered, mad_k))
+
+    def _latency_view(self, view: BreakerView, now: float, ordered: list[float], robust: float | None) -> LatencyView:
+        median = _nearest_rank(ordered, 0.5)
         return LatencyView(
             median_s=None if median is None else median / 1000,
             robust_p95_s=None if robust is None else robust / 1000,
@@ -222,6 +237,15 @@ class CircuitBreaker:
             suspect=view.consecutive > 0,
             state=self._effective(view.state, view.opened_at, now),
         )
+
+    def latency_and_timing(self, settings: Settings) -> tuple[LatencyView, HedgeTiming]:
+        """Return :meth:`latency_view` and :meth:`hedge_timing` from one store read (one Redis round trip, one
+        sort): a call needs both as it starts."""
+        now = self._clock()
+        view = self._store.view(self.provider, now)
+        ordered = sorted(view.latencies)
+        robust = _robust_of_sorted(ordered, settings.resilience.hedge.mad_k)
+        return self._latency_view(view, now, ordered, robust), self._hedge_timing(settings, view, now, robust)
 
     def reset(self) -> None:
         self._store.reset(self.provider)
@@ -232,6 +256,7 @@ class CircuitBreaker:
         state = self._effective(view.state, view.opened_at, now)
         calls = view.ok + view.failed
         probe_in = None
+        ordered = sorted(view.latencies)
         if state == "open" and view.opened_at is not None:
             probe_in = round(max(0.0, view.opened_at + self.policy.open_s - now), 3)
         return HealthSnapshot(
@@ -239,9 +264,9 @@ class CircuitBreaker:
             state=state,
             calls=calls,
             error_rate=view.failed / calls if calls else 0.0,
-            p50_ms=percentile(view.latencies, 0.50),
-            p95_ms=percentile(view.latencies, 0.95),
-            p99_ms=percentile(view.latencies, 0.99),
+            p50_ms=_nearest_rank(ordered, 0.50),
+            p95_ms=_nearest_rank(ordered, 0.95),
+            p99_ms=_nearest_rank(ordered, 0.99),
             opened_at=view.opened_at,
             consecutive_failures=view.consecutive,
             retries=view.retries,

@@ -461,6 +461,18 @@ def test_default_classifier_is_cached() -> None:
     assert default_classifier() is default_classifier()
 
 
+def test_scores_do_not_depend_on_words_seen_before() -> None:
+    # The char n-gram block keeps each word's columns (an LRU): a text must score the same whether its words are
+    # new to the classifier or were seen in earlier texts, and a word too long to be kept must score as usual.
+    long_word = "mobilisation" * 5
+    texts = [f"Booth plan for Jubilee Hills {long_word}", "jubilee hills booth PLAN?", f"{long_word} plan plan plan"]
+    warmed = QueryClassifier.load()
+    for text in texts:
+        warmed.predict_proba(text)
+    for text in texts:
+        assert warmed.predict_proba(text) == QueryClassifier.load().predict_proba(text)
+
+
 def test_artifact_metadata_matches_dataset(classifier: QueryClassifier) -> None:
     import hashlib
 
