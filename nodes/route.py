@@ -361,6 +361,17 @@ def intelligent_chain(
         for o in last
     ]
     reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
+    silent = {o.provider for o in [best, *rest] if registry.health.stalls.stalled(o.provider)}
+    if best.research is not None and registry.health.stalls.stalled(best.research):
+        silent.add(best.research)
+    chosen, rest = around_silent(best, rest, frozenset(silent))
+    if chosen is not best:
+        reasons.append(
+            f"{_label(best)} demoted behind {_label(chosen)}: {', '.join(sorted(silent))} stopped answering (calls "
+            "to it are overdue and none made since was answered), so waiting for it first would cost this request "
+            "its hedge delay"
+        )
+        best = chosen
     ordered = [best, *rest, *last]
     chain: list[ChainStep] = []
     for i, o in enumerate(ordered):
@@ -392,6 +403,31 @@ def adequate_fallbacks(best: Option, rest: list[Option]) -> tuple[list[Option], 
     if not any(o.p_adequate >= ADEQUATE_FROM for o in [best, *rest]):
         return rest, []
     return [o for o in rest if o.p_adequate >= ADEQUATE_FROM], [o for o in rest if o.p_adequate < ADEQUATE_FROM]
+
+
+def around_silent(best: Option, rest: list[Option], silent: frozenset[str]) -> tuple[Option, list[Option]]:
+    """Put a provider that has gone silent behind the adequate fallbacks that still answer.
+
+    ``silent``: the providers with calls overdue and none answered since (providers/resilience/stall.py). Until
+    its circuit opens (a hang is recorded only once its calls are given up), every request routed to such a
+    provider waited for its hedge before the fallback was asked: on a cold server meeting a hung Gemini, that was
+    every request of the run (bench/chaos.py). Demoted, not dropped: it stays in the chain, after the providers
+    that answer, and is asked first again once its overdue calls have ended (then it is not silent any more).
+    Nothing changes when no adequate fallback answers. A research-then-reason plan is silent when either of its
+    providers is; it is then left out (its premium provider is a single fallback already).
+    """
+
+    def quiet(o: Option) -> bool:
+        return o.provider in silent or (o.research is not None and o.research in silent)
+
+    if not quiet(best):
+        return best, rest
+    stand_in = next((o for o in rest if not quiet(o)), None)
+    if stand_in is None:
+        return best, rest
+    answering = [o for o in rest if not quiet(o) and o is not stand_in]
+    demoted = ([best] if best.research is None else []) + [o for o in rest if quiet(o)]
+    return stand_in, [*answering, *demoted]
 
 
 def research_step_of(registry: ProviderRegistry, best: Option) -> ChainStep | None:

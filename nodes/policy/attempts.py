@@ -16,6 +16,7 @@ from providers.base import ModelReply, Prompt
 from providers.config import RetrySettings
 from providers.errors import ProviderError, ProviderUnavailable, map_common_error
 from providers.registry import ProviderRegistry
+from providers.resilience.stall import overdue_after_s
 
 
 def make_attempt(
@@ -80,6 +81,28 @@ def call_provider(
         return None, map_common_error(exc, name)
 
 
+def watched_call(
+    registry: ProviderRegistry,
+    step: ChainStep,
+    prompt: Prompt,
+    timeout_s: float,
+    overdue_s: float,
+    abort: threading.Event | None = None,
+) -> tuple[ModelReply | None, ProviderError | None]:
+    """:func:`call_provider`, noted in the provider's stall watch while in flight (providers/resilience/stall.py):
+    every call is evidence of a provider gone silent, a check or a research call as much as an answer. Before,
+    only answer calls were: once the router put a silent provider behind the ones that answer, its checks were
+    the only calls left to hang, and each waited out its sub-deadline unnoticed (bench/chaos.py, warm hang)."""
+    name = step["provider"]
+    ticket = registry.health.stalls.start(name, overdue_s)
+    reply: ModelReply | None = None
+    try:
+        reply, error = call_provider(registry, step, prompt, timeout_s, abort=abort)
+    finally:
+        registry.health.stalls.end(name, ticket, answered=reply is not None)
+    return reply, error
+
+
 def skipped_attempt(registry: ProviderRegistry, step: ChainStep, role: Role, why: str) -> Attempt:
     """Record a call that was not made (the spend caps refused it, a last resort not asked), saying why."""
     attempt = make_attempt(registry, step, role, reply=None, error=None, latency_ms=0.0, outcome="skipped")
@@ -108,9 +131,10 @@ def attempt_call(
     role: Role,
 ) -> tuple[Attempt, ModelReply | None, ProviderError | None]:
     """Make one bounded call and record it (health, spend); used by cross_check."""
+    latency, timing = registry.health.breaker(step["provider"]).latency_and_timing(registry.settings)
     started_at = clock()
     started = time.monotonic()
-    reply, error = call_provider(registry, step, prompt, timeout_s)
+    reply, error = watched_call(registry, step, prompt, timeout_s, overdue_after_s(latency, timing))
     latency_ms = (time.monotonic() - started) * 1000
     attempt = make_attempt(registry, step, role, reply=reply, error=error, latency_ms=latency_ms, started_at=started_at)
     account(registry, step, attempt, error)

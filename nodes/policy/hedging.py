@@ -28,7 +28,7 @@ from typing import Any
 
 from graphs.state import AnalysisState, Attempt, ChainStep, Role
 from nodes.policy.answers import candidate_from, problem_with
-from nodes.policy.attempts import call_provider, make_attempt, retry_wait_s, skipped_attempt
+from nodes.policy.attempts import make_attempt, retry_wait_s, skipped_attempt, watched_call
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.deadlines import call_deadline_s, cold_floor_of, own_limit_s
 from nodes.policy.events import AttemptAbandoned, AttemptStarted, HedgeRefused
@@ -161,14 +161,12 @@ def race(
         call.slow_after_s, call.probing = timing.slow_after_s, timing.probing
         calls.append(call)
         emit(AttemptStarted(provider=name, model=step["model"], hedge=hedge, stage=stage).wire())
-        # How a silent provider is told from one whose calls are merely in flight (providers/resilience/stall.py).
-        ticket = registry.health.stalls.start(name, overdue_after_s(latency, timing))
+        overdue_s = overdue_after_s(latency, timing)
 
         def run() -> None:
             try:
-                call.reply, call.error = call_provider(registry, step, prompt, timeout_s, abort=call.abort)
+                call.reply, call.error = watched_call(registry, step, prompt, timeout_s, overdue_s, abort=call.abort)
             finally:
-                registry.health.stalls.end(name, ticket, answered=call.reply is not None)
                 _IN_FLIGHT.discard(call)
             call.latency_ms = (time.monotonic() - call.started) * 1000
             call.done.set()

@@ -36,6 +36,7 @@ from providers.config import Settings, load_settings
 from providers.errors import ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
+from providers.resilience.stall import StallWatch
 from providers.testing import fake_registry, reply
 from providers.testing.checker import verdict_text
 
@@ -216,6 +217,32 @@ def test_a_provider_cooling_down_after_a_429_is_routed_around_until_its_retry_af
     assert "gemini" not in [s["provider"] for s in routing["chain"]]
     assert any("rate limited: it asked to wait 3.0 s more" in r for r in routing["reasons"])
     clock[0] += 3.0
+    assert primary(reg, COMPLEX) == "gemini"
+
+
+def test_a_provider_that_has_gone_silent_is_demoted_behind_an_adequate_one_until_it_answers_again() -> None:
+    """Two calls to Gemini overdue and none answered since: a complex analysis goes to Perplexity first instead of
+    waiting for Gemini's hedge (the cold hung-primary run of bench/chaos.py waited for it on every request);
+    Gemini stays in the chain, and leads again once its overdue calls have ended. The clock is injected."""
+    clock = [100.0]
+    health = HealthBoard(stalls=StallWatch(lambda: clock[0]))
+    reg = registry(health=health)
+    tickets = [health.stalls.start("gemini", 0.5) for _ in range(2)]
+    assert primary(reg, COMPLEX) == "gemini"  # in flight, not yet overdue: nothing is known
+    clock[0] += 0.6
+    routing = plan(reg, classify(COMPLEX), "a query", {})
+    assert [s["provider"] for s in routing["chain"]] == ["perplexity", "gemini", "local"]
+    assert routing["chain"][1]["reason"].startswith("fallback 1 gemini (premium)")
+    assert "gemini (premium) demoted behind perplexity (realtime): gemini stopped answering" in routing["reasons"][-1]
+    # The research-then-reason pair is silent with its premium half: left out, the single providers remain.
+    both = classify(sure(0.95, "complex", "scenario"))
+    paired = plan(reg, both, "a query", {})
+    assert paired["research_step"] is None and paired["chain"][0]["provider"] == "perplexity"
+    # A query the silent provider does not lead is routed as before; with no adequate stand-in nothing moves.
+    assert primary(reg, FRESH) == "perplexity"
+    assert primary(registry({"gemini": [reply("x")], "local": [reply("y")]}, health=health), COMPLEX) == "gemini"
+    for ticket in tickets:  # aborted at last: the evidence is gone, and Gemini leads again
+        health.stalls.end("gemini", ticket, answered=False)
     assert primary(reg, COMPLEX) == "gemini"
 
 
