@@ -34,6 +34,7 @@ from graphs.events import (
     GatherStarted,
     HedgeRefused,
     PlanMade,
+    RateLimitWait,
     RetryScheduled,
     Routed,
     Sanitised,
@@ -76,6 +77,8 @@ def describe(event: Event) -> list[str]:
             return [f"  hedge to {event.provider} refused (budget or availability)"]
         case RetryScheduled():
             return [f"  retrying {event.provider} in {event.wait_s:.1f} s"]
+        case RateLimitWait():
+            return [f"  {event.provider} asked to wait (rate limit): asking it in {event.wait_s:.1f} s"]
         case Validated():
             if event.verdict == "rejected":
                 return [f"validate: {event.provider}'s answer rejected: {event.reason}"]

@@ -32,7 +32,7 @@ from nodes.policy.answers import candidate_from
 from nodes.policy.attempts import retry_wait_s, skipped_attempt
 from nodes.policy.budget import correct_spend, not_made, reservations_of
 from nodes.policy.costing import estimate_call_cost
-from nodes.policy.events import RetryScheduled
+from nodes.policy.events import RateLimitWait, RetryScheduled
 from nodes.policy.exclusion import failed_providers
 from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
 from nodes.policy.progress import emit
@@ -84,6 +84,12 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         refused = cover.admit(cost)
         return None if refused is None else not_made(refused, f"the hedge to {hedge['provider']}", cost)
 
+    cooling_s = registry.health.cooldowns.left_s(step["provider"])
+    if 0 < cooling_s < deadline_at - ctx.clock() - registry.settings.resilience.retry.min_attempt_s:
+        # Planned while rate limited (nodes/route.py): it asked to be left alone that long, and a call now would
+        # only be refused again. Waited here, before the call, so nothing of it is checkpointed.
+        emit(runtime, RateLimitWait(provider=step["provider"], wait_s=round(cooling_s, 3)))
+        ctx.sleep(cooling_s)
     group, reservation = race(
         registry, ctx.clock, state, cursor, build_prompt(state), deadline_at, runtime.stream_writer, admit=admit_hedge
     )

@@ -79,6 +79,9 @@ _NEED_WORDS: dict[Need, str] = {
 # while one that serves at least this much is usable: its answer would be degraded (nodes/policy/degraded.py).
 # A fifth: realtime's credited share of complex analyses stays a fallback for premium, local for fresh facts does not.
 ADEQUATE_FROM = 0.2
+# A rate-limited provider stays routable while its cooldown is under this share of the time left: waiting it out
+# must leave the call most of the request's time.
+COOLDOWN_SHARE = 0.5
 # Successful calls a provider needs in its health window before its median latency is trusted.
 MIN_LATENCY_SAMPLES = 3
 
@@ -140,6 +143,7 @@ class Option:
     error_rate: float
     # Research-then-reason: the realtime provider that researches before ``provider`` (premium) reasons.
     research: str | None = None
+    cooling_s: float = 0.0
 
     @property
     def plan(self) -> Plan:
@@ -159,6 +163,7 @@ class Usable:
     price_usd: float
     error_rate: float
     research: str | None = None
+    cooling_s: float = 0.0  # rate limited: asked again once this has passed (call_model waits it out)
 
 
 def serves(plan: Plan, need: Need, routing: RoutingSettings, local_light: float = 1.0) -> float:
@@ -188,6 +193,7 @@ def evaluate(
         expected_loss_usd=sum(p * (1 - share[k]) * loss_usd.get(k, 0.0) for k, p in needs.items()),
         error_rate=candidate.error_rate,
         research=candidate.research,
+        cooling_s=candidate.cooling_s,
     )
 
 
@@ -229,7 +235,8 @@ def research_pairs(
     if max_cost is not None and price > max_cost:
         return [], [f"research-then-reason skipped: estimated ${price:.4f} exceeds max_cost_usd ${max_cost:.4f}"]
     error_rate = 1 - (1 - realtime.error_rate) * (1 - premium.error_rate)
-    return [Usable(premium.provider, "premium", price, error_rate, research=realtime.provider)], []
+    cooling_s = max(realtime.cooling_s, premium.cooling_s)
+    return [Usable(premium.provider, "premium", price, error_rate, research=realtime.provider, cooling_s=cooling_s)], []
 
 
 def observed_latency_s(snap: HealthSnapshot) -> float | None:
@@ -253,7 +260,8 @@ def usable_providers(
     max_cost = constraints.get("max_cost_usd")
     for name, avail in registry.all_availability().items():
         tier = avail.tier
-        if not avail.available:
+        cooling_s = registry.health.cooldowns.left_s(name) if avail.cooling else 0.0
+        if not avail.available and not (avail.cooling and (budget_s is None or cooling_s < budget_s * COOLDOWN_SHARE)):
             reasons.append(f"{name} ({tier}) skipped: {avail.reason}")
             continue
         if constraints.get("require_citations") and not registry.provider_settings(name).cites:
@@ -273,7 +281,7 @@ def usable_providers(
         if max_cost is not None and price > max_cost:
             reasons.append(f"{name} ({tier}) skipped: estimated ${price:.4f} exceeds max_cost_usd ${max_cost:.4f}")
             continue
-        usable.append(Usable(name, tier, price, snap.error_rate))
+        usable.append(Usable(name, tier, price, snap.error_rate, cooling_s=cooling_s))
     return usable, reasons
 
 
@@ -361,17 +369,19 @@ def intelligent_chain(
         for o in last
     ]
     reasons.append(_primary_reason(best, options, needs, routing.uncertainty_band))
-    silent = {o.provider for o in [best, *rest] if registry.health.stalls.stalled(o.provider)}
-    if best.research is not None and registry.health.stalls.stalled(best.research):
-        silent.add(best.research)
-    chosen, rest = around_silent(best, rest, frozenset(silent))
+    names = {o.provider for o in [best, *rest]} | ({best.research} if best.research is not None else set())
+    silent = {name for name in names if registry.health.stalls.stalled(name)}
+    held = {o.provider: o.cooling_s for o in options if o.research is None and o.cooling_s > 0}
+    chosen, rest = around_unready(best, rest, frozenset(silent | set(held)))
     if chosen is not best:
-        reasons.append(
-            f"{_label(best)} demoted behind {_label(chosen)}: {', '.join(sorted(silent))} stopped answering (calls "
-            "to it are overdue and none made since was answered), so waiting for it first would cost this request "
-            "its hedge delay"
-        )
+        why = [f"{n} stopped answering (calls to it are overdue and none made since was answered)" for n in silent]
+        why += [f"{n} is rate limited for {held[n]:.1f} s more" for n in sorted(held)]
+        reasons.append(f"{_label(best)} demoted behind {_label(chosen)}, which can answer now: {'; '.join(why)}")
         best = chosen
+    reasons += [
+        f"{n} planned although rate limited: it is asked once its {held[n]:.1f} s are over (call_model waits)"
+        for n in sorted(held)
+    ]
     ordered = [best, *rest, *last]
     chain: list[ChainStep] = []
     for i, o in enumerate(ordered):
@@ -405,20 +415,23 @@ def adequate_fallbacks(best: Option, rest: list[Option]) -> tuple[list[Option], 
     return [o for o in rest if o.p_adequate >= ADEQUATE_FROM], [o for o in rest if o.p_adequate < ADEQUATE_FROM]
 
 
-def around_silent(best: Option, rest: list[Option], silent: frozenset[str]) -> tuple[Option, list[Option]]:
-    """Put a provider that has gone silent behind the adequate fallbacks that still answer.
+def around_unready(best: Option, rest: list[Option], unready: frozenset[str]) -> tuple[Option, list[Option]]:
+    """Put the providers that cannot answer now behind the adequate fallbacks that can.
 
-    ``silent``: the providers with calls overdue and none answered since (providers/resilience/stall.py). Until
-    its circuit opens (a hang is recorded only once its calls are given up), every request routed to such a
-    provider waited for its hedge before the fallback was asked: on a cold server meeting a hung Gemini, that was
-    every request of the run (bench/chaos.py). Demoted, not dropped: it stays in the chain, after the providers
-    that answer, and is asked first again once its overdue calls have ended (then it is not silent any more).
-    Nothing changes when no adequate fallback answers. A research-then-reason plan is silent when either of its
-    providers is; it is then left out (its premium provider is a single fallback already).
+    ``unready``: the providers gone silent (calls overdue and none answered since, providers/resilience/stall.py)
+    and those rate limited for a moment (a 429 streak's Retry-After, providers/resilience/cooldown.py). Until a
+    silent provider's circuit opens (a hang is recorded only once its calls are given up), every request routed to
+    it waited for its hedge before the fallback was asked: on a cold server meeting a hung Gemini, that was every
+    request of the run (bench/chaos.py). A rate-limited provider used to be left out of the route altogether, so
+    in a 429 storm a fresh-fact question (only web search serves it) had only the local model left, and 22 to 32
+    of 100 analyses were refused when its queue filled; it now stays in the chain and is asked once it may be.
+    Demoted, not dropped: an unready provider leads again once it is ready. Nothing changes when no adequate
+    fallback is ready. A research-then-reason plan is unready when either of its providers is; it is then left out
+    (its premium provider is a single fallback already).
     """
 
     def quiet(o: Option) -> bool:
-        return o.provider in silent or (o.research is not None and o.research in silent)
+        return o.provider in unready or (o.research is not None and o.research in unready)
 
     if not quiet(best):
         return best, rest

@@ -123,6 +123,14 @@ class Waiting(_Event):
     wait_s: float
 
 
+class RateLimitWait(_Event):
+    """The next call goes to a provider that asked to be left alone (429 + Retry-After): it is asked in ``wait_s``."""
+
+    event: Literal["rate_limit_wait"] = "rate_limit_wait"
+    provider: str
+    wait_s: float
+
+
 class RetryScheduled(_Event):
     """The same provider will be asked again after ``wait_s`` (a transient error)."""
 
@@ -249,6 +257,7 @@ Event = Annotated[
     | HedgeRefused
     | AttemptAbandoned
     | Waiting
+    | RateLimitWait
     | RetryScheduled
     | Validated
     | CrossCheckStarted

@@ -24,10 +24,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.analysis import build_analysis_graph
 from graphs.context import Context
+from graphs.events import RateLimitWait, events_of
 from graphs.result import AnalysisResult
 from graphs.state import AnalysisInput, AnalysisState, Candidate
 from nodes.policy.checkers import checker_chain
@@ -188,6 +190,36 @@ def test_a_check_in_flight_is_evidence_of_a_silent_checker() -> None:
     result = run(registry, COMPLEX, cross_check=True)
     assert [a.provider for a in result.attempts if a.role == "cross_check"] == ["perplexity"]
     assert seen == [1] and registry.health.stalls.in_flight("perplexity") == 0
+
+
+def test_a_fresh_fact_question_waits_out_its_only_providers_rate_limit_instead_of_answering_from_memory() -> None:
+    """Perplexity answered 429 twice with Retry-After 2 s: a fresh-fact question (only web search serves it) used to
+    be routed to the local model alone and answered from memory (or refused when its queue was full: 22-32 of 100
+    analyses in bench/chaos.py's 429 storms). It is asked once its 2 s are over, on the injected clock."""
+    clock = FakeClock()
+    registry = fake_registry({"gemini": [reply("x")], "perplexity": [CITED], "local": [reply("From memory.")]})
+    registry.health = HealthBoard(clock=clock)
+    for _ in range(2):
+        registry.health.record("perplexity", ok=False, latency_ms=30.0, error_class="rate_limited", retry_after_s=2.0)
+    graph = build_analysis_graph().compile(checkpointer=InMemorySaver())
+    ctx = Context(
+        registry=registry,
+        classifier=lambda _q: QueryNeeds.confident(0.95, "moderate", "fact_lookup"),
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(7),
+    )
+    config: RunnableConfig = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    graph_input = cast(AnalysisInput, {"query": "q"})
+    events = list(events_of(graph.stream(graph_input, config, context=ctx, stream_mode=["custom", "updates"])))
+    out = graph.get_state(config).values
+    result = AnalysisResult.model_validate(out["result"])
+    assert result.provider == "perplexity" and [a.provider for a in result.attempts if a.role == "answer"] == [
+        "perplexity"
+    ]
+    assert calls(registry, "local") == 0 and not result.fallback_mode
+    assert [e for e in events if isinstance(e, RateLimitWait)] == [RateLimitWait(provider="perplexity", wait_s=2.0)]
+    assert registry.health.cooldowns.left_s("perplexity") == 0.0  # the clock moved by the wait
 
 
 def test_the_checks_of_one_answer_share_one_bound() -> None:

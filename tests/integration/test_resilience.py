@@ -252,15 +252,17 @@ def test_a_second_retry_after_moves_on_to_the_next_provider() -> None:
 
 
 def test_a_second_retry_after_is_waited_out_when_only_a_last_resort_is_left() -> None:
-    """Fresh facts: only Perplexity serves them; the local model after it is a last resort (a degraded answer)."""
+    """Fresh facts: only Perplexity serves them; the local model after it is a last resort (a degraded answer).
+    The health board runs on the same clock: the second 429 also starts a cooldown, which the retry's wait ends."""
+    clock = FakeClock()
     registry = registry_of(
         {
             "perplexity": [RateLimited("429", retry_after_s=1.0), RateLimited("429", retry_after_s=1.0), CITED],
             "local": [reply("From memory.")],
-        }
+        },
+        health=HealthBoard(clock=clock),
     )
     warm(registry, "perplexity")
-    clock = FakeClock()
     result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"), clock=clock)
     assert [p for p, _, _ in path(result)] == ["perplexity", "perplexity", "perplexity"]
     assert result.provider == "perplexity" and len(clock.sleeps) == 2
