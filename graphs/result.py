@@ -37,6 +37,7 @@ class ChainStepModel(BaseModel):
     model: str
     reason: str
     last_resort: bool = False  # asked only once every adequate provider has failed; its answer is degraded
+    silent: bool = False  # it had stopped answering when routed: put behind the providers that answered
 
 
 class RoutingModel(BaseModel):

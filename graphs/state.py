@@ -48,6 +48,9 @@ class ChainStep(TypedDict):
     reason: str
     # Inadequate for the query's need (its answer is degraded): asked only after every adequate step failed.
     last_resort: NotRequired[bool]
+    # It had stopped answering when the analysis was routed (nodes/route.py put it behind the ones that answer):
+    # it is not asked for a second opinion either (nodes/policy/checkers.py).
+    silent: NotRequired[bool]
 
 
 class Attempt(TypedDict):

@@ -395,6 +395,8 @@ def intelligent_chain(
         }
         if o in last:
             step["last_resort"] = True
+        if o.provider in silent:
+            step["silent"] = True
         chain.append(step)
     if best.research is not None:
         # The premium step's fallbacks must not repeat it: a failed reasoning call falls back to the others.

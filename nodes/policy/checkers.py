@@ -33,6 +33,7 @@ def checker_chain(
     max_cost = state.get("constraints", {}).get("max_cost_usd")
     spent = sum(a["cost_usd"] for a in state.get("attempts", []))
     failed = failed_providers(state.get("attempts", []))
+    silent_when_routed = {s["provider"] for s in state.get("chain", []) if s.get("silent")}
     resilience = registry.settings.resilience
     ranked: list[tuple[tuple[bool, bool, int, float], ChainStep]] = []
     notes: list[str] = []
@@ -53,6 +54,12 @@ def checker_chain(
         if registry.health.stalls.stalled(name):
             # Calls to it are overdue and none made since was answered: a check would wait out its bound.
             notes.append(f"{name} not asked: it has stopped answering (calls overdue, none answered since)")
+            continue
+        if name in silent_when_routed:
+            # The route found it silent and answered elsewhere, so it never failed in this analysis; once its
+            # overdue calls were aborted, the watch above no longer shows it, and each check waited out its bound
+            # on a provider still hung (bench/chaos.py, warm hang).
+            notes.append(f"{name} not asked: it had stopped answering when this analysis was routed")
             continue
         wait_s = registry.expected_wait_s(name)
         if wait_s > 0:

@@ -31,12 +31,14 @@ from graphs.analysis import build_analysis_graph
 from graphs.context import Context
 from graphs.events import RateLimitWait, events_of
 from graphs.result import AnalysisResult
-from graphs.state import AnalysisInput, AnalysisState, Candidate
+from graphs.state import AnalysisInput, AnalysisState, Candidate, ChainStep
+from nodes.classify import classification_of
 from nodes.policy.checkers import checker_chain
 from nodes.policy.deadlines import call_deadline_s, cross_check_deadline_s
 from nodes.policy.exclusion import failed_providers
 from nodes.policy.hedging import Call, settle_abandoned
 from nodes.policy.query_classifier import QueryNeeds
+from nodes.route import plan
 from providers.base import Prompt, ProviderAdapter
 from providers.config import Settings, load_settings
 from providers.errors import CallAborted, ProviderTimeout, ServerError
@@ -175,6 +177,29 @@ def test_a_provider_that_has_gone_silent_is_not_asked_to_check() -> None:
     clock.advance(2.0)
     chain, notes = checker_chain(candidate("perplexity", "perplexity"), state, registry)
     assert chain == [] and notes == ["gemini not asked: it has stopped answering (calls overdue, none answered since)"]
+
+
+def test_a_provider_the_route_found_silent_is_not_asked_to_check_once_the_watch_forgets_it() -> None:
+    """Routed while Gemini was silent, the analysis answered from Perplexity, so Gemini never failed in it; by the
+    check its overdue calls had been aborted (the stall watch shows nothing), and the check waited out its bound on
+    a Gemini still hung (bench/chaos.py, warm hang). The chain's mark keeps it out."""
+    clock = FakeClock(0.0)
+    registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]}, health=HealthBoard(stalls=StallWatch(clock)))
+    tickets = [registry.health.stalls.start("gemini", 1.0) for _ in range(2)]
+    clock.advance(2.0)
+    state = cast(AnalysisState, {"attempts": [], "query": "q", "chain": plan_chain(registry)})
+    assert [(s["provider"], s.get("silent", False)) for s in state["chain"]][:2] == [
+        ("perplexity", False),
+        ("gemini", True),
+    ]
+    for ticket in tickets:
+        registry.health.stalls.end("gemini", ticket, answered=False)
+    chain, notes = checker_chain(candidate("perplexity", "perplexity"), state, registry)
+    assert chain == [] and notes == ["gemini not asked: it had stopped answering when this analysis was routed"]
+
+
+def plan_chain(registry: ProviderRegistry) -> list[ChainStep]:
+    return plan(registry, classification_of(COMPLEX, 0.5), "q", {})["chain"]
 
 
 def test_a_check_in_flight_is_evidence_of_a_silent_checker() -> None:
