@@ -412,7 +412,8 @@ def test_generalises_to_unseen_queries(classifier: QueryClassifier) -> None:
         hits["complexity"] += needs.complexity == complexity
         hits["task"] += needs.task == task
     n = len(UNSEEN)
-    # Shipped model: 98, 93 and 90 of 103. The floors leave room for retraining on a grown dataset.
+    # Shipped model: 97, 90 and 89 of 103 (the one before it: 95, 86 and 89). The floors leave room for retraining
+    # on a grown dataset.
     assert hits["fresh"] / n >= 0.90, hits
     assert hits["complexity"] / n >= 0.80, hits
     assert hits["task"] / n >= 0.78, hits
