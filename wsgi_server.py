@@ -9,6 +9,7 @@ is shared across processes. Metrics of every worker process add up in ``PROMETHE
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,4 +64,10 @@ class StrategistServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships
     def load(self) -> Any:
         from app import create_app
 
-        return create_app()
+        app = create_app()
+        # What is alive once the app is built (the imported modules, the compiled graphs, the app) lives as long as
+        # the process: frozen, it is out of the collector's reach, and a full collection scans only what requests
+        # left behind. Quick analyses on the fake Gemini: the full collection that came every ~1000 analyses paused
+        # the process 166-195 ms, frozen 64-77 ms (p99.9 175-179 ms -> 71-88 ms); p50 unchanged within noise.
+        gc.freeze()
+        return app

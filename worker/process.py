@@ -3,6 +3,7 @@ dropped, and (optionally) the worker's own ``/metrics`` port for a worker on ano
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -14,6 +15,9 @@ from observability.tracing import configure_tracing
 
 def _process_init(**_: Any) -> None:
     configure_tracing()
+    # As the web server does once its app is built (wsgi_server.py): what the pool process inherited lives as long
+    # as it, so a full collection need not scan it (a 166-195 ms pause every ~1000 quick analyses, 64-77 ms frozen).
+    gc.freeze()
 
 
 def _process_shutdown(**_: Any) -> None:
