@@ -425,7 +425,7 @@ def around_unready(best: Option, rest: list[Option], unready: frozenset[str]) ->
     silent provider's circuit opens (a hang is recorded only once its calls are given up), every request routed to
     it waited for its hedge before the fallback was asked: on a cold server meeting a hung Gemini, that was every
     request of the run (bench/chaos.py). A rate-limited provider used to be left out of the route altogether, so
-    in a 429 storm a fresh-fact question (only web search serves it) had only the local model left, and 22 to 32
+    in a 429 storm a fresh-fact question (only web search serves it) had only the local model left, and 1 to 53
     of 100 analyses were refused when its queue filled; it now stays in the chain and is asked once it may be.
     Demoted, not dropped: an unready provider leads again once it is ready. Nothing changes when no adequate
     fallback is ready. A research-then-reason plan is unready when either of its providers is; it is then left out

@@ -219,7 +219,7 @@ def test_a_check_in_flight_is_evidence_of_a_silent_checker() -> None:
 
 def test_a_fresh_fact_question_waits_out_its_only_providers_rate_limit_instead_of_answering_from_memory() -> None:
     """Perplexity answered 429 twice with Retry-After 2 s: a fresh-fact question (only web search serves it) used to
-    be routed to the local model alone and answered from memory (or refused when its queue was full: 22-32 of 100
+    be routed to the local model alone and answered from memory (or refused when its queue was full: 1 to 53 of 100
     analyses in bench/chaos.py's 429 storms). It is asked once its 2 s are over, on the injected clock."""
     clock = FakeClock()
     registry = fake_registry({"gemini": [reply("x")], "perplexity": [CITED], "local": [reply("From memory.")]})
