@@ -34,7 +34,7 @@ from nodes.policy.budget import correct_spend, not_made, reservations_of
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.events import RateLimitWait, RetryScheduled
 from nodes.policy.exclusion import failed_providers
-from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
+from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group, steps_used
 from nodes.policy.progress import emit
 from nodes.policy.prompt import build_prompt
 from providers.registry import ProviderRegistry
@@ -106,28 +106,36 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         update["candidate"] = None
         stop = next((c.error for c in group.finished if c.error is not None and c.error.disposition == "stop"), None)
         update["stop_reason"] = str(stop) if stop is not None else None
-    # A hedged pair used two steps of the chain: a later fallback must not call the hedge's provider again. The
-    # last call's failure is handled by its disposition like any other: it may be retried (a recorded retry of
-    # that step, not a fallback to it).
-    next_cursor = cursor + len(group.calls)
+    # A hedged pair used two steps of the chain (a duplicate of the same step, one): a later fallback must not call
+    # the hedge's provider again. The last call's failure is handled by its disposition like any other: it may be
+    # retried (a recorded retry of that step, not a fallback to it).
+    used = steps_used(group)
+    next_cursor = cursor + used
     last = group.calls[-1]
     if update["candidate"] is None and update["stop_reason"] is None and last in group.finished and last.error:
         provider = last.step["provider"]
         made = sum(1 for a in state.get("attempts", []) if a["provider"] == provider and a["role"] == "answer") + 1
         policy = registry.settings.resilience.retry
+        # Only an adequate step counts: a last resort's answer is degraded, worse than waiting once more.
+        fallback_left = any(not s.get("last_resort") for s in state["chain"][cursor + used :])
         wait = retry_wait_s(
             last.error,
             made=made,
             remaining_s=deadline_at - ctx.clock(),
             policy=policy,
             rng=ctx.rng,
-            # Only an adequate step counts: a last resort's answer is degraded, worse than waiting once more.
-            fallback_left=any(not s.get("last_resort") for s in state["chain"][cursor + len(group.calls) :]),
+            fallback_left=fallback_left,
         )
-        if wait is not None and registry.health.breaker(provider).retry_allowed(policy.budget_ratio):
+        # The retry budget (a share of the provider's recent successes) keeps retries from piling onto a provider
+        # in trouble, and a provider that has not answered lately has earned none. One retry is made regardless
+        # when nothing adequate is left after it: the alternative is a degraded answer or none (bench/chaos.py,
+        # 20% errors: a fresh-fact question's one 503 from a Perplexity without budget sent it to the last
+        # resorts, which failed too, and the analysis went unanswered).
+        budget = registry.health.breaker(provider).retry_allowed(policy.budget_ratio)
+        if wait is not None and (budget or (made == 1 and not fallback_left)):
             registry.health.breaker(provider).note_retry()
             update["retry_at"] = ctx.clock() + wait
-            next_cursor = cursor + len(group.calls) - 1
+            next_cursor = cursor + used - 1
             emit(runtime, RetryScheduled(provider=provider, wait_s=round(wait, 3)))
     update["cursor"] = next_cursor
     update["deadline_passed"] = ctx.clock() >= deadline_at

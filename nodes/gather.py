@@ -30,7 +30,7 @@ from nodes.policy.briefing_budget import RESEARCH_NEEDS, research_estimate
 from nodes.policy.briefing_prompts import gather_prompt
 from nodes.policy.budget import BudgetStore, Cover, correct_spend, not_made
 from nodes.policy.events import GatherStarted
-from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group
+from nodes.policy.hedging import Group, hedge_not_made, in_record_order, race, record_group, steps_used
 from nodes.policy.progress import emit
 
 
@@ -117,7 +117,7 @@ def gather(task: GatherTask, runtime: Runtime[Context]) -> GatherUpdate:
             break
         failures = [a for a in recorded if a["outcome"] != "ok"]
         finding["error"] = "; ".join(f"{a['provider']}: {a['error'] or a['error_class']}" for a in failures) or None
-        cursor += len(group.calls)
+        cursor += steps_used(group)
     if finding["text"] is None and finding["error"] is None:
         finding["error"] = "the research deadline passed"
     return {"findings": [finding], "attempts": attempts, "budget_extra": extra}

@@ -108,6 +108,16 @@ class Group:
     not_made: tuple[ChainStep, str] | None = None  # a hedge the spend caps refused, and why
 
 
+def steps_used(group: Group) -> int:
+    """Return how many steps of the chain a race used: two when it hedged with the next step, one when it hedged
+    with a duplicate (the same provider again, when no other adequate step follows) or not at all.
+
+    Counted by calls, a duplicate's pair moved the cursor past the step after it: a fresh-fact question whose two
+    Perplexity calls failed skipped its first last resort."""
+    first = group.calls[0].step["provider"] if group.calls else None
+    return 1 + any(c.hedge and c.step["provider"] != first for c in group.calls)
+
+
 def in_record_order(group: Group) -> list[Call]:
     """Return the calls in the order :func:`record_group` records them: the chosen reply last."""
     return [c for c in group.calls if c is not group.chosen] + ([group.chosen] if group.chosen else [])

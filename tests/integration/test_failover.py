@@ -458,6 +458,31 @@ def test_hung_primary_is_aborted_and_the_cross_check_does_not_ask_it_again(
     assert gemini.requests[0].client_gone.wait(CLOSED_WITHIN_S)  # and the hung call was closed, not left to its timeout
 
 
+def test_a_failed_duplicate_hedge_uses_one_step_and_the_next_step_is_asked() -> None:
+    """A fresh-fact question: Perplexity is slow, so it is hedged with a duplicate of itself (no other adequate step),
+    and both calls fail. The pair used one step of the chain; counted by calls, it moved the cursor past the next
+    step, and the first last resort was never asked."""
+    second = threading.Event()
+
+    def slow_fail(_messages: Any) -> Any:
+        second.wait(10)
+        raise ServerError("503 slow")
+
+    def fast_fail(_messages: Any) -> Any:
+        second.set()
+        raise ServerError("503")
+
+    registry = fake_registry(
+        {"perplexity": [slow_fail, fast_fail], "gemini": [reply("Gemini, from memory.")], "local": [reply("Local.")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+    )
+    result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"), depth="quick")
+    chain = [s.provider for s in result.routing.chain]
+    assert chain[0] == "perplexity" and result.routing.chain[1].last_resort
+    assert any(a.provider == "perplexity" and a.hedge for a in result.attempts)  # the duplicate was made
+    assert result.provider == chain[1] and calls(registry, chain[1]) == 1
+
+
 def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:
     call = Call(
         step={"provider": "perplexity", "tier": "realtime", "model": "perplexity/sonar", "reason": "test"},
@@ -523,7 +548,8 @@ def test_a_loser_that_completes_after_the_analysis_corrects_its_cost_in_the_ledg
 
 def test_when_every_adequate_provider_fails_the_last_resort_answers_marked_degraded() -> None:
     """Before, a complex analysis whose premium and realtime calls both failed got no answer at all (3 in 100
-    under 20% random errors); now the local model answers last, and the answer says it is degraded."""
+    under 20% random errors); now the local model answers last, and the answer says it is degraded. Perplexity,
+    the last adequate step, gets its one retry first (it has earned no retry budget: one is made regardless)."""
     registry = fake_registry(
         {
             "gemini": [ProviderTimeout("hung")],
@@ -535,7 +561,12 @@ def test_when_every_adequate_provider_fails_the_last_resort_answers_marked_degra
     result = run(registry, COMPLEX, depth="quick")
     assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity", "local"]
     assert [s.last_resort for s in result.routing.chain] == [False, False, True]
-    assert [a.provider for a in result.attempts if a.role == "answer"] == ["gemini", "perplexity", "local"]
+    assert [a.provider for a in result.attempts if a.role == "answer"] == [
+        "gemini",
+        "perplexity",
+        "perplexity",
+        "local",
+    ]
     assert result.provider == "local" and result.fallback_mode is True
     assert result.fallback_reason and "local model" in result.fallback_reason
     assert result.answer and result.answer.startswith("[Degraded answer:")

@@ -209,6 +209,19 @@ def test_a_provider_without_recent_successes_gets_no_retry() -> None:
     assert path(result) == [("gemini", "error", "server_error"), ("perplexity", "ok", None)]
 
 
+def test_the_only_adequate_provider_gets_one_retry_without_budget_before_the_last_resorts() -> None:
+    """A fresh-fact question: Perplexity, cold (no budget earned), fails once; only last resorts follow (answers
+    from memory, degraded). Before, they were asked at once; now Perplexity is asked once more, and only once."""
+    fresh = QueryNeeds.confident(0.95, "moderate", "fact_lookup")
+    registry = registry_of({"perplexity": [ServerError("503"), CITED], "local": [LOCAL_OK]})
+    result = run(registry, fresh)
+    assert path(result) == [("perplexity", "error", "server_error"), ("perplexity", "ok", None)]
+    assert not result.fallback_mode
+    failing = registry_of({"perplexity": [ServerError("503"), ServerError("503"), CITED], "local": [LOCAL_OK]})
+    again = run(failing, fresh)
+    assert [p for p, _, _ in path(again)] == ["perplexity", "perplexity", "local"]
+
+
 def test_retry_budget_caps_retries_across_requests() -> None:
     settings = hermetic_settings(retry={"budget_ratio": 0.1})
     registry = registry_of({"gemini": [ServerError("500")], "perplexity": [CITED]}, settings=settings)
@@ -504,10 +517,12 @@ def test_hedge_advances_the_cursor_past_both_providers() -> None:
     )
     result = run(registry)
     providers = [p for p, _, _ in path(result)]
-    # The chain is gemini, perplexity, then local as the last resort of a complex analysis: past both, neither is
-    # called again, and the last resort answers, marked degraded.
-    assert sorted(providers[:2]) == ["gemini", "perplexity"] and providers[2:] == ["local"]
-    assert registry.adapter("perplexity").fake.calls == 1  # type: ignore[attr-defined]
+    # The chain is gemini, perplexity, then local as the last resort of a complex analysis: past both, the primary
+    # is not called again; the hedge's step gets its one retry (nothing adequate is left after it, so it is made
+    # without a retry budget; the fast hedge may duplicate it), then the last resort answers, marked degraded.
+    assert sorted(providers[:2]) == ["gemini", "perplexity"] and providers[-1] == "local"
+    assert set(providers[2:-1]) == {"perplexity"}
+    assert registry.adapter("perplexity").fake.calls == len(providers) - 2  # type: ignore[attr-defined]
     assert registry.adapter("gemini").fake.calls == 1  # type: ignore[attr-defined]
     assert result.provider == "local" and result.fallback_mode is True
 

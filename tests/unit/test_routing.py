@@ -357,7 +357,8 @@ def test_legacy_serves_a_simple_query_from_premium_and_never_falls_to_local() ->
         "local": [reply("Local, ok.")],
     }
     result = run(registry(failing, mode="legacy"), SIMPLE)
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity"]
+    # Perplexity, the last step, gets its one retry without a budget earned; the local model is never asked.
+    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "perplexity"]
     assert result.answer is None and result.error
 
 
