@@ -127,12 +127,13 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             fallback_left=fallback_left,
         )
         # The retry budget (a share of the provider's recent successes) keeps retries from piling onto a provider
-        # in trouble, and a provider that has not answered lately has earned none. One retry is made regardless
-        # when nothing adequate is left after it: the alternative is a degraded answer or none (bench/chaos.py,
-        # 20% errors: a fresh-fact question's one 503 from a Perplexity without budget sent it to the last
-        # resorts, which failed too, and the analysis went unanswered).
+        # in trouble, and a provider that has not answered lately has earned none. An adequate step gets one retry
+        # regardless when nothing adequate is left after it: the alternative is a degraded answer or none
+        # (bench/chaos.py, 20% errors: a fresh-fact question's one 503 from a Perplexity without budget sent it to
+        # the last resorts, which failed too, and the analysis went unanswered).
         budget = registry.health.breaker(provider).retry_allowed(policy.budget_ratio)
-        if wait is not None and (budget or (made == 1 and not fallback_left)):
+        adequate = not last.step.get("last_resort")
+        if wait is not None and (budget or (made == 1 and adequate and not fallback_left)):
             registry.health.breaker(provider).note_retry()
             update["retry_at"] = ctx.clock() + wait
             next_cursor = cursor + used - 1

@@ -140,8 +140,9 @@ def test_exhausted_chain_reports_error_instead_of_raising() -> None:
     )
     result = run(registry, COMPLEX)
     assert result.answer is None and result.fallback_mode is True
-    # Local is only the last resort of a complex analysis, asked once premium and realtime have failed.
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "local"]
+    # Local is only the last resort of a complex analysis, asked once premium and realtime have failed; realtime,
+    # the last adequate step, gets one retry first (the retry budget of a provider that never answered is empty).
+    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "perplexity", "local"]
     assert result.error and "every provider in the chain failed" in result.error
 
 
