@@ -13,7 +13,7 @@ from langchain_core.messages import BaseMessage
 from graphs.context import Context
 from graphs.conversation_service import Conversations
 from graphs.stores import open_stores
-from graphs.stores.lease import leases_of
+from graphs.stores.lease import FileThreadLeases, RedisThreadLeases, leases_of
 from graphs.stores.records import open_records
 from providers.config import Settings, load_settings
 from providers.testing import fake_registry, redis_servers, reply
@@ -139,9 +139,11 @@ def test_a_session_another_runner_holds_is_not_answered_twice(settings: Settings
         session_id = conversations.create("Malakpet")["session_id"]
         conversations.add_message(session_id, "Design a 12-week plan for Malakpet")
         leases = leases_of(stores.checkpointer)
-        assert leases is not None
+        # The embedded stores lease by file lock, the Redis ones by a Redis key.
+        kind = FileThreadLeases if settings.redis_url is None else RedisThreadLeases
+        assert isinstance(leases, kind)
         other = leases.acquire(session_id)  # another process is writing this session's reply
-        assert other is not None
+        assert other is not None and leases.acquire(session_id) is None  # held: nobody else gets it
         events = list(conversations.stream_reply(session_id))
         assert events[-1]["type"] == "error" and "already running" in events[-1]["message"] and calls == []
         other.release()

@@ -508,7 +508,7 @@ def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
     registry = fake_registry({"perplexity": [CITED]})
     call = loser(registry, hedge=True)
     reservation = registry.hedge_budget.try_reserve(0.02)
-    assert reservation is not None
+    assert reservation is not None and registry.hedge_budget.totals()["extra_usd"] == pytest.approx(0.02)
     call.reply = registry.adapter("perplexity").invoke(PROMPT)
     call.done.set()
     settle_abandoned(registry, call, 0.02, reservation, grace_s=1.0, background=False)
@@ -889,7 +889,7 @@ def test_a_hedge_that_fails_with_a_retryable_error_is_asked_again_while_the_prim
 def test_a_hedge_over_a_primary_that_never_answers_is_a_failover_not_extra_spend() -> None:
     registry = fake_registry({"gemini": [CITED], "perplexity": [CITED]})
     reservation = registry.hedge_budget.try_reserve(0.01)
-    assert reservation is not None
+    assert reservation is not None and registry.hedge_budget.totals()["extra_usd"] == pytest.approx(0.01)
     registry.hedge_budget.settle(reservation, 0.007)  # what record_group does when the hedge wins
     settle_never_answered_primary(registry, reservation)
     totals = registry.hedge_budget.totals()

@@ -95,7 +95,7 @@ def finished(jobs: Jobs, job_id: str, run: Processes) -> Job:
 
     def done() -> bool:
         job = jobs.get(job_id)
-        assert job is not None
+        assert job is not None and job.job_id == job_id, f"the job store lost job {job_id}"
         box["job"] = job
         return job.state in ("done", "failed")
 
