@@ -374,7 +374,9 @@ def intelligent_chain(
     held = {o.provider: o.cooling_s for o in options if o.research is None and o.cooling_s > 0}
     chosen, rest = around_unready(best, rest, frozenset(silent | set(held)))
     if chosen is not best:
-        why = [f"{n} stopped answering (calls to it are overdue and none made since was answered)" for n in silent]
+        why = [
+            f"{n} stopped answering (calls to it are overdue and none made since was answered)" for n in sorted(silent)
+        ]
         why += [f"{n} is rate limited for {held[n]:.1f} s more" for n in sorted(held)]
         reasons.append(f"{_label(best)} demoted behind {_label(chosen)}, which can answer now: {'; '.join(why)}")
         best = chosen
