@@ -463,6 +463,11 @@ def ms_row(values: list[float]) -> str:
     )
 
 
+def answered_row(outcomes: list[Outcome]) -> str:
+    done = [o.ended - o.started for o in outcomes if o.result and o.result.answer]
+    return f"{ms_row(done)}; answered {len(done)} / {len(outcomes)}"
+
+
 def table(
     scenario: Scenario, outcomes: list[Outcome], concurrency: int, wall: float, health: dict[str, str]
 ) -> list[str]:
@@ -483,7 +488,10 @@ def table(
         checks += sum(1 for a in r.attempts if a.role == "cross_check")
         cancelled += sum(1 for a in answers if a.outcome == "cancelled")
         hedges += sum(1 for a in answers if a.hedge)
-        retries += sum(1 for a, b in itertools.pairwise(answers) if a.provider == b.provider)
+        # A duplicate hedge (the same provider again) is a hedge, not a retry.
+        retries += sum(
+            1 for a, b in itertools.pairwise(answers) if a.provider == b.provider and not (a.hedge or b.hedge)
+        )
         skipped += any("circuit open" in reason for reason in r.routing.reasons)
         # What hedging added is the hedge calls' cost (see nodes/call_model.py: _record_group).
         extra += sum(a.cost_usd for a in r.attempts if a.hedge)
@@ -499,6 +507,13 @@ def table(
                 failover_other.append(o.ended - min(failed))
     n = len(outcomes)
     in_fault = [o for o in outcomes if any(a <= o.progress < b for a, b in scenario.fault_windows)]
+    # A fault's onset: the first `concurrency` analyses started in each window were in flight before any of them
+    # could show the fault (a hang shows only once calls run past their usual latency). The rest is its steady
+    # state, which issue 11's "in steady state" target reads.
+    onset: list[Outcome] = []
+    for start, end in scenario.fault_windows:
+        onset += sorted((o for o in in_fault if start <= o.progress < end), key=lambda o: o.progress)[:concurrency]
+    steady = [o for o in in_fault if o not in onset]
     statuses = Counter(o.status for o in outcomes)
     # When the served answer's call ended: the failover's share of the latency, before the cross-check's.
     ready = [
@@ -513,10 +528,14 @@ def table(
         ("end to end (request -> response), all", ms_row(latencies)),
         ("end to end, answered", ms_row([o.ended - o.started for o in answered])),
         ("request in -> answer's call ended (before any cross-check)", ms_row(ready)),
-        (
-            "end to end, analyses started during the fault",
-            ms_row([o.ended - o.started for o in in_fault if o.result and o.result.answer])
-            + f"; answered {sum(1 for o in in_fault if o.result and o.result.answer)} / {len(in_fault)}",
+        ("end to end, analyses started during the fault", answered_row(in_fault)),
+        *(
+            [
+                (f"  of which its onset (the first {concurrency} started in it)", answered_row(onset)),
+                ("  of which its steady state (started after the onset)", answered_row(steady)),
+            ]
+            if scenario.fault_windows
+            else []
         ),
         ("failover: first failure -> answer", ms_row(failover)),
         ("  of which answered by another provider", ms_row(failover_other)),

@@ -200,6 +200,11 @@ def race(
         # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
         # against one that may still answer.
         hedge_step = None
+    if hedge_step is not None and hedge_step["provider"] != first and _silent(registry, hedge_step):
+        # Racing a provider gone silent buys nothing: it would hang as well. In the chaos run's hung-primary rows,
+        # Perplexity's slow calls were hedged with the hung Gemini (the route put it second) and ran their whole
+        # tail (1.3 s) alone; a duplicate of the slow call is what can answer sooner.
+        hedge_step = None
     duplicate = hedge_step is None and resilience.hedge.enabled and registry.tier_of(first) != "local"
     if duplicate:
         # No other adequate step (fresh facts: only Perplexity serves them): the same provider again, as a second
@@ -323,6 +328,11 @@ def race(
                 waiting_for_primary = True
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen, not_made), reservation
+
+
+def _silent(registry: ProviderRegistry, step: ChainStep) -> bool:
+    """Say whether the step's provider was silent when the analysis was routed or has gone silent since."""
+    return bool(step.get("silent")) or registry.health.stalls.stalled(step["provider"])
 
 
 def _rehedge_wait(registry: ProviderRegistry, hedge: Call, remaining_s: float) -> float | None:

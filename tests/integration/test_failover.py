@@ -483,6 +483,45 @@ def test_a_failed_duplicate_hedge_uses_one_step_and_the_next_step_is_asked() -> 
     assert result.provider == chain[1] and calls(registry, chain[1]) == 1
 
 
+def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the_route_put_next() -> None:
+    """Gemini was silent when the complex question was routed, so Perplexity leads and Gemini comes second. Before,
+    Perplexity's slow call was hedged with Gemini, which hung as well, and the analysis waited out Perplexity's tail
+    (1.3 s in bench/chaos.py's cold hung row); now the hedge is a second Perplexity request, and it answers."""
+    clock = FakeClock(0.0)
+    release, second = threading.Event(), threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return reply("Gemini, much too late.")
+
+    def slow(_messages: Any) -> Any:
+        second.wait(120)
+        return CITED
+
+    def fast(_messages: Any) -> Any:
+        second.set()
+        return CITED
+
+    registry = fake_registry(
+        {"gemini": [hung], "perplexity": [slow, fast], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+        health=HealthBoard(stalls=StallWatch(clock)),
+    )
+    for _ in range(2):
+        registry.health.stalls.start("gemini", 1.0)
+    clock.advance(2.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    assert [(s.provider, s.silent) for s in result.routing.chain][:2] == [("perplexity", False), ("gemini", True)]
+    assert result.provider == "perplexity" and calls(registry, "gemini") == 0
+    answers = [a for a in result.attempts if a.role == "answer"]
+    # Which of the two requests meets the slow reply depends on which thread reaches the fake first.
+    assert sorted((a.provider, a.hedge) for a in answers) == [("perplexity", False), ("perplexity", True)]
+    assert sorted(a.outcome for a in answers) == ["cancelled", "ok"]
+
+
 def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:
     call = Call(
         step={"provider": "perplexity", "tier": "realtime", "model": "perplexity/sonar", "reason": "test"},
