@@ -554,12 +554,19 @@ def table(
     ]
     for error, count in errors.most_common(3):
         rows.append(("unanswered", f"{count} x {error}"))
-    for o in sorted(outcomes, key=lambda o: o.started - o.ended)[:SHOW_SLOWEST]:
+
+    def calls_of(o: Outcome) -> str:
         calls = "; ".join(
             f"{a.role} {a.provider} {a.outcome}{'(hedge)' if a.hedge else ''} {a.latency_ms:.0f}ms {a.error or ''}"[:90]
             for a in (o.result.attempts if o.result else [])
         )
-        rows.append((f"slow: {(o.ended - o.started) * 1000:.0f} ms", calls or str(o.crash)))
+        return calls or str(o.crash)
+
+    for o in sorted(outcomes, key=lambda o: o.started - o.ended)[:SHOW_SLOWEST]:
+        rows.append((f"slow: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
+    for o in outcomes:
+        if o not in answered:  # always shown: one unanswered analysis of hundreds is the one worth reading
+            rows.append((f"unanswered: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
     return render(f"{scenario.name}: {scenario.description}", rows)
 
 

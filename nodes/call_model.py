@@ -29,6 +29,7 @@ from langgraph.runtime import Runtime
 from graphs.context import Context, context_of
 from graphs.state import AnalysisState, Attempt, CallUpdate, ChainStep
 from nodes.policy.answers import candidate_from
+from nodes.policy.ask_again import step_to_ask_again
 from nodes.policy.attempts import retry_wait_s, skipped_attempt
 from nodes.policy.budget import correct_spend, not_made, reservations_of
 from nodes.policy.costing import estimate_call_cost
@@ -53,7 +54,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     skipped = _skips(state, registry, cursor, deadline_at - ctx.clock(), retrying=retry_at is not None)
     if skipped:
         # No provider was called: the next execution starts at the first step worth calling.
-        return {
+        update: CallUpdate = {
             "attempts": skipped,
             "cursor": cursor + len(skipped),
             "retry_at": None,
@@ -61,6 +62,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             "candidate": None,
             "deadline_passed": ctx.clock() >= deadline_at,
         }
+        return _or_ask_again(update, state, ctx, runtime, deadline_at)
     cover = ctx.cover(state)
     step = state["chain"][cursor]
     estimate = _estimate(registry, state, step)
@@ -70,7 +72,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         # tier, the free local model) may still fit, so the chain goes on.
         what = "the retry of" if retry_at is not None else "the call to" if cursor == 0 else "the fallback to"
         attempt = skipped_attempt(registry, step, "answer", not_made(refusal, f"{what} {step['provider']}", estimate))
-        return {
+        refused: CallUpdate = {
             "attempts": [attempt],
             "cursor": cursor + 1,
             "retry_at": None,
@@ -78,6 +80,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             "candidate": None,
             "deadline_passed": ctx.clock() >= deadline_at,
         }
+        return _or_ask_again(refused, state, ctx, runtime, deadline_at)
 
     def admit_hedge(hedge: ChainStep) -> str | None:
         cost = _estimate(registry, state, hedge)
@@ -98,7 +101,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     held = [*reservations_of(state), *cover.extra]
     on_settled = _cost_correction(state, ctx, group, held, first=len(state.get("attempts", [])) + len(refused_hedge))
     attempts = refused_hedge + record_group(registry, state, group, reservation, on_settled=on_settled)
-    update: CallUpdate = {"attempts": attempts, "retry_at": None, "stop_reason": None, "budget_extra": cover.extra}
+    update = {"attempts": attempts, "retry_at": None, "stop_reason": None, "budget_extra": cover.extra}
     chosen = group.chosen
     if chosen is not None and chosen.reply is not None:
         update["candidate"] = candidate_from(chosen.reply, chosen.step, registry.vendor_of(chosen.step["provider"]))
@@ -140,7 +143,46 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
             emit(runtime, RetryScheduled(provider=provider, wait_s=round(wait, 3)))
     update["cursor"] = next_cursor
     update["deadline_passed"] = ctx.clock() >= deadline_at
-    return update
+    return _or_ask_again(update, state, ctx, runtime, deadline_at)
+
+
+def _or_ask_again(
+    update: CallUpdate, state: AnalysisState, ctx: Context, runtime: Runtime[Context], deadline_at: float
+) -> CallUpdate:
+    """Return the update, or, when it leaves the whole chain failed with time left, one that asks a step once more
+    (nodes/policy/ask_again.py): the cursor goes back to it, as for a retry."""
+    chain = state["chain"]
+    if update.get("candidate") is not None or update.get("stop_reason") or update.get("retry_at") is not None:
+        return update
+    attempts = [*state.get("attempts", []), *update.get("attempts", [])]
+    failed = failed_providers(attempts)
+    # Spent: past the last step, or (after a step asked once more failed) every step left has failed already.
+    if any(s["provider"] not in failed for s in chain[update["cursor"] :]) or update["deadline_passed"]:
+        return update
+    registry = ctx.registry
+    policy = registry.settings.resilience.retry
+    left_s = deadline_at - ctx.clock()
+    if left_s < policy.min_attempt_s:
+        return {**update, "cursor": len(chain)}
+
+    def can_answer_now(name: str) -> bool:
+        return (
+            registry.availability(name).available
+            and not registry.health.stalls.stalled(name)
+            and registry.health.cooldowns.left_s(name) < left_s - policy.min_attempt_s
+        )
+
+    index = step_to_ask_again(chain, attempts, can_answer_now=can_answer_now, max_calls=policy.max_retries + 1)
+    if index is None:
+        return {**update, "cursor": len(chain)}  # spent: nothing is left to skip through
+    provider = chain[index]["provider"]
+    made = sum(1 for a in attempts if a["provider"] == provider and a["role"] == "answer" and a["outcome"] != "skipped")
+    # Full-jitter backoff, as for a retry; a Retry-After still running is waited out before the call (cooling_s).
+    wait = ctx.rng.uniform(0, min(policy.max_backoff_s, policy.base_backoff_s * 2 ** (made - 1)))
+    wait = min(wait, max(0.0, left_s - policy.min_attempt_s))
+    registry.health.breaker(provider).note_retry()  # a call more than the chain planned, like a retry
+    emit(runtime, RetryScheduled(provider=provider, wait_s=round(wait, 3)))
+    return {**update, "cursor": index, "retry_at": ctx.clock() + wait}
 
 
 def _estimate(registry: ProviderRegistry, state: AnalysisState, step: ChainStep) -> float:
@@ -187,11 +229,14 @@ def _skips(
         # answer to the question, not an outage, so nothing answers from memory in its place.
         why = f"last resort not asked: {rejected} answered and its answer was rejected"
         return [skipped_attempt(registry, step, "answer", why) for step in chain[cursor:]]
-    for index in range(cursor, len(chain) - 1):  # the last step is always tried: nothing comes after it
+    for index in range(cursor, len(chain)):
         step = chain[index]
         name = step["provider"]
         if name in failed and not (retrying and index == cursor):
+            # The last step too: once the chain is spent, nodes/policy/ask_again.py picks what is asked once more.
             reason = f"not asked again: {name} failed earlier in this analysis"
+        elif index == len(chain) - 1:
+            break  # the last step is tried however long the local queue: nothing comes after it
         else:
             wait_s = registry.expected_wait_s(name)
             if wait_s <= 0 or wait_s < remaining_s * registry.settings.resilience.retry.attempt_share:

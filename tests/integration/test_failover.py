@@ -41,7 +41,7 @@ from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import plan
 from providers.base import Prompt, ProviderAdapter
 from providers.config import Settings, load_settings
-from providers.errors import CallAborted, ProviderTimeout, ServerError
+from providers.errors import CallAborted, MalformedResponse, ProviderConnectionError, ProviderTimeout, ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.resilience.breaker import CircuitBreaker, LatencyView
@@ -520,6 +520,28 @@ def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the
     # Which of the two requests meets the slow reply depends on which thread reaches the fake first.
     assert sorted((a.provider, a.hedge) for a in answers) == [("perplexity", False), ("perplexity", True)]
     assert sorted(a.outcome for a in answers) == ["cancelled", "ok"]
+
+
+def test_a_question_whose_every_provider_failed_once_is_asked_again_while_time_is_left() -> None:
+    """bench/chaos.py, 20% random errors: Perplexity answered 503 and then a garbled body, Gemini dropped the
+    connection and the local model answered 500, all within 0.75 s of a 90 s deadline, and the fresh-fact question
+    went unanswered. Now its adequate provider is asked a third time, after a backoff on the injected clock."""
+    registry = fake_registry(
+        {
+            "perplexity": [ServerError("503"), MalformedResponse("garbled"), CITED],
+            "gemini": [ProviderConnectionError("reset")],
+            "local": [ServerError("500")],
+        }
+    )
+    result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"))
+    assert [(a.provider, a.outcome) for a in result.attempts if a.role == "answer"] == [
+        ("perplexity", "error"),
+        ("perplexity", "error"),
+        ("gemini", "error"),
+        ("local", "error"),
+        ("perplexity", "ok"),
+    ]
+    assert result.provider == "perplexity" and not result.fallback_mode
 
 
 def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:

@@ -142,7 +142,11 @@ def test_exhausted_chain_reports_error_instead_of_raising() -> None:
     assert result.answer is None and result.fallback_mode is True
     # Local is only the last resort of a complex analysis, asked once premium and realtime have failed; realtime,
     # the last adequate step, gets one retry first (the retry budget of a provider that never answered is empty).
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "perplexity", "local"]
+    # With the chain spent and time left, each step is asked again (nodes/policy/ask_again.py): the adequate ones
+    # up to the retry policy's three calls, the last resort once more; then the analysis ends unanswered.
+    first_pass = ["gemini", "perplexity", "perplexity", "local"]
+    assert [a.provider for a in result.attempts] == [*first_pass, "gemini", "gemini", "perplexity", "local"]
+    assert all(a.outcome == "error" for a in result.attempts)
     assert result.error and "every provider in the chain failed" in result.error
 
 

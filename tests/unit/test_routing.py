@@ -357,8 +357,16 @@ def test_legacy_serves_a_simple_query_from_premium_and_never_falls_to_local() ->
         "local": [reply("Local, ok.")],
     }
     result = run(registry(failing, mode="legacy"), SIMPLE)
-    # Perplexity, the last step, gets its one retry without a budget earned; the local model is never asked.
-    assert [a.provider for a in result.attempts] == ["gemini", "perplexity", "perplexity"]
+    # Perplexity, the last step, gets its one retry without a budget earned; with the chain spent each provider is
+    # asked again up to the retry policy's three calls; the local model is never asked.
+    assert [a.provider for a in result.attempts] == [
+        "gemini",
+        "perplexity",
+        "perplexity",
+        "gemini",
+        "gemini",
+        "perplexity",
+    ]
     assert result.answer is None and result.error
 
 

@@ -1,0 +1,72 @@
+"""When every step of the chain has failed and time is left: which step to ask once more.
+
+Within one analysis a provider that failed is not asked again (nodes/policy/exclusion.py) unless nothing else can
+do the job (issue 11). Once the whole chain has failed, nothing else can: before, such an analysis ended with no
+answer however much of its deadline was left. In bench/chaos.py's 20% random errors that was 4 analyses in 3,000,
+each with most of its deadline unused: a fresh-fact question whose Perplexity answered 503 and then a garbled
+body, whose Gemini dropped the connection and whose local model answered 500, all within 0.75 s; simple jobs
+whose local model and Perplexity both ran past their sub-deadlines. Each provider there fails one call in five,
+so one more call is very likely to answer.
+
+Asked again: the first step, adequate steps before last resorts (a last resort's answer is degraded), whose
+provider failed here only in ways that pass (timeouts, dropped connections, 429s, 5xx, garbled or empty bodies),
+that is available now (its circuit not open, not gone silent, any rate-limit cooldown over before the deadline) and
+that has been called fewer than ``max_calls`` times in this analysis (the retry policy's bound, its retries
+included), a last resort fewer than twice. A fresh-fact question whose Perplexity failed twice is asked of
+Perplexity a third time before Gemini answers it from memory. What a full outage costs an analysis: the adequate
+steps' calls up to the policy's bound and one more call to each last resort, and only until the circuits open
+(``failure_threshold`` failures in a row).
+
+A step whose last attempt was not made (skipped: the spend caps, the local queue) is not picked again, so the
+choice always ends: every pick either makes a call or is skipped. An analysis whose answer was rejected (an
+adequate provider answered without the sources its question needs) is not asked again: that was an answer, not an
+outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from graphs.state import Attempt, ChainStep
+
+# Failures that say nothing lasting about the provider: another call may well answer.
+_PASSING = frozenset(
+    {
+        "timeout",
+        "connection_error",
+        "rate_limited",
+        "server_error",
+        "malformed_response",
+        "empty_response",
+        "overloaded",
+        "cancelled",
+    }
+)
+# Calls to a last resort in one analysis, after which it is not asked again: its answer is degraded anyway.
+_LAST_RESORT_CALLS = 2
+
+
+def step_to_ask_again(
+    chain: Sequence[ChainStep],
+    attempts: Sequence[Attempt],
+    *,
+    can_answer_now: Callable[[str], bool],
+    max_calls: int,
+) -> int | None:
+    """Return the index of the chain step to ask once more after every step failed, or None (none is worth it)."""
+    answers = [a for a in attempts if a["role"] == "answer"]
+    if any(a["outcome"] in ("ok", "invalid") for a in answers):
+        return None  # an answer came (and was rejected): not an outage
+    order = sorted(range(len(chain)), key=lambda i: (bool(chain[i].get("last_resort")), i))
+    for index in order:
+        name = chain[index]["provider"]
+        own = [a for a in answers if a["provider"] == name]
+        made = [a for a in own if a["outcome"] != "skipped"]
+        limit = min(max_calls, _LAST_RESORT_CALLS) if chain[index].get("last_resort") else max_calls
+        if not made or own[-1]["outcome"] == "skipped" or len(made) >= limit:
+            continue
+        if any(a["outcome"] == "error" and a["error_class"] not in _PASSING for a in made):
+            continue
+        if can_answer_now(name):
+            return index
+    return None
