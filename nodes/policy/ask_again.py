@@ -29,18 +29,11 @@ from collections.abc import Callable, Sequence
 
 from graphs.state import Attempt, ChainStep
 
-# Failures that say nothing lasting about the provider: another call may well answer.
+# Failures that say nothing lasting about the provider: another call may well answer. Not "overloaded" (the local
+# model's queue is full): it drains at seconds a call, not within a backoff, and the request's 503 says when to
+# come back (graphs/overload.py).
 _PASSING = frozenset(
-    {
-        "timeout",
-        "connection_error",
-        "rate_limited",
-        "server_error",
-        "malformed_response",
-        "empty_response",
-        "overloaded",
-        "cancelled",
-    }
+    {"timeout", "connection_error", "rate_limited", "server_error", "malformed_response", "empty_response", "cancelled"}
 )
 # Calls to a last resort in one analysis, after which it is not asked again: its answer is degraded anyway.
 _LAST_RESORT_CALLS = 2

@@ -55,6 +55,8 @@ def test_a_lasting_failure_a_provider_that_cannot_answer_now_or_a_skipped_step_i
     ]
     assert pick(spent) == 1  # a bad key does not recover
     assert pick(spent, down=frozenset({"gemini"})) == 2  # circuit open, gone silent or cooling past the deadline
+    full = [attempt("perplexity", error_class="auth_error"), attempt("local", error_class="overloaded")]
+    assert pick(full, down=frozenset({"gemini"})) is None  # a full local queue does not drain within a backoff
     skipped = [*spent, attempt("gemini", outcome="skipped", error_class=None)]
     assert pick(skipped, down=frozenset({"local"})) is None  # the spend caps refused it: not picked in a loop
     overtaken = [attempt("perplexity", outcome="cancelled", error_class=None), attempt("gemini"), attempt("local")]
