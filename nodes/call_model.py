@@ -114,7 +114,11 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
     # retried (a recorded retry of that step, not a fallback to it).
     used = steps_used(group)
     next_cursor = cursor + used
-    last = group.calls[-1]
+    last, last_index = group.calls[-1], cursor + used - 1
+    if last not in group.finished and group.calls[0].error is not None:
+        # The primary failed and its hedge was given up (it ran past its usual latency): the primary's failure
+        # decides, so a 503 is retried on its own step before the chain falls to a last resort.
+        last, last_index = group.calls[0], cursor
     if update["candidate"] is None and update["stop_reason"] is None and last in group.finished and last.error:
         provider = last.step["provider"]
         made = sum(1 for a in state.get("attempts", []) if a["provider"] == provider and a["role"] == "answer") + 1
@@ -139,7 +143,7 @@ def call_model(state: AnalysisState, runtime: Runtime[Context]) -> CallUpdate:
         if wait is not None and (budget or (made == 1 and adequate and not fallback_left)):
             registry.health.breaker(provider).note_retry()
             update["retry_at"] = ctx.clock() + wait
-            next_cursor = cursor + used - 1
+            next_cursor = last_index
             emit(runtime, RetryScheduled(provider=provider, wait_s=round(wait, 3)))
     update["cursor"] = next_cursor
     update["deadline_passed"] = ctx.clock() >= deadline_at

@@ -3,8 +3,10 @@
 Cause 1 of a hung primary costing 30 s: the answer was cross-checked, and the checker list put premium first,
 so the analysis asked the provider that had just timed out again and waited for it. A provider whose call in
 this analysis errored, timed out, or was overtaken by a hedge while it had not answered is left out of later
-steps (fallbacks and checkers) unless nothing else can do the job. A request-side refusal (bad request, too
-long, blocked) says nothing about the provider now and does not exclude it; neither does an aborted hedge.
+steps (fallbacks and checkers) unless nothing else can do the job, and so is a hedge given up on once the call
+it hedged had failed (it ran past its provider's usual latency). A request-side refusal (bad request, too long,
+blocked) says nothing about the provider now and does not exclude it; neither does a hedge aborted because the
+other call answered.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def failed_providers(attempts: Iterable[Attempt]) -> set[str]:
         overtaken = (
             attempt["outcome"] == "cancelled" and not attempt.get("hedge") and attempt["provider"] not in answered
         )
-        if errored or overtaken:
+        # A hedge given up on (it ran past its provider's usual latency once the call it hedged had failed).
+        gave_up = attempt["outcome"] == "cancelled" and attempt["error_class"] == "timeout"
+        if errored or overtaken or gave_up:
             failed.add(attempt["provider"])
     return failed

@@ -224,7 +224,7 @@ def race(
     refused = False
     finished: list[Call] = []
     winner: Call | None = None
-    waiting_for_primary = False  # the hedge failed and only the slow primary is left
+    waiting_for: tuple[Call, str] | None = None  # one call of the pair failed: the other, given until its usual latency
     rehedge_at: float | None = None  # when a failed hedge is asked again (once) while the primary still runs
     rehedged = False
     not_made: tuple[ChainStep, str] | None = None
@@ -291,10 +291,11 @@ def race(
                         emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
                         break
                 continue
-            if waiting_for_primary and calls[0] not in finished:
-                calls[0].gave_up = "its hedge failed and it ran past its provider's usual latency and the grace"
-                calls[0].abort.set()
-                emit(AttemptAbandoned(provider=calls[0].step["provider"]).wire())
+            if waiting_for is not None and waiting_for[0] not in finished:
+                late, why = waiting_for
+                late.gave_up = why
+                late.abort.set()
+                emit(AttemptAbandoned(provider=late.step["provider"]).wire())
             break  # past the deadline and the grace: whatever still runs is abandoned
         finished.append(call)
         if call.reply is not None:
@@ -316,16 +317,21 @@ def race(
             if wait is not None:
                 rehedge_at = time.monotonic() + wait
                 continue
-        if call.hedge and calls[0] not in finished:
-            # The hedge failed and the primary, already slower than usual, still runs: wait for it only as long
-            # as a loser would be given (its usual latency plus the grace), not to its sub-deadline; then the
-            # router moves on (a retry of the hedge's provider, the next step). A hang in a run with random
-            # errors cost its whole sub-deadline (3.5 s) this way.
-            primary = calls[0]
-            usual_s = min(primary.slow_after_s, primary.timeout_s)
+        other = next((c for c in calls if c is not call and c not in finished), None)
+        if other is not None and waiting_for is None:
+            # One call of the pair failed and the other still runs: wait for it only as long as a loser would be
+            # given (its usual latency plus the grace), not to its sub-deadline; then the router moves on (a retry,
+            # the next step, the chain asked again). The hedge failed and the primary, already slower than usual,
+            # still ran: a hang in a run with random errors cost its whole sub-deadline (3.5 s). The primary failed
+            # and its hedge hung: a last step's hedge has the whole time left as its sub-deadline (20 s).
+            usual_s = min(other.slow_after_s, other.timeout_s)
             if usual_s != float("inf"):
-                limit = min(limit, primary.started + usual_s + resilience.deadlines.loser_grace_s)
-                waiting_for_primary = True
+                limit = min(limit, other.started + usual_s + resilience.deadlines.loser_grace_s)
+                ran_past = "it ran past its provider's usual latency and the grace"
+                waiting_for = (
+                    other,
+                    f"its hedge failed and {ran_past}" if call.hedge else f"the call it hedged failed and {ran_past}",
+                )
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen, not_made), reservation
 
@@ -492,7 +498,9 @@ def record_group(
                 )
                 + "; the call may still be billed, so its cost is the estimate until it completes",
             )
-            attempt["error_class"] = "cancelled"
+            # Given up on (it ran past its provider's usual latency), a call is as good as timed out; overtaken by
+            # an answer, it says nothing about its provider.
+            attempt["error_class"] = "timeout" if call.gave_up and not other else "cancelled"
             attempt["cost_usd"] = round(cost, 8)
             abandoned.append((call, cost, len(attempts)))
         if call.hedge:

@@ -1012,6 +1012,46 @@ def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_no
     assert result.provider == "local" and result.fallback_mode is True
 
 
+def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
+    """The mirror case: Gemini fails once its hedge (Perplexity) has started, and the hedge hangs. Before, the
+    analysis waited for the hedge's whole sub-deadline (20 s in the chaos run: a last step's hedge has all the time
+    left); now it waits as long as a loser would be given, and the chain goes on."""
+    release, hedged = threading.Event(), threading.Event()
+
+    def fails_once_hedged(_messages: Any) -> Any:
+        hedged.wait(10)
+        raise ServerError("503")
+
+    def hung(_messages: Any) -> Any:
+        hedged.set()
+        release.wait(120)
+        return CITED
+
+    registry = fake_registry(
+        {"gemini": [fails_once_hedged], "perplexity": [hung], "local": [reply("Local answer to a complex question.")]},
+        settings=settings_with(
+            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
+            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
+        ),
+    )
+    for _ in range(10):
+        registry.health.record("perplexity", ok=True, latency_ms=10.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    hedge = next(a for a in result.attempts if a.hedge)
+    assert (hedge.provider, hedge.outcome, hedge.error_class) == ("perplexity", "cancelled", "timeout")
+    assert hedge.error and "the call it hedged failed" in hedge.error
+    # Gemini's 503 decides what comes next: a retry on its own step before the last resort answers.
+    assert [(a.provider, a.hedge) for a in result.attempts][:3] == [
+        ("gemini", False),
+        ("perplexity", True),
+        ("gemini", False),
+    ]
+    assert result.provider == "local"
+
+
 # --- the CLI leaves once it has printed --------------------------------------------------------------------------
 
 
