@@ -476,7 +476,7 @@ def table(
     latencies = [o.ended - o.started for o in outcomes]
     failover: list[float] = []
     failover_other: list[float] = []
-    retries = hedges = cancelled = checks = skipped = 0
+    retries = hedges = cancelled = checks = skipped = silent_routes = 0
     spend = extra = 0.0
     by_provider: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -494,6 +494,8 @@ def table(
             1 for a, b in itertools.pairwise(answers) if a.provider == b.provider and not (a.hedge or b.hedge)
         )
         skipped += any("circuit open" in reason for reason in r.routing.reasons)
+        # With no fault (the healthy row), each of these is a false positive of the stall watch.
+        silent_routes += any(step.silent for step in r.routing.chain)
         # What hedging added is the hedge calls' cost (see nodes/call_model.py: _record_group).
         extra += sum(a.cost_usd for a in r.attempts if a.hedge)
         spend += sum(a.cost_usd for a in r.attempts if not a.hedge)
@@ -548,6 +550,7 @@ def table(
             f"{checks} cross-checks",
         ),
         ("routes that skipped an open circuit", str(skipped)),
+        ("routes that put a provider gone silent behind the others", str(silent_routes)),
         ("spend", f"${spend:.4f} + hedge calls ${extra:.4f} = {extra / spend if spend else 0:.2%} extra from hedging"),
         ("circuits at the end", ", ".join(f"{k} {v}" for k, v in health.items())),
         ("throughput", f"{n / wall:.1f} analyses/s ({wall:.1f} s wall, concurrency {concurrency})"),
