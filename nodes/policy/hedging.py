@@ -200,10 +200,17 @@ def race(
         # A last resort's answer is degraded: it is asked once every adequate step has failed, never raced
         # against one that may still answer.
         hedge_step = None
-    if hedge_step is not None and hedge_step["provider"] != first and _silent(registry, hedge_step):
+    if (
+        hedge_step is not None
+        and hedge_step["provider"] != first
+        and _silent(registry, hedge_step)
+        and _answering(registry, chain[cursor])
+    ):
         # Racing a provider gone silent buys nothing: it would hang as well. In the chaos run's hung-primary rows,
         # Perplexity's slow calls were hedged with the hung Gemini (the route put it second) and ran their whole
-        # tail (1.3 s) alone; a duplicate of the slow call is what can answer sooner.
+        # tail (1.3 s) alone; a duplicate of the slow call is what can answer sooner. Only over a primary known to
+        # answer: a duplicate of a provider that may itself be hung (no answers on record, or failing) would hang
+        # beside it, and the silent one may be a false alarm (a cold start's slow first calls).
         hedge_step = None
     duplicate = hedge_step is None and resilience.hedge.enabled and registry.tier_of(first) != "local"
     if duplicate:
@@ -339,6 +346,15 @@ def race(
 def _silent(registry: ProviderRegistry, step: ChainStep) -> bool:
     """Say whether the step's provider was silent when the analysis was routed or has gone silent since."""
     return bool(step.get("silent")) or registry.health.stalls.stalled(step["provider"])
+
+
+def _answering(registry: ProviderRegistry, step: ChainStep) -> bool:
+    """Say whether the step's provider is known to answer: enough answers on record for a latency estimate, its
+    latest call not failed, and not gone silent."""
+    resilience = registry.settings.resilience
+    view = registry.health.breaker(step["provider"]).latency_view(resilience.hedge.mad_k)
+    warm = view.samples >= resilience.deadlines.min_samples
+    return warm and not view.suspect and not registry.health.stalls.stalled(step["provider"])
 
 
 def _rehedge_wait(registry: ProviderRegistry, hedge: Call, remaining_s: float) -> float | None:

@@ -484,9 +484,9 @@ def test_a_failed_duplicate_hedge_uses_one_step_and_the_next_step_is_asked() -> 
 
 
 def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the_route_put_next() -> None:
-    """Gemini was silent when the complex question was routed, so Perplexity leads and Gemini comes second. Before,
-    Perplexity's slow call was hedged with Gemini, which hung as well, and the analysis waited out Perplexity's tail
-    (1.3 s in bench/chaos.py's cold hung row); now the hedge is a second Perplexity request, and it answers."""
+    """Gemini was silent when the complex question was routed, so Perplexity, known to answer, leads and Gemini comes
+    second. Before, Perplexity's slow call was hedged with Gemini, which hung as well, and the analysis waited out
+    Perplexity's tail (1.3 s in bench/chaos.py's cold hung row); now the hedge is a second Perplexity request."""
     clock = FakeClock(0.0)
     release, second = threading.Event(), threading.Event()
 
@@ -507,6 +507,8 @@ def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the
         settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
         health=HealthBoard(stalls=StallWatch(clock)),
     )
+    for _ in range(5):
+        registry.health.record("perplexity", ok=True, latency_ms=10.0)
     for _ in range(2):
         registry.health.stalls.start("gemini", 1.0)
     clock.advance(2.0)
@@ -520,6 +522,35 @@ def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the
     # Which of the two requests meets the slow reply depends on which thread reaches the fake first.
     assert sorted((a.provider, a.hedge) for a in answers) == [("perplexity", False), ("perplexity", True)]
     assert sorted(a.outcome for a in answers) == ["cancelled", "ok"]
+
+
+def test_over_a_primary_with_no_answers_on_record_the_silent_next_step_is_still_the_hedge() -> None:
+    """The same route, but Perplexity has not answered yet (a cold start): a duplicate of it could hang beside it,
+    and the silent mark may be a false alarm (bench/chaos.py's cold hung row once took 14.5 s, most likely by a hedge
+    that went to a second request to a hung provider with nothing on record). Here Gemini's silence was a false
+    alarm, and it answers the hedge."""
+    clock = FakeClock(0.0)
+    release = threading.Event()
+
+    def slow(_messages: Any) -> Any:
+        release.wait(120)
+        return CITED
+
+    registry = fake_registry(
+        {"gemini": [reply("Gemini, after all.")], "perplexity": [slow], "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+        health=HealthBoard(stalls=StallWatch(clock)),
+    )
+    for _ in range(2):
+        registry.health.stalls.start("gemini", 1.0)
+    clock.advance(2.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    assert [(s.provider, s.silent) for s in result.routing.chain][:2] == [("perplexity", False), ("gemini", True)]
+    assert (result.provider, calls(registry, "perplexity")) == ("gemini", 1)
+    assert next(a for a in result.attempts if a.hedge).provider == "gemini"
 
 
 def test_a_question_whose_every_provider_failed_once_is_asked_again_while_time_is_left() -> None:
