@@ -571,9 +571,9 @@ def table(
     shown = max(SHOW_SLOWEST, min(5, sum(1 for o in outcomes if o.ended - o.started > OUTLIER_S)))
     for o in slowest[:shown]:
         rows.append((f"slow: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
-    for o in outcomes:
-        if o not in answered:  # always shown: one unanswered analysis of hundreds is the one worth reading
-            rows.append((f"unanswered: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
+    # Always shown (up to five): one unanswered analysis of hundreds is the one worth reading.
+    for o in [o for o in outcomes if o not in answered][:5]:
+        rows.append((f"unanswered: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
     return render(f"{scenario.name}: {scenario.description}", rows)
 
 
