@@ -483,11 +483,34 @@ def test_a_failed_duplicate_hedge_uses_one_step_and_the_next_step_is_asked() -> 
     assert result.provider == chain[1] and calls(registry, chain[1]) == 1
 
 
+def run_with_gemini_silent(
+    scripts: dict[str, list[Any]], release: threading.Event, warm: str | None = None
+) -> tuple[ProviderRegistry, AnalysisResult]:
+    """Run a complex quick analysis, hedged at once, while two calls to Gemini are overdue on the stall watch's own
+    (fake) clock: the route puts Perplexity first and marks Gemini silent. ``warm`` has five answers on record."""
+    clock = FakeClock(0.0)
+    registry = fake_registry(
+        {**scripts, "local": [reply("x")]},
+        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
+        health=HealthBoard(stalls=StallWatch(clock)),
+    )
+    for _ in range(5 if warm else 0):
+        registry.health.record(str(warm), ok=True, latency_ms=10.0)
+    for _ in range(2):
+        registry.health.stalls.start("gemini", 1.0)
+    clock.advance(2.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    assert [(s.provider, s.silent) for s in result.routing.chain][:2] == [("perplexity", False), ("gemini", True)]
+    return registry, result
+
+
 def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the_route_put_next() -> None:
     """Gemini was silent when the complex question was routed, so Perplexity, known to answer, leads and Gemini comes
     second. Before, Perplexity's slow call was hedged with Gemini, which hung as well, and the analysis waited out
     Perplexity's tail (1.3 s in bench/chaos.py's cold hung row); now the hedge is a second Perplexity request."""
-    clock = FakeClock(0.0)
     release, second = threading.Event(), threading.Event()
 
     def hung(_messages: Any) -> Any:
@@ -502,21 +525,7 @@ def test_a_slow_call_is_hedged_with_a_duplicate_not_with_the_silent_provider_the
         second.set()
         return CITED
 
-    registry = fake_registry(
-        {"gemini": [hung], "perplexity": [slow, fast], "local": [reply("x")]},
-        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
-        health=HealthBoard(stalls=StallWatch(clock)),
-    )
-    for _ in range(5):
-        registry.health.record("perplexity", ok=True, latency_ms=10.0)
-    for _ in range(2):
-        registry.health.stalls.start("gemini", 1.0)
-    clock.advance(2.0)
-    try:
-        result = run(registry, COMPLEX, depth="quick")
-    finally:
-        release.set()
-    assert [(s.provider, s.silent) for s in result.routing.chain][:2] == [("perplexity", False), ("gemini", True)]
+    registry, result = run_with_gemini_silent({"gemini": [hung], "perplexity": [slow, fast]}, release, "perplexity")
     assert result.provider == "perplexity" and calls(registry, "gemini") == 0
     answers = [a for a in result.attempts if a.role == "answer"]
     # Which of the two requests meets the slow reply depends on which thread reaches the fake first.
@@ -529,26 +538,13 @@ def test_over_a_primary_with_no_answers_on_record_the_silent_next_step_is_still_
     and the silent mark may be a false alarm (bench/chaos.py's cold hung row once took 14.5 s, most likely by a hedge
     that went to a second request to a hung provider with nothing on record). Here Gemini's silence was a false
     alarm, and it answers the hedge."""
-    clock = FakeClock(0.0)
     release = threading.Event()
 
     def slow(_messages: Any) -> Any:
         release.wait(120)
         return CITED
 
-    registry = fake_registry(
-        {"gemini": [reply("Gemini, after all.")], "perplexity": [slow], "local": [reply("x")]},
-        settings=settings_with(hedge={"min_after_s": 0.0, "default_after_s": 0.0}),
-        health=HealthBoard(stalls=StallWatch(clock)),
-    )
-    for _ in range(2):
-        registry.health.stalls.start("gemini", 1.0)
-    clock.advance(2.0)
-    try:
-        result = run(registry, COMPLEX, depth="quick")
-    finally:
-        release.set()
-    assert [(s.provider, s.silent) for s in result.routing.chain][:2] == [("perplexity", False), ("gemini", True)]
+    registry, result = run_with_gemini_silent({"gemini": [reply("Gemini, after all.")], "perplexity": [slow]}, release)
     assert (result.provider, calls(registry, "perplexity")) == ("gemini", 1)
     assert next(a for a in result.attempts if a.hedge).provider == "gemini"
 
@@ -1015,6 +1011,24 @@ def settle_never_answered_primary(registry: ProviderRegistry, reservation: list[
     )
 
 
+def run_hedged_pair(scripts: dict[str, list[Any]], warm: str, release: threading.Event) -> AnalysisResult:
+    """A complex quick analysis hedged at once, with sub-deadlines of 60 s, no loser grace and ``warm``'s usual
+    latency known (10 ms): the call still running once the other has failed is given up at once."""
+    registry = fake_registry(
+        {**scripts, "local": [reply("Local answer to a complex question.")]},
+        settings=settings_with(
+            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
+            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
+        ),
+    )
+    for _ in range(10):
+        registry.health.record(warm, ok=True, latency_ms=10.0)
+    try:
+        return run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+
+
 def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
     """Gemini hangs, its hedge (Perplexity) fails at once. Before, the analysis then waited for Gemini's whole
     sub-deadline (3.5 s in the chaos run; 60 s here); now it waits as long as a loser would be given."""
@@ -1024,19 +1038,7 @@ def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_no
         release.wait(120)
         return reply("Gemini, much too late.")
 
-    registry = fake_registry(
-        {"gemini": [hung], "perplexity": [ServerError("503")], "local": [reply("Local answer to a complex question.")]},
-        settings=settings_with(
-            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
-            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
-        ),
-    )
-    for _ in range(10):
-        registry.health.record("gemini", ok=True, latency_ms=10.0)
-    try:
-        result = run(registry, COMPLEX, depth="quick")
-    finally:
-        release.set()
+    result = run_hedged_pair({"gemini": [hung], "perplexity": [ServerError("503")]}, "gemini", release)
     first = result.attempts[0]
     assert (first.provider, first.outcome) == ("gemini", "cancelled")
     assert first.error and "its hedge failed" in first.error
@@ -1058,19 +1060,7 @@ def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_no
         release.wait(120)
         return CITED
 
-    registry = fake_registry(
-        {"gemini": [fails_once_hedged], "perplexity": [hung], "local": [reply("Local answer to a complex question.")]},
-        settings=settings_with(
-            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
-            deadlines={"min_s": 60.0, "loser_grace_s": 0.0},
-        ),
-    )
-    for _ in range(10):
-        registry.health.record("perplexity", ok=True, latency_ms=10.0)
-    try:
-        result = run(registry, COMPLEX, depth="quick")
-    finally:
-        release.set()
+    result = run_hedged_pair({"gemini": [fails_once_hedged], "perplexity": [hung]}, "perplexity", release)
     hedge = next(a for a in result.attempts if a.hedge)
     assert (hedge.provider, hedge.outcome, hedge.error_class) == ("perplexity", "cancelled", "timeout")
     assert hedge.error and "the call it hedged failed" in hedge.error
