@@ -74,6 +74,7 @@ from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.stores import open_stores
 from nodes.classify import classification_of
+from nodes.policy.hedging import wait_for_settlements
 from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import plan
 from providers.base import ProviderAdapter
@@ -380,6 +381,8 @@ def environment(
             try:
                 yield registry, f"http://127.0.0.1:{server.server_port}", env
             finally:
+                # Losers still settling write their real cost to the ledger: before it closes, not after.
+                wait_for_settlements(SETTLE_WAIT_S)
                 released.set()
                 server.shutdown()
                 server.server_close()
@@ -393,6 +396,7 @@ def local_adapter(settings: Settings, schedule: Schedule, progress: Progress, re
     )
 
 
+SETTLE_WAIT_S = 5.0  # at a scenario's end, for losers still settling (their provider's usual latency + the grace)
 SHOW_SLOWEST = 0  # --show-slowest: print the attempts of the slowest analyses
 OUTLIER_S = 3.0  # analyses slower than this are always printed (up to five)
 _EXTRA_KEYS = ("analysis_type", "text_length", "analyzed_at", "ward")

@@ -538,6 +538,24 @@ def record_group(
     return attempts
 
 
+# Abandoned calls still being settled in the background: their real cost goes to the ledger when they complete.
+_SETTLING: set[threading.Thread] = set()
+
+
+def wait_for_settlements(timeout_s: float) -> int:
+    """Wait, at most ``timeout_s`` in all, for abandoned calls still being settled; return how many are left.
+
+    For a host that closes its stores while its process goes on (bench/chaos.py between scenarios): a loser that
+    completes after its ledger has closed cannot correct its estimated cost to its real one ("its store is gone"
+    at the end of every scenario). Each settlement ends within its call's usual latency plus the grace. Not done
+    when a process exits: the CLI must exit within a second of printing, so its losers are aborted instead
+    (``_stop_calls_at_exit``) and keep their estimates, which is what "counted in full" means."""
+    until = time.monotonic() + timeout_s
+    for thread in list(_SETTLING):
+        thread.join(max(0.0, until - time.monotonic()))
+    return sum(1 for thread in list(_SETTLING) if thread.is_alive())
+
+
 def _event_wait(event: threading.Event, timeout_s: float) -> bool:
     return event.wait(timeout_s)
 
@@ -615,6 +633,15 @@ def settle_abandoned(
                 _log.warning("could not correct an abandoned %s call's cost: its store is gone", call.step["provider"])
 
     if background:
-        threading.Thread(target=settle, name=f"settle-{call.step['provider']}", daemon=True).start()
+
+        def settle_and_leave() -> None:
+            try:
+                settle()
+            finally:
+                _SETTLING.discard(threading.current_thread())
+
+        thread = threading.Thread(target=settle_and_leave, name=f"settle-{call.step['provider']}", daemon=True)
+        _SETTLING.add(thread)
+        thread.start()
     else:
         settle()

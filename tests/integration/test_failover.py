@@ -36,7 +36,7 @@ from nodes.classify import classification_of
 from nodes.policy.checkers import checker_chain
 from nodes.policy.deadlines import call_deadline_s, cross_check_deadline_s
 from nodes.policy.exclusion import failed_providers
-from nodes.policy.hedging import Call, settle_abandoned
+from nodes.policy.hedging import Call, settle_abandoned, wait_for_settlements
 from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import plan
 from providers.base import Prompt, ProviderAdapter
@@ -590,6 +590,25 @@ def test_a_loser_that_never_answers_is_aborted_counted_as_a_timeout_and_costed_i
     snapshot = registry.health.breaker("perplexity").snapshot()
     assert snapshot.calls == 1 and snapshot.consecutive_failures == 1
     assert registry.hedge_budget.totals()["spend_usd"] == pytest.approx(0.02)
+
+
+def test_settlements_still_running_can_be_waited_for_before_the_stores_close() -> None:
+    """A host that closes its stores while its process goes on (bench/chaos.py between scenarios) waits for the
+    losers still settling, so their real cost reaches the ledger: before, it came after the ledger had closed."""
+    registry = fake_registry({"perplexity": [CITED]})
+    call, finish = loser(registry, hedge=False), threading.Event()
+    costs: list[float] = []
+
+    def wait(_event: threading.Event, _timeout_s: float) -> bool:
+        finish.wait(10)
+        return True  # the call completed within its grace
+
+    call.reply = registry.adapter("perplexity").invoke(PROMPT)
+    call.done.set()
+    settle_abandoned(registry, call, 0.02, None, grace_s=1.0, wait=wait, on_cost=costs.append)
+    assert wait_for_settlements(0.0) == 1 and costs == []
+    finish.set()
+    assert wait_for_settlements(10.0) == 0 and len(costs) == 1
 
 
 def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
