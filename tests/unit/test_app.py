@@ -340,7 +340,7 @@ def test_analysis_of_a_thread_running_elsewhere_is_a_409_json(tmp_path: Path, mo
     fixed = uuid.UUID("00000000-0000-4000-8000-000000000001")
     monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
     held = leases.acquire(str(fixed))  # another runner holds the thread
-    assert held is not None
+    assert held is not None and leases.acquire(str(fixed)) is None  # held: a second holder is refused
     client = app_module.create_app(orchestrator).test_client()
     response = client.post("/api/v1/strategist/analyze", json={"text": "The water supply failed again this week."})
     assert response.status_code == 409

@@ -385,8 +385,7 @@ def test_shadow_serves_legacy_and_records_what_intelligent_routing_would_have_do
     result = run(registry(ANSWERS | {"perplexity": [check]}, mode="shadow"), SIMPLE)
     assert (result.provider, result.routing.mode) == ("gemini", "shadow")
     assert [s.provider for s in result.routing.chain] == ["gemini", "perplexity"]
-    shadow = result.routing.shadow
-    assert shadow is not None
+    shadow = result.routing.shadow or {}
     assert (shadow["provider"], shadow["tier"], shadow["estimated_cost_usd"]) == ("local", "local", 0.0)
     assert isinstance(shadow["served_estimate_usd"], float) and shadow["served_estimate_usd"] > 0
     chain = shadow["chain"]

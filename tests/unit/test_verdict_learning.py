@@ -45,7 +45,11 @@ def verdict(i: int, check: dict[str, Any], provider: str, answered_by: Tier, che
     outcome = verdict_outcome(
         f"t{i}", float(i), provider, "summary", check, answered_by=answered_by, checked_by=checked_by
     )
-    assert outcome is not None
+    assert outcome is not None and (outcome.thread_id, outcome.provider, outcome.note) == (
+        f"t{i}#cross-check",
+        provider,
+        "cross-check verdict",
+    )
     return outcome
 
 
@@ -117,7 +121,7 @@ def test_an_analysis_whose_cross_check_disagrees_moves_the_estimate(tmp_path: Pa
         feedback.record(Outcome(f"judged{i}", float(i), "gemini", "summary", 0.5, correct=True))
     prior = 0.9  # what the estimate is asked against; the router's own prior for the pair does not matter here
     before = learned_from(feedback).adequacy("gemini", "summary", prior)
-    assert before is not None
+    assert before is not None and (before[1].right, before[1].wrong) == (MIN_EVIDENCE, 0)  # people's judgments only
 
     orchestrator = Orchestrator(fake_registry(disagreeing_scripts()), InMemorySaver(), feedback=feedback)
     result = orchestrator.analyze(AnalysisRequest(query=SUMMARY, depth="deep"))
@@ -127,7 +131,7 @@ def test_an_analysis_whose_cross_check_disagrees_moves_the_estimate(tmp_path: Pa
     assert result.provider == "gemini"
 
     after = learned_from(feedback).adequacy("gemini", "summary", prior)
-    assert after is not None
+    assert after is not None and after[0] < before[0]  # the disagreement moved the estimate down
     # One verdict against Gemini, from a checker a tier below it: a quarter of a person's judgment.
     weight = VERDICT_WEIGHT / 2
     assert after[1].wrong == weight and after[1].right == MIN_EVIDENCE
