@@ -12,6 +12,10 @@ noisy: a ratio from one run is worth more than two absolute numbers from two run
 - ``bare/<saver>``: a LangGraph graph with the analysis graph's six nodes and conditional edges, where only the
   call node does anything (the abortable call), compiled with the same saver and durability.
 - ``project/<saver>``: ``Orchestrator.analyze`` of a quick request (one call, no cross-check).
+- ``nodes, no graph``: the project's own node and router functions run in order by a plain loop, with no LangGraph
+  at all (``without_graph``): the project's policy and call machinery alone. ``project/none`` minus this is what
+  the graph costs; this minus ``abortable`` is what the policy costs. It is the floor of any design that keeps the
+  policy, whatever runs it.
 - ``litellm``: with ``--litellm PYTHON`` (a Python with litellm installed, in a separate environment: it is not a
   dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call.
 
@@ -43,16 +47,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph.channels.binop import BinaryOperatorAggregate
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from graphs.analysis import build_analysis_graph
+from graphs.context import Context
 from graphs.request import parse_request
+from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from nodes.policy.query_classifier import default_classifier
 from providers.base import Prompt
@@ -105,6 +115,47 @@ def bare_graph(call: Callable[[], str]) -> StateGraph[BareState, None, BareState
     builder.add_conditional_edges("cross_check", after_cross_check)
     builder.add_edge("score", END)
     return builder
+
+
+def _function_of(runnable: object) -> Callable[..., Any]:
+    """The function LangGraph wrapped as a node or a router (its RunnableCallable's ``func``)."""
+    function: object = getattr(runnable, "func", None)
+    if not callable(function):
+        raise TypeError(f"not a wrapped function: {runnable!r}")
+    return function
+
+
+def without_graph(
+    builder: StateGraph[Any, Any, Any, Any], context: Callable[[], Any]
+) -> Callable[[dict[str, Any]], AnalysisResult]:
+    """Return a runner of ``builder``'s nodes and routers by a plain loop, with no LangGraph runtime.
+
+    For measuring only. It follows the graph's own wiring (its edges, its routers, its channels' reducers), so it
+    does not drift from the graph, and handles what a quick analysis goes through: one successor per step. No
+    checkpoints, streams, interrupts nor node retries; ``get_config`` sees the thread id, as in a run.
+    """
+    reducers = {k: ch for k, ch in builder.channels.items() if isinstance(ch, BinaryOperatorAggregate)}
+    after = {start: end for start, end in builder.edges}
+    routers = {source: _function_of(next(iter(specs.values())).path) for source, specs in builder.branches.items()}
+    functions = {name: _function_of(spec.runnable) for name, spec in builder.nodes.items()}
+
+    def run(graph_input: dict[str, Any]) -> AnalysisResult:
+        state: dict[str, Any] = {k: ch.copy().get() for k, ch in reducers.items()} | graph_input
+        runtime = Runtime(context=context(), store=None, stream_writer=lambda _: None)
+        token = var_child_runnable_config.set({"configurable": {"thread_id": uuid.uuid4().hex}})
+        try:
+            node = after[START]
+            while node != END:
+                update = functions[node](state, runtime)
+                state = state | {
+                    k: reducers[k].operator(state[k], v) if k in reducers else v for k, v in update.items()
+                }
+                node = routers[node](state) if node in routers else after[node]
+        finally:
+            var_child_runnable_config.reset(token)
+        return AnalysisResult.model_validate(state["result"])
+
+    return run
 
 
 @contextlib.contextmanager
@@ -259,7 +310,13 @@ def main() -> None:
             # The call as the project makes it: async on the provider loop, so an abandoned call can be aborted.
             return adapter.invoke(prompt, timeout_s=30, abort=threading.Event()).text
 
-        variants: dict[str, Callable[[], object]] = {"direct": lambda: chat.invoke(MESSAGES), "abortable": abortable}
+        nodes_only = without_graph(build_analysis_graph(), lambda: Context(registry=registry))
+        graph_input = dict(request.graph_input())
+        variants: dict[str, Callable[[], object]] = {
+            "direct": lambda: chat.invoke(MESSAGES),
+            "abortable": abortable,
+            "nodes, no graph": lambda: nodes_only(graph_input),
+        }
         for name, make in saver_of.items():
             saver = make()
             graph = bare_graph(abortable).compile(checkpointer=saver)
@@ -276,6 +333,11 @@ def main() -> None:
                 return o.analyze(request)
 
             variants[f"project/{name}"] = project
+        # The loop must do what the graph does, or its row measures something else.
+        loop, graph_run = nodes_only(graph_input), Orchestrator(registry, None).analyze(request)
+        same = ("answer", "provider", "tier", "cost_usd", "confidence")
+        if [getattr(loop, k) for k in same] != [getattr(graph_run, k) for k in same]:
+            raise SystemExit("nodes, no graph: its result differs from the graph's; fix without_graph first")
         for fn in variants.values():  # warm up: imports, connection pools, first checkpoints
             timed(fn, 20)
         samples: dict[str, list[float]] = {name: [] for name in variants}
@@ -321,8 +383,21 @@ def main() -> None:
                     f"project/{saver_name} against LiteLLM's Router, p50 per call: {ours:.2f} / {router:.2f} ms = "
                     f"{ours / router:.2f}; over each one's direct call: {ours - direct:.2f} / {router_over:.2f} ms"
                 )
+            # Without any graph runtime at all, the same policy: what no choice of runner could go below.
+            floor = p50["nodes, no graph"]
+            print(
+                f"nodes, no graph against LiteLLM's Router, p50 per call: {floor:.2f} / {router:.2f} ms = "
+                f"{floor / router:.2f}"
+            )
         else:
             print("LiteLLM not measured (pass --litellm PYTHON with litellm installed in a separate environment)")
+
+        print(
+            f"where project/none's {p50['project/none'] - direct:.2f} ms over the direct call go (p50 differences): "
+            f"the abortable call {p50['abortable'] - direct:.2f}, the policy (nodes, no graph - abortable) "
+            f"{p50['nodes, no graph'] - p50['abortable']:.2f}, the graph runtime (project/none - nodes, no graph) "
+            f"{p50['project/none'] - p50['nodes, no graph']:.2f}"
+        )
 
         if args.profile:
             orchestrator = Orchestrator(registry, InMemorySaver())

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from graphs.errors import RequestError
-from graphs.state import Constraints, StrategicContext
+from graphs.state import AnalysisInput, Constraints, StrategicContext
 from providers.config import Depth
 
 MAX_QUERY_CHARS = 10_000
@@ -55,6 +55,17 @@ class AnalysisRequest(BaseModel):
         if self.deadline_s is not None:
             out["deadline_s"] = self.deadline_s
         return out
+
+    def graph_input(self) -> AnalysisInput:
+        """Return the analysis graph's input for this request."""
+        return {
+            "query": self.query,
+            "instructions": self.instructions,
+            "depth": self.depth,
+            "ward": self.ward,
+            "context": self.context,
+            "constraints": self.constraints(),
+        }
 
 
 def parse_request(data: dict[str, Any]) -> AnalysisRequest:

@@ -170,14 +170,7 @@ class Orchestrator:
         """
         thread_id = thread_id or str(uuid.uuid4())
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
-        graph_input = {
-            "query": request.query,
-            "instructions": request.instructions,
-            "depth": request.depth,
-            "ward": request.ward,
-            "context": request.context,
-            "constraints": request.constraints(),
-        }
+        graph_input = request.graph_input()
         if on_event:
             on_event(ThreadStarted(thread_id=thread_id).wire())
         key = cache_key(request.query, {k: v for k, v in graph_input.items() if k != "query"})

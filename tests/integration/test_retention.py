@@ -52,8 +52,7 @@ def _orchestrator(stores: Stores, answers: int) -> Orchestrator:
 def _interrupted(orch: Orchestrator, thread_id: str) -> None:
     """Leave a thread stopped after its first step, as a killed process would: resumable, not in the ledger."""
     request = parse_request({"query": QUERY})
-    graph_input: Any = {"query": request.query, "instructions": request.instructions, "depth": request.depth,
-                   "ward": request.ward, "context": request.context, "constraints": request.constraints()}  # fmt: skip
+    graph_input: Any = request.graph_input()
     config: Any = {"configurable": {"thread_id": thread_id}}
     orch.graph.invoke(graph_input, config, context=orch._context(), interrupt_after=["classify"], durability="sync")
     assert orch.status(thread_id) == "interrupted"
