@@ -26,6 +26,7 @@ from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.stores import open_stores
 from graphs.ward_reports import get_ward_report
+from nodes.policy.hedging import wait_for_settlements
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 
@@ -37,12 +38,30 @@ _default: Orchestrator | None = None
 _default_lock = threading.Lock()
 
 
+# How long the end of an ``open_orchestrator`` block waits for hedge losers still finishing: each ends within its
+# provider's usual latency plus the loser grace (nodes/policy/hedging.py), so this is a bound, not a delay.
+SETTLE_WAIT_S = 5.0
+
+
 @contextlib.contextmanager
-def open_orchestrator(settings: Settings | None = None) -> Iterator[Orchestrator]:
-    """Open an orchestrator over the configured stores for the block (checkpoints, ledger, feedback)."""
+def _orchestrator_over_stores(settings: Settings | None) -> Iterator[Orchestrator]:
     settings = settings or load_settings()
     with open_stores(settings) as stores:
         yield Orchestrator(ProviderRegistry(settings), stores.checkpointer, stores.ledger, stores.feedback)
+
+
+@contextlib.contextmanager
+def open_orchestrator(settings: Settings | None = None) -> Iterator[Orchestrator]:
+    """Open an orchestrator over the configured stores for the block (checkpoints, ledger, feedback).
+
+    When the block ends, the losers of hedged calls still finishing are waited for (at most ``SETTLE_WAIT_S``), so
+    that their real cost reaches the ledger before it closes; the process goes on, and before, their corrections
+    came after the ledger had closed and were lost. Process exit does not wait (the CLI, the default orchestrator):
+    the losers are aborted and keep their estimated cost, in full.
+    """
+    with _orchestrator_over_stores(settings) as orchestrator:
+        yield orchestrator
+        wait_for_settlements(SETTLE_WAIT_S)
 
 
 def default_orchestrator() -> Orchestrator:
@@ -51,7 +70,7 @@ def default_orchestrator() -> Orchestrator:
     with _default_lock:
         if _default is None:
             stack = contextlib.ExitStack()
-            _default = stack.enter_context(open_orchestrator())
+            _default = stack.enter_context(_orchestrator_over_stores(None))
             atexit.register(stack.close)
         return _default
 

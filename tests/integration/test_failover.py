@@ -21,6 +21,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -50,6 +51,8 @@ from providers.resilience.hedge_budget import HedgeBudget
 from providers.resilience.stall import StallWatch
 from providers.testing import fake_registry, reply
 from providers.testing.servers import FakeGemini, FakePerplexity, Hang, Reply, Source
+from strategist import api as strategist_api
+from strategist import open_orchestrator
 
 COMPLEX = QueryNeeds.confident(0.04, "complex", "scenario")  # chain: gemini -> perplexity -> local
 SIMPLE = QueryNeeds.confident(0.03, "simple", "summary")  # chain: local -> gemini -> perplexity
@@ -609,6 +612,39 @@ def test_settlements_still_running_can_be_waited_for_before_the_stores_close() -
     assert wait_for_settlements(0.0) == 1 and costs == []
     finish.set()
     assert wait_for_settlements(10.0) == 0 and len(costs) == 1
+
+
+def test_an_orchestrator_block_waits_for_losers_still_settling_before_its_ledger_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python host's ``with open_orchestrator()`` block closes its stores while the process goes on: a loser that
+    completes after the block has ended still corrects its cost, because the block waits for it first."""
+    registry = fake_registry({"perplexity": [CITED]})
+    call, finish = loser(registry, hedge=False), threading.Event()
+    call.reply = registry.adapter("perplexity").invoke(PROMPT)
+    call.done.set()
+    corrected: list[float] = []
+    real_wait = strategist_api.wait_for_settlements
+
+    def block_ended(timeout_s: float) -> int:  # only now does the loser complete
+        finish.set()
+        return real_wait(timeout_s)
+
+    def completes_once_the_block_ended(_event: threading.Event, _timeout_s: float) -> bool:
+        finish.wait(10)
+        return True
+
+    monkeypatch.setattr(strategist_api, "wait_for_settlements", block_ended)
+    with open_orchestrator(load_settings({"STRATEGIST_DATA_DIR": str(tmp_path)})) as orchestrator:
+        ledger = orchestrator.ledger
+        assert ledger is not None
+
+        def correct(usd: float) -> None:
+            ledger.correct("t-1", 0, usd)  # raises once the ledger is closed
+            corrected.append(usd)
+
+        settle_abandoned(registry, call, 0.02, None, grace_s=1.0, wait=completes_once_the_block_ended, on_cost=correct)
+    assert finish.is_set() and len(corrected) == 1 and corrected[0] != 0.02  # the real usage, not the estimate
 
 
 def test_a_loser_that_answers_is_settled_from_its_real_usage() -> None:
