@@ -51,7 +51,6 @@ from providers.resilience.hedge_budget import HedgeBudget
 from providers.resilience.stall import StallWatch
 from providers.testing import fake_registry, reply
 from providers.testing.servers import FakeGemini, FakePerplexity, Hang, Reply, Source
-from strategist import api as strategist_api
 from strategist import open_orchestrator
 
 COMPLEX = QueryNeeds.confident(0.04, "complex", "scenario")  # chain: gemini -> perplexity -> local
@@ -624,17 +623,16 @@ def test_an_orchestrator_block_waits_for_losers_still_settling_before_its_ledger
     call.reply = registry.adapter("perplexity").invoke(PROMPT)
     call.done.set()
     corrected: list[float] = []
-    real_wait = strategist_api.wait_for_settlements
 
     def block_ended(timeout_s: float) -> int:  # only now does the loser complete
         finish.set()
-        return real_wait(timeout_s)
+        return wait_for_settlements(timeout_s)
 
     def completes_once_the_block_ended(_event: threading.Event, _timeout_s: float) -> bool:
         finish.wait(10)
         return True
 
-    monkeypatch.setattr(strategist_api, "wait_for_settlements", block_ended)
+    monkeypatch.setattr("strategist.api.wait_for_settlements", block_ended)
     with open_orchestrator(load_settings({"STRATEGIST_DATA_DIR": str(tmp_path)})) as orchestrator:
         ledger = orchestrator.ledger
         assert ledger is not None
