@@ -17,7 +17,8 @@ noisy: a ratio from one run is worth more than two absolute numbers from two run
   the graph costs; this minus ``abortable`` is what the policy costs. It is the floor of any design that keeps the
   policy, whatever runs it.
 - ``litellm``: with ``--litellm PYTHON`` (a Python with litellm installed, in a separate environment: it is not a
-  dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call.
+  dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call,
+  a round of each after each of our rounds.
 
 Then a profile of the project's own code (cProfile over every thread, top functions by own time).
 
@@ -204,43 +205,68 @@ def timed(fn: Callable[[], object], calls: int, cpu: list[float] | None = None) 
     return samples
 
 
-def litellm_samples(
-    python: str, base_url: str, rounds: int, calls: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Time LiteLLM's Router and its direct completion in another interpreter, against the same fake server:
-    wall times per call and CPU time per call per round (its process's CPU: the fake server runs in ours).
+class LiteLLMRounds:
+    """LiteLLM's Router and its direct completion, timed in another interpreter against the same fake server, one
+    round at a time, so that its rounds interleave with ours (a block of its own after ours measured a different
+    machine: the Router ratio moved from 1.0 to 1.3 between two runs). Each round gives wall times per call and CPU
+    time per call (its process's CPU: the fake server runs in ours).
 
     LiteLLM appends ``/models/{model}:generateContent`` to ``api_base``, so the API version is part of it.
     """
-    script = textwrap.dedent(
-        f"""
-        import json, time, litellm
-        from litellm import Router
-        litellm.suppress_debug_info = True
-        kwargs = dict(api_key="bench-key", api_base={base_url + "/v1beta"!r}, num_retries=0)
-        router = Router(model_list=[{{"model_name": "premium", "litellm_params": {{"model": "gemini/gemini-3.8-flash",
-                                      **kwargs}}}}], num_retries=0)
-        messages = [{{"role": "system", "content": "Answer as a campaign strategy analyst."}},
-                    {{"role": "user", "content": {QUERY!r}}}]
-        def direct(): litellm.completion(model="gemini/gemini-3.8-flash", messages=messages, **kwargs)
-        def routed(): router.completion(model="premium", messages=messages)
-        for _ in range(20): direct(); routed()
-        out = {{"litellm direct": [], "litellm router": []}}
-        cpu = {{"litellm direct": [], "litellm router": []}}
-        for _ in range({rounds}):
-            for name, fn in (("litellm direct", direct), ("litellm router", routed)):
-                c = time.process_time()
-                for _ in range({calls}):
-                    t = time.perf_counter(); fn(); out[name].append((time.perf_counter() - t) * 1000)
-                cpu[name].append((time.process_time() - c) * 1000 / {calls})
-        print(json.dumps([out, cpu]))
-        """
-    )
-    done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=1800, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"litellm run failed: {done.stderr.strip().splitlines()[-1:]}")
-    result: tuple[dict[str, list[float]], dict[str, list[float]]] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+
+    NAMES = ("litellm direct", "litellm router")
+
+    def __init__(self, python: str, base_url: str, calls: int) -> None:
+        script = textwrap.dedent(
+            f"""
+            import json, sys, time, litellm
+            from litellm import Router
+            litellm.suppress_debug_info = True
+            kwargs = dict(api_key="bench-key", api_base={base_url + "/v1beta"!r}, num_retries=0)
+            deployment = {{"model": "gemini/gemini-3.8-flash", **kwargs}}
+            router = Router(model_list=[{{"model_name": "premium", "litellm_params": deployment}}], num_retries=0)
+            messages = [{{"role": "system", "content": "Answer as a campaign strategy analyst."}},
+                        {{"role": "user", "content": {QUERY!r}}}]
+            def direct(): litellm.completion(model="gemini/gemini-3.8-flash", messages=messages, **kwargs)
+            def routed(): router.completion(model="premium", messages=messages)
+            for _ in range(20): direct(); routed()
+            print("ready", flush=True)
+            for _ in sys.stdin:
+                out, cpu = {{}}, {{}}
+                for name, fn in (("litellm direct", direct), ("litellm router", routed)):
+                    c, out[name] = time.process_time(), []
+                    for _ in range({calls}):
+                        t = time.perf_counter(); fn(); out[name].append((time.perf_counter() - t) * 1000)
+                    cpu[name] = (time.process_time() - c) * 1000 / {calls}
+                print(json.dumps([out, cpu]), flush=True)
+            """
+        )
+        self._process = subprocess.Popen(
+            [python, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self._line()  # "ready": imported and warmed up
+
+    def _line(self) -> str:
+        assert self._process.stdout is not None and self._process.stderr is not None
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"litellm run failed: {self._process.stderr.read().strip().splitlines()[-1:]}")
+        return line
+
+    def round(self, samples: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
+        """Run one round; add its wall times and CPU times to ``samples`` and ``cpu``."""
+        assert self._process.stdin is not None
+        self._process.stdin.write("go\n")
+        self._process.stdin.flush()
+        out, their_cpu = json.loads(self._line())
+        for name in self.NAMES:
+            samples.setdefault(name, []).extend(out[name])
+            cpu.setdefault(name, []).append(their_cpu[name])
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
 
 
 class ThreadProfiles:
@@ -342,13 +368,16 @@ def main() -> None:
             timed(fn, 20)
         samples: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
-        for _ in range(args.rounds):
-            for name, fn in variants.items():
-                samples[name] += timed(fn, args.calls, cpu[name])
-        if args.litellm:
-            theirs, their_cpu = litellm_samples(args.litellm, gemini.base_url, args.rounds, args.calls)
-            samples |= theirs
-            cpu |= their_cpu
+        theirs = LiteLLMRounds(args.litellm, gemini.base_url, args.calls) if args.litellm else None
+        try:
+            for _ in range(args.rounds):
+                for name, fn in variants.items():
+                    samples[name] += timed(fn, args.calls, cpu[name])
+                if theirs is not None:
+                    theirs.round(samples, cpu)
+        finally:
+            if theirs is not None:
+                theirs.close()
 
         p50 = {name: statistics.median(values) for name, values in samples.items()}
         p95 = {name: statistics.quantiles(values, n=20)[18] for name, values in samples.items()}
