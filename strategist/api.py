@@ -55,9 +55,9 @@ def open_orchestrator(settings: Settings | None = None) -> Iterator[Orchestrator
     """Open an orchestrator over the configured stores for the block (checkpoints, ledger, feedback).
 
     When the block ends, the losers of hedged calls still finishing are waited for (at most ``SETTLE_WAIT_S``), so
-    that their real cost reaches the ledger before it closes; the process goes on, and before, their corrections
-    came after the ledger had closed and were lost. Process exit does not wait (the CLI, the default orchestrator):
-    the losers are aborted and keep their estimated cost, in full.
+    that their real cost reaches the ledger before it closes: the process goes on after the block, and without the
+    wait their corrections came after the ledger had closed and were lost. Process exit does not wait (the CLI,
+    the default orchestrator): the losers are aborted and keep their estimated cost, in full.
     """
     with _orchestrator_over_stores(settings) as orchestrator:
         yield orchestrator

@@ -546,11 +546,11 @@ def wait_for_settlements(timeout_s: float) -> int:
     """Wait, at most ``timeout_s`` in all, for abandoned calls still being settled; return how many are left.
 
     For a host that closes its stores while its process goes on (the end of an ``open_orchestrator`` block,
-    bench/chaos.py between scenarios): a loser that
-    completes after its ledger has closed cannot correct its estimated cost to its real one ("its store is gone"
-    at the end of every scenario). Each settlement ends within its call's usual latency plus the grace. Not done
-    when a process exits: the CLI must exit within a second of printing, so its losers are aborted instead
-    (``_stop_calls_at_exit``) and keep their estimates, which is what "counted in full" means."""
+    bench/chaos.py between scenarios): a loser that completes after its ledger has closed cannot correct its
+    estimated cost to its real one ("its store is gone" at the end of every scenario). Each settlement ends within
+    its call's usual latency plus the grace. Not done when a process exits: the CLI must exit within a second of
+    printing, so its losers are aborted instead (``_stop_calls_at_exit``) and keep their estimates, which is what
+    "counted in full" means."""
     until = time.monotonic() + timeout_s
     for thread in list(_SETTLING):
         thread.join(max(0.0, until - time.monotonic()))
