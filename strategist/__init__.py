@@ -7,7 +7,9 @@
 ``analyze`` / ``aanalyze`` return an :class:`AnalysisResult`; ``stream`` / ``astream`` yield progress events and
 then the result. ``Orchestrator`` runs analyses with a registry and a checkpointer you choose (none, the
 embedded stores through ``open_orchestrator``, or your own saver); ``build_analysis_graph`` returns the
-uncompiled LangGraph ``StateGraph`` to compile with your own checkpointer.
+uncompiled LangGraph ``StateGraph`` to compile with your own checkpointer. A host that closes stores of its own
+while its process goes on calls ``wait_for_settlements`` first, so that hedge losers still finishing correct their
+cost in its ledger (``open_orchestrator`` does this when its block ends).
 
 Ward briefings: ``brief(ward)`` returns the briefing as the contract's dict; ``get_ward_report`` returns it with
 its ETag and remaining cache lifetime; ``build_briefing_graph`` is the uncompiled briefing graph.
@@ -20,6 +22,7 @@ from graphs.request import AnalysisRequest, parse_request
 from graphs.result import AnalysisResult
 from graphs.service import Orchestrator
 from graphs.ward_reports import BriefingFailed, get_ward_report
+from nodes.policy.hedging import wait_for_settlements
 from providers.config import Settings, load_settings
 from providers.registry import ProviderRegistry
 from strategist.api import aanalyze, analyze, astream, brief, default_orchestrator, open_orchestrator, stream
@@ -47,4 +50,5 @@ __all__ = [
     "open_orchestrator",
     "parse_request",
     "stream",
+    "wait_for_settlements",
 ]
