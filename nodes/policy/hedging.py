@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import dataclasses
 import functools
 import logging
 import queue
@@ -331,16 +332,35 @@ def race(
             # the next step, the chain asked again). The hedge failed and the primary, already slower than usual,
             # still ran: a hang in a run with random errors cost its whole sub-deadline (3.5 s). The primary failed
             # and its hedge hung: a last step's hedge has the whole time left as its sub-deadline (20 s).
-            usual_s = min(other.slow_after_s, other.timeout_s)
-            if usual_s != float("inf"):
-                limit = min(limit, other.started + usual_s + resilience.deadlines.loser_grace_s)
-                ran_past = "it ran past its provider's usual latency and the grace"
-                waiting_for = (
-                    other,
-                    f"its hedge failed and {ran_past}" if call.hedge else f"the call it hedged failed and {ran_past}",
-                )
+            usual_s, ran_past = _waited_for_s(registry, other)
+            limit = min(limit, other.started + usual_s + resilience.deadlines.loser_grace_s)
+            waiting_for = (
+                other,
+                f"its hedge failed and {ran_past}" if call.hedge else f"the call it hedged failed and {ran_past}",
+            )
     chosen = winner or next((c for c in finished if c.reply is not None), None)
     return Group(calls, finished, chosen, not_made), reservation
+
+
+def _waited_for_s(registry: ProviderRegistry, call: Call) -> tuple[float, str]:
+    """Return how long the call still running once the other of its pair failed is given (from its start, before
+    the grace), and what that is: its provider's usual latency; when that is not known (too few answers on record),
+    the limit its provider gets with a fallback left (nodes/policy/deadlines.py own_limit_s), which the failed
+    call's step now is; never more than its own sub-deadline.
+
+    The usual latency alone left the call of a provider with too few answers on record its sub-deadline, which for
+    a last step is all the time left: in the chaos run's random errors (seed 12) a hedge held its analysis for
+    29.7 s after the call it hedged had failed, and the analysis ended unanswered at its deadline.
+    """
+    if call.slow_after_s != float("inf"):
+        return min(call.slow_after_s, call.timeout_s), "it ran past its provider's usual latency and the grace"
+    resilience = registry.settings.resilience
+    name = call.step["provider"]
+    view = registry.health.breaker(name).latency_view(resilience.hedge.mad_k)
+    if registry.health.stalls.stalled(name):
+        view = dataclasses.replace(view, suspect=True)  # gone silent: the short leash of a failing provider
+    own_s = own_limit_s(view, resilience, cold_floor_s=cold_floor_of(registry, name))
+    return min(own_s, call.timeout_s), "it ran past the limit its provider gets before its latency is known"
 
 
 def _silent(registry: ProviderRegistry, step: ChainStep) -> bool:

@@ -1126,6 +1126,48 @@ def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_no
     assert result.provider == "local"
 
 
+def test_a_hedge_whose_latency_is_not_known_is_given_up_at_its_cold_limit_not_all_the_time_left() -> None:
+    """Chaos run, random errors (seed 12): a call failed once its hedge had started, and the hedge, the last step of
+    the chain, to a provider with too few answers on record for a usual latency, kept its sub-deadline: all the time
+    left. The analysis waited 29.7 s for it and ended unanswered. Now the hedge gets the limit its provider has
+    before its latency is known (cold_s here), and the failed step is asked again."""
+    release, hedged = threading.Event(), threading.Event()
+
+    def fails_once_hedged(_messages: Any) -> Any:
+        hedged.wait(10)
+        raise ServerError("503")
+
+    def hung(_messages: Any) -> Any:
+        hedged.set()
+        release.wait(120)
+        return CITED
+
+    # No local model: Perplexity, the hedge, is the chain's last step. Gemini's usual latency is known; Perplexity
+    # has never answered. A sub-deadline (min_s) of 60 s, a cold limit of 10 ms and no loser grace.
+    registry = fake_registry(
+        {"gemini": [fails_once_hedged, reply("Gemini, asked again.\nConfidence: 0.9")], "perplexity": [hung]},
+        settings=settings_with(
+            hedge={"min_after_s": 0.0, "default_after_s": 0.01},
+            deadlines={"min_s": 60.0, "cold_s": 0.01, "loser_grace_s": 0.0},
+        ),
+    )
+    for _ in range(10):
+        registry.health.record("gemini", ok=True, latency_ms=10.0)
+    try:
+        result = run(registry, COMPLEX, depth="quick")
+    finally:
+        release.set()
+    hedge = next(a for a in result.attempts if a.hedge)
+    assert (hedge.provider, hedge.outcome, hedge.error_class) == ("perplexity", "cancelled", "timeout")
+    assert hedge.error and "the limit its provider gets before its latency is known" in hedge.error
+    # Gemini's 503 is retried on its own step, which answers (a hedge of that retry, if it started, lost).
+    attempts = [(a.provider, a.outcome, a.hedge) for a in result.attempts]
+    assert attempts[:2] == [("gemini", "error", False), ("perplexity", "cancelled", True)]
+    assert attempts[-1] == ("gemini", "ok", False)
+    assert all(a == ("perplexity", "cancelled", True) for a in attempts[2:-1])
+    assert result.provider == "gemini" and not result.fallback_mode
+
+
 # --- the CLI leaves once it has printed --------------------------------------------------------------------------
 
 
