@@ -1098,11 +1098,9 @@ def test_when_the_hedge_fails_a_slow_primary_is_given_up_at_its_usual_latency_no
     assert result.provider == "local" and result.fallback_mode is True
 
 
-def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
-    """The mirror case: Gemini fails once its hedge (Perplexity) has started, and the hedge hangs. Before, the
-    analysis waited for the hedge's whole sub-deadline (20 s in the chaos run: a last step's hedge has all the time
-    left); now it waits as long as a loser would be given, and the chain goes on."""
-    release, hedged = threading.Event(), threading.Event()
+def fails_once_its_hedge_started(release: threading.Event) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Scripts of a pair: the primary fails with a 503 once its hedge has started; the hedge hangs until ``release``."""
+    hedged = threading.Event()
 
     def fails_once_hedged(_messages: Any) -> Any:
         hedged.wait(10)
@@ -1113,6 +1111,15 @@ def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_no
         release.wait(120)
         return CITED
 
+    return fails_once_hedged, hung
+
+
+def test_when_the_primary_fails_a_slow_hedge_is_given_up_at_its_usual_latency_not_its_sub_deadline() -> None:
+    """The mirror case: Gemini fails once its hedge (Perplexity) has started, and the hedge hangs. Before, the
+    analysis waited for the hedge's whole sub-deadline (20 s in the chaos run: a last step's hedge has all the time
+    left); now it waits as long as a loser would be given, and the chain goes on."""
+    release = threading.Event()
+    fails_once_hedged, hung = fails_once_its_hedge_started(release)
     result = run_hedged_pair({"gemini": [fails_once_hedged], "perplexity": [hung]}, "perplexity", release)
     hedge = next(a for a in result.attempts if a.hedge)
     assert (hedge.provider, hedge.outcome, hedge.error_class) == ("perplexity", "cancelled", "timeout")
@@ -1131,17 +1138,8 @@ def test_a_hedge_whose_latency_is_not_known_is_given_up_at_its_cold_limit_not_al
     the chain, to a provider with too few answers on record for a usual latency, kept its sub-deadline: all the time
     left. The analysis waited 29.7 s for it and ended unanswered. Now the hedge gets the limit its provider has
     before its latency is known (cold_s here), and the failed step is asked again."""
-    release, hedged = threading.Event(), threading.Event()
-
-    def fails_once_hedged(_messages: Any) -> Any:
-        hedged.wait(10)
-        raise ServerError("503")
-
-    def hung(_messages: Any) -> Any:
-        hedged.set()
-        release.wait(120)
-        return CITED
-
+    release = threading.Event()
+    fails_once_hedged, hung = fails_once_its_hedge_started(release)
     # No local model: Perplexity, the hedge, is the chain's last step. Gemini's usual latency is known; Perplexity
     # has never answered. A sub-deadline (min_s) of 60 s, a cold limit of 10 ms and no loser grace.
     registry = fake_registry(
