@@ -350,9 +350,9 @@ class BenchOrchestrator(Orchestrator):
 @contextlib.contextmanager
 def environment(
     scenario: Scenario, progress: Progress, data_dir: Path
-) -> Iterator[tuple[ProviderRegistry, str, dict[str, str]]]:
+) -> Iterator[tuple[ProviderRegistry, str, dict[str, str], Orchestrator]]:
     """Start the fake servers and the HTTP app (embedded SQLite checkpointer and ledger) on free ports; yield the
-    registry, the app's base URL and the environment a CLI process would need."""
+    registry, the app's base URL, the environment a CLI process would need and the app's orchestrator."""
     released = threading.Event()
     with (
         FakeGemini(behaviour=scenario.gemini.behaviour(progress)) as gemini,
@@ -379,7 +379,7 @@ def environment(
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             thread.start()
             try:
-                yield registry, f"http://127.0.0.1:{server.server_port}", env
+                yield registry, f"http://127.0.0.1:{server.server_port}", env, orchestrator
             finally:
                 # Losers still settling write their real cost to the ledger: before it closes, not after.
                 wait_for_settlements(SETTLE_WAIT_S)
@@ -409,7 +409,7 @@ def run_scenario(scenario: Scenario, analyses: int, concurrency: int, seed: int)
     outcomes: list[Outcome] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        environment(scenario, progress, Path(tmp)) as (registry, base_url, _env),
+        environment(scenario, progress, Path(tmp)) as (registry, base_url, _env, orchestrator),
         httpx.Client(base_url=base_url, timeout=300) as client,
     ):
         warm_up(registry)
@@ -429,7 +429,9 @@ def run_scenario(scenario: Scenario, analyses: int, concurrency: int, seed: int)
                 payload = response.json()
                 if response.status_code != 200:
                     error = f"HTTP {response.status_code}: {str(payload.get('error'))[:160]}"
-                    return Outcome(kind, index / analyses, None, started, ended, response.status_code, error)
+                    # An overload's 503 names its thread: its attempts (skipped ones too) say why nothing answered.
+                    unanswered = result_of(orchestrator, payload.get("thread_id"))
+                    return Outcome(kind, index / analyses, unanswered, started, ended, response.status_code, error)
                 for key in _EXTRA_KEYS:
                     payload.pop(key, None)
                 result = AnalysisResult.model_validate(payload)
@@ -443,6 +445,14 @@ def run_scenario(scenario: Scenario, analyses: int, concurrency: int, seed: int)
         wall = time.perf_counter() - wall
         health: dict[str, str] = {name: registry.health.breaker(name).snapshot().state for name in registry.names()}
     return table(scenario, outcomes, concurrency, wall, health)
+
+
+def result_of(orchestrator: Orchestrator, thread_id: object) -> AnalysisResult | None:
+    """Return the result an analysis's last checkpoint holds (None without a thread id or a result)."""
+    if not isinstance(thread_id, str):
+        return None
+    values = orchestrator.graph.get_state({"configurable": {"thread_id": thread_id}}).values
+    return AnalysisResult.model_validate(values["result"]) if values.get("result") else None
 
 
 def warm_up(registry: ProviderRegistry) -> None:
@@ -505,7 +515,7 @@ def table(
         extra += sum(a.cost_usd for a in r.attempts if a.hedge)
         spend += sum(a.cost_usd for a in r.attempts if not a.hedge)
         if r.answer is None:
-            errors[(r.error or "?")[:200]] += 1
+            errors[(o.crash or r.error or "?")[:200]] += 1
             continue
         by_provider[r.provider or "?"] += 1
         failed = [a.started_at for a in answers if a.outcome != "ok" and a.started_at is not None]
@@ -577,7 +587,12 @@ def table(
         rows.append((f"slow: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
     # Always shown (up to five): one unanswered analysis of hundreds is the one worth reading.
     for o in [o for o in outcomes if o not in answered][:5]:
-        rows.append((f"unanswered: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o)))
+        routed = ""
+        if o.result is not None:  # what was left out of its chain, and why
+            chain = ", ".join(step.provider for step in o.result.routing.chain)
+            left_out = "; ".join(reason for reason in o.result.routing.reasons if "skipped" in reason)
+            routed = f" || chain: {chain}" + (f"; {left_out}" if left_out else "")
+        rows.append((f"unanswered: {(o.ended - o.started) * 1000:.0f} ms", calls_of(o) + routed))
     return render(f"{scenario.name}: {scenario.description}", rows)
 
 
@@ -615,7 +630,7 @@ def skip_rows(store_name: str, make_store: Callable[[BreakerPolicy], Any] | None
     progress = Progress(1)
     healthy = Schedule(median_s=0.005, p99_s=0.02)
     scenario = Scenario("skip", "", healthy, Schedule(0.005, 0.02, cites=True), Schedule(0.005, 0.02), {})
-    with tempfile.TemporaryDirectory() as tmp, environment(scenario, progress, Path(tmp)) as (registry, _url, _env):
+    with tempfile.TemporaryDirectory() as tmp, environment(scenario, progress, Path(tmp)) as (registry, _url, _env, _o):
         policy = registry.health.policy
         if make_store is not None:
             registry.health = HealthBoard(policy, time.time, make_store(policy))
@@ -750,7 +765,7 @@ def cli_exit_table(runs: int) -> list[str]:
     total: list[float] = []
     codes: Counter[int] = Counter()
     cli = Path(sys.executable).with_name("strategist")
-    with tempfile.TemporaryDirectory() as tmp, environment(hung, progress, Path(tmp)) as (_registry, _url, env):
+    with tempfile.TemporaryDirectory() as tmp, environment(hung, progress, Path(tmp)) as (_registry, _url, env, _o):
         # The CLI classifies for itself: force the complex chain (gemini first) the same way the app does.
         env = {**os.environ, **env, "LOCAL_MODEL_PATH": str(Path(tmp) / "none.gguf")}
         for _ in range(runs):

@@ -176,7 +176,12 @@ def _or_ask_again(
             and registry.health.cooldowns.left_s(name) < left_s - policy.min_attempt_s
         )
 
-    index = step_to_ask_again(chain, attempts, can_answer_now=can_answer_now, max_calls=policy.max_retries + 1)
+    def budget_allows(name: str) -> bool:
+        return registry.health.breaker(name).retry_allowed(policy.budget_ratio)
+
+    index = step_to_ask_again(
+        chain, attempts, can_answer_now=can_answer_now, max_calls=policy.max_retries + 1, budget_allows=budget_allows
+    )
     if index is None:
         return {**update, "cursor": len(chain)}  # spent: nothing is left to skip through
     provider = chain[index]["provider"]

@@ -42,7 +42,14 @@ from nodes.policy.query_classifier import QueryNeeds
 from nodes.route import plan
 from providers.base import Prompt, ProviderAdapter
 from providers.config import Settings, load_settings
-from providers.errors import CallAborted, MalformedResponse, ProviderConnectionError, ProviderTimeout, ServerError
+from providers.errors import (
+    CallAborted,
+    MalformedResponse,
+    ProviderConnectionError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
 from providers.resilience.breaker import CircuitBreaker, LatencyView
@@ -568,6 +575,24 @@ def test_a_question_whose_every_provider_failed_once_is_asked_again_while_time_i
         ("perplexity", "error"),
         ("gemini", "error"),
         ("local", "error"),
+        ("perplexity", "ok"),
+    ]
+    assert result.provider == "perplexity" and not result.fallback_mode
+
+
+def test_past_the_retry_bound_a_provider_with_retry_budget_is_asked_again() -> None:
+    """bench/chaos.py seed 27: a fresh-fact question's Perplexity failed three times in a row while the other
+    providers could not answer, and the analysis ended unanswered within half a second of its deadline. Now a
+    provider whose retry budget has room (answers on record) is asked up to five times; one without answers on
+    record is not (the exhausted-chain test in tests/unit/test_graph.py)."""
+    registry = fake_registry({"perplexity": [ServerError("503"), ServerError("503"), RateLimited("429"), CITED]})
+    for _ in range(10):
+        registry.health.record("perplexity", ok=True, latency_ms=100.0)
+    result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"))
+    assert [(a.provider, a.outcome) for a in result.attempts if a.role == "answer"] == [
+        ("perplexity", "error"),
+        ("perplexity", "error"),
+        ("perplexity", "error"),
         ("perplexity", "ok"),
     ]
     assert result.provider == "perplexity" and not result.fallback_mode

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphs.state import Attempt, ChainStep, Outcome
-from nodes.policy.ask_again import step_to_ask_again
+from nodes.policy.ask_again import SPENT_MAX_CALLS, step_to_ask_again
 
 CHAIN: list[ChainStep] = [
     {"provider": "perplexity", "tier": "realtime", "model": "sonar", "reason": "fresh facts"},
@@ -33,8 +33,19 @@ def attempt(
     }
 
 
-def pick(attempts: list[Attempt], down: frozenset[str] = frozenset(), max_calls: int = 3) -> int | None:
-    return step_to_ask_again(CHAIN, attempts, can_answer_now=lambda name: name not in down, max_calls=max_calls)
+def pick(
+    attempts: list[Attempt],
+    down: frozenset[str] = frozenset(),
+    max_calls: int = 3,
+    budget: frozenset[str] = frozenset(),
+) -> int | None:
+    return step_to_ask_again(
+        CHAIN,
+        attempts,
+        can_answer_now=lambda name: name not in down,
+        max_calls=max_calls,
+        budget_allows=lambda name: name in budget,
+    )
 
 
 def test_the_adequate_step_comes_first_then_the_last_resorts_in_chain_order() -> None:
@@ -69,3 +80,21 @@ def test_an_answer_that_came_and_was_rejected_is_not_an_outage() -> None:
     assert pick([attempt("perplexity", outcome="ok", error_class=None)]) is None
     never_called = [attempt("perplexity", outcome="skipped", error_class=None)]
     assert pick(never_called) is None  # asked again means called once already
+
+
+def test_past_the_bound_an_adequate_step_is_asked_while_its_retry_budget_allows() -> None:
+    """Chaos run, seed 27: Perplexity failed three times in a row with Gemini silent and the local circuit open, and
+    the fresh-fact question ended unanswered within half a second of a 90 s deadline."""
+    three = [attempt("perplexity"), attempt("perplexity", error_class="rate_limited"), attempt("perplexity")]
+    assert pick(three, down=frozenset({"gemini", "local"})) is None  # no budget: the policy's bound holds
+    assert pick(three, down=frozenset({"gemini", "local"}), budget=frozenset({"perplexity"})) == 0
+    most = three + [attempt("perplexity")] * (SPENT_MAX_CALLS - 3)
+    assert pick(most, down=frozenset({"gemini", "local"}), budget=frozenset({"perplexity"})) is None  # at most five
+    # The last resorts keep their two calls, budget or not; the adequate step still comes first.
+    spent = [*three, attempt("gemini"), attempt("gemini"), attempt("local")]
+    everyone = frozenset({"perplexity", "gemini", "local"})
+    assert pick(spent, budget=everyone) == 0
+    assert pick([*spent, *[attempt("perplexity")] * (SPENT_MAX_CALLS - 3)], budget=everyone) == 2
+    assert pick([*spent, attempt("local"), *[attempt("perplexity")] * (SPENT_MAX_CALLS - 3)], budget=everyone) is None
+    # A lasting failure is not retried on a budget either.
+    assert pick([*three[:2], attempt("perplexity", error_class="auth_error")], budget=everyone) is None
