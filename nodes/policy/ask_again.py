@@ -24,6 +24,11 @@ their Perplexity having failed three times in a row (a 1-in-125 chance per quest
 the local model's circuit open. A budget, not only a count, bounds the load (Finagle's and Envoy's retry budgets):
 a provider that is down has no successes to retry against, so an outage costs what it cost before.
 
+When no step can answer now but one only looks silent (its calls overdue: a hang, or a slow tail taken for one), that
+one is asked rather than none: in the same run an analysis whose Perplexity had timed out once ended with a 503
+after 2.3 s, Perplexity flagged silent by its random hangs, Gemini hung and the local circuit open. Its call is a
+retry, so it gets its provider's own limit, not all the time left (nodes/policy/hedging.py).
+
 A step whose last attempt was not made (skipped: the spend caps, the local queue) is not picked again, so the
 choice always ends: every pick either makes a call or is skipped. An analysis whose answer was rejected (an
 adequate provider answered without the sources its question needs) is not asked again: that was an answer, not an
@@ -56,15 +61,30 @@ def step_to_ask_again(
     can_answer_now: Callable[[str], bool],
     max_calls: int,
     budget_allows: Callable[[str], bool] = lambda _name: False,
+    may_answer: Callable[[str], bool] = lambda _name: False,
 ) -> int | None:
     """Return the index of the chain step to ask once more after every step failed, or None (none is worth it).
 
     ``budget_allows(provider)`` says whether the provider's retry budget has room: then an adequate step may go
-    past ``max_calls``, up to ``SPENT_MAX_CALLS``."""
+    past ``max_calls``, up to ``SPENT_MAX_CALLS``. ``may_answer(provider)``: when no step can answer now, the first
+    that may (its provider looks silent, which may be a false alarm) is asked rather than none."""
+    eligible = _eligible(chain, attempts, max_calls, budget_allows)
+    for accepts in (can_answer_now, may_answer):
+        index = next((i for i in eligible if accepts(chain[i]["provider"])), None)
+        if index is not None:
+            return index
+    return None
+
+
+def _eligible(
+    chain: Sequence[ChainStep], attempts: Sequence[Attempt], max_calls: int, budget_allows: Callable[[str], bool]
+) -> list[int]:
+    """Return the steps that may be asked again, in the order they would be: adequate ones first, then chain order."""
     answers = [a for a in attempts if a["role"] == "answer"]
     if any(a["outcome"] in ("ok", "invalid") for a in answers):
-        return None  # an answer came (and was rejected): not an outage
+        return []  # an answer came (and was rejected): not an outage
     order = sorted(range(len(chain)), key=lambda i: (bool(chain[i].get("last_resort")), i))
+    eligible = []
     for index in order:
         name = chain[index]["provider"]
         own = [a for a in answers if a["provider"] == name]
@@ -77,6 +97,5 @@ def step_to_ask_again(
             continue
         if len(made) >= limit and (last_resort or not budget_allows(name)):
             continue
-        if can_answer_now(name):
-            return index
-    return None
+        eligible.append(index)
+    return eligible

@@ -220,11 +220,15 @@ def race(
         # with nothing else adequate used to wait out its whole sub-deadline (2 s in the chaos run). Never the
         # local model: it runs one call at a time, so a duplicate would only queue behind the call it hedges.
         hedge_step = chain[cursor]
-    hedge_fallbacks_left = cursor + 1 < len(chain) if duplicate else cursor + 2 < len(chain)
+    # A retry of a step (a retry_at was set: the retry policy, or the chain asked again) has something after it even
+    # as the chain's last step: another retry, or the chain asked again. It gets its provider's own limit, not all
+    # the time left, which a hung provider asked again would hold to the deadline.
+    retrying = state.get("retry_at") is not None
+    hedge_fallbacks_left = retrying or (cursor + 1 < len(chain) if duplicate else cursor + 2 < len(chain))
     # A provider that has gone silent (calls overdue, none answered after them) is hedged at the floor from the start.
     stalled = hedge_step is not None and registry.health.stalls.stalled(first)
     # Without a possible hedge the call is made in this thread: nothing will race or abandon it.
-    timing = launch(chain[cursor], cursor + 1 < len(chain), hedge=False, inline=hedge_step is None)
+    timing = launch(chain[cursor], retrying or cursor + 1 < len(chain), hedge=False, inline=hedge_step is None)
     hedge_after_s = min(timing.hedge_after_s, resilience.hedge.min_after_s) if stalled else timing.hedge_after_s
     hedge_at = time.monotonic() + hedge_after_s if hedge_step is not None else None
     limit = time.monotonic() + max(0.0, deadline_at - clock()) + _GRACE_S

@@ -598,6 +598,35 @@ def test_past_the_retry_bound_a_provider_with_retry_budget_is_asked_again() -> N
     assert result.provider == "perplexity" and not result.fallback_mode
 
 
+def test_a_retry_of_the_last_step_gets_its_providers_own_limit_not_all_the_time_left() -> None:
+    """A retry has something after it even on the chain's last step (another retry, the chain asked again): a hung
+    retry is cut at its provider's own limit (min_s here), not held to the deadline as the last step's first call
+    would be. The limit is in the timeout's message: computed, not measured."""
+    release = threading.Event()
+
+    def hung(_messages: Any) -> Any:
+        release.wait(120)
+        return CITED
+
+    registry = fake_registry(
+        {"perplexity": [ServerError("503"), hung, CITED]},
+        settings=settings_with(hedge={"enabled": False}, deadlines={"min_s": 0.05, "p95_multiple": 1.0}),
+    )
+    for _ in range(10):
+        registry.health.record("perplexity", ok=True, latency_ms=10.0)
+    try:
+        result = run(registry, QueryNeeds.confident(0.95, "moderate", "fact_lookup"))
+    finally:
+        release.set()
+    answers = [a for a in result.attempts if a.role == "answer"]
+    assert [(a.provider, a.outcome, a.error_class) for a in answers] == [
+        ("perplexity", "error", "server_error"),
+        ("perplexity", "error", "timeout"),
+        ("perplexity", "ok", None),
+    ]
+    assert answers[1].error and "no answer within 0.05s" in answers[1].error
+
+
 def loser(registry: ProviderRegistry, *, hedge: bool) -> Call:
     call = Call(
         step={"provider": "perplexity", "tier": "realtime", "model": "perplexity/sonar", "reason": "test"},

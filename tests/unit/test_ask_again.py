@@ -38,13 +38,15 @@ def pick(
     down: frozenset[str] = frozenset(),
     max_calls: int = 3,
     budget: frozenset[str] = frozenset(),
+    silent: frozenset[str] = frozenset(),
 ) -> int | None:
     return step_to_ask_again(
         CHAIN,
         attempts,
-        can_answer_now=lambda name: name not in down,
+        can_answer_now=lambda name: name not in down | silent,
         max_calls=max_calls,
         budget_allows=lambda name: name in budget,
+        may_answer=lambda name: name not in down,
     )
 
 
@@ -98,3 +100,14 @@ def test_past_the_bound_an_adequate_step_is_asked_while_its_retry_budget_allows(
     assert pick([*spent, attempt("local"), *[attempt("perplexity")] * (SPENT_MAX_CALLS - 3)], budget=everyone) is None
     # A lasting failure is not retried on a budget either.
     assert pick([*three[:2], attempt("perplexity", error_class="auth_error")], budget=everyone) is None
+
+
+def test_a_provider_gone_silent_is_asked_only_when_no_other_can_answer() -> None:
+    """Chaos run, seed 27: Perplexity's one call timed out and its random hangs had it flagged silent, Gemini hung
+    and the local model's circuit was open; the analysis ended with a 503 after 2.3 s of a 90 s deadline."""
+    spent = [attempt("perplexity", error_class="timeout"), attempt("gemini", outcome="cancelled", error_class=None)]
+    assert pick(spent, down=frozenset({"local"}), silent=frozenset({"perplexity"})) == 1  # one that can answer now
+    both = frozenset({"perplexity", "gemini"})
+    assert pick(spent, down=frozenset({"local"}), silent=both) == 0  # none can: the first that may
+    assert pick(spent, down=frozenset({"local", "perplexity"}), silent=both) == 1
+    assert pick(spent, down=frozenset({"local", "perplexity", "gemini"})) is None  # circuits open: none may
