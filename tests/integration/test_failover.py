@@ -33,6 +33,7 @@ from graphs.context import Context
 from graphs.events import RateLimitWait, events_of
 from graphs.result import AnalysisResult
 from graphs.state import AnalysisInput, AnalysisState, Candidate, ChainStep
+from graphs.stores.ledger import SqliteLedger
 from nodes.classify import classification_of
 from nodes.policy.checkers import checker_chain
 from nodes.policy.deadlines import call_deadline_s, cross_check_deadline_s
@@ -689,7 +690,7 @@ def test_an_orchestrator_block_waits_for_losers_still_settling_before_its_ledger
     monkeypatch.setattr("strategist.api.wait_for_settlements", block_ended)
     with open_orchestrator(load_settings({"STRATEGIST_DATA_DIR": str(tmp_path)})) as orchestrator:
         ledger = orchestrator.ledger
-        assert ledger is not None
+        assert isinstance(ledger, SqliteLedger)  # no REDIS_URL: the embedded store, under the data directory
 
         def correct(usd: float) -> None:
             ledger.correct("t-1", 0, usd)  # raises once the ledger is closed
