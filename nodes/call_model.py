@@ -183,8 +183,8 @@ def _or_ask_again(
 
     # A provider gone silent is asked only when nothing else can be: the alternative is no answer with most of the
     # deadline unused (chaos seed 27: Perplexity's one call timed out and its random hangs had it flagged silent,
-    # Gemini hung, the local circuit open: a 503 after 2.3 s). Its call is hedged at the floor and given up on its
-    # provider's short leash.
+    # Gemini hung, the local circuit open: a 503 after 2.3 s). Its call is a retry, so it gets its provider's own
+    # limit, not all the time left (nodes/policy/hedging.py), and a silent provider's call is hedged at the floor.
     index = step_to_ask_again(
         chain,
         attempts,
