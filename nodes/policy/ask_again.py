@@ -19,10 +19,10 @@ steps' calls up to the policy's bound and one more call to each last resort, and
 
 An adequate step that has made the policy's bound of calls may make up to ``SPENT_MAX_CALLS`` while its provider's
 retry budget allows (retries within ``budget_ratio`` of its successes in the breaker window): in the chaos run's
-20% random errors with Gemini hung, 3 of 300 analyses in one seed ended unanswered within 2 s of a 90 s deadline,
-their Perplexity having failed three times in a row (a 1-in-125 chance per question) while Gemini was silent and
-the local model's circuit open. A budget, not only a count, bounds the load (Finagle's and Envoy's retry budgets):
-a provider that is down has no successes to retry against, so an outage costs what it cost before.
+20% random errors with Gemini hung, 3 of 300 analyses in one seed ended unanswered after at most 2.6 s of a 90 s
+deadline, their Perplexity having failed three times in a row (a 1-in-125 chance per question) while Gemini was
+silent and the local model's circuit open. A budget, not only a count, bounds the load (Finagle's and Envoy's
+retry budgets): a provider that is down has no successes to retry against, so an outage costs what it cost before.
 
 When no step can answer now but one only looks silent (its calls overdue: a hang, or a slow tail taken for one), that
 one is asked rather than none: in the same run an analysis whose Perplexity had timed out once ended with a 503

@@ -583,7 +583,7 @@ def test_a_question_whose_every_provider_failed_once_is_asked_again_while_time_i
 
 def test_past_the_retry_bound_a_provider_with_retry_budget_is_asked_again() -> None:
     """bench/chaos.py seed 27: a fresh-fact question's Perplexity failed three times in a row while the other
-    providers could not answer, and the analysis ended unanswered within half a second of its deadline. Now a
+    providers could not answer, and the analysis ended unanswered after half a second of its 90 s deadline. Now a
     provider whose retry budget has room (answers on record) is asked up to five times; one without answers on
     record is not (the exhausted-chain test in tests/unit/test_graph.py)."""
     registry = fake_registry({"perplexity": [ServerError("503"), ServerError("503"), RateLimited("429"), CITED]})

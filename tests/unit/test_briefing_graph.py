@@ -185,8 +185,8 @@ def test_no_cloud_tier_still_answers_a_degraded_briefing() -> None:
     )
     result = run(registry)
     briefing = result.briefing
-    assert briefing is not None
-    assert briefing.fallback_mode is True and briefing.confidence_score <= 0.3
+    assert result.error is None  # degraded, but a briefing: not the "nothing could be said" error below
+    assert briefing is not None and briefing.fallback_mode is True and briefing.confidence_score <= 0.3
     assert "water" in briefing.strategic_overview
     assert any("Find out" in a.description for a in briefing.recommended_actions)
     assert [a.role for a in result.attempts] == ["write", "write", "write"]
