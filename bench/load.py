@@ -270,8 +270,7 @@ def double_paid(outcome: Outcome, ledger: Ledger, db: int) -> tuple[int, int]:
 
 CPU_CHILD = r"""
 import sys, time, uuid
-from langchain_google_genai import ChatGoogleGenerativeAI
-from bench.overhead import bare_graph, registry_for
+from bench.overhead import abortable_call, bare_graph, registry_for
 from graphs.request import parse_request
 from graphs.service import Orchestrator
 from graphs.stores import open_stores
@@ -287,8 +286,8 @@ settings = load_settings({"REDIS_URL": redis_url, "STRATEGIST_DATA_DIR": "/nonex
 query = "Design a 12-week mobilisation plan for Jubilee Hills with budget trade-offs and risks"
 with open_stores(settings) as stores:
     registry = registry_for(_Url())
-    chat = registry.adapter("gemini").chat_model()
-    bare = bare_graph(chat).compile(checkpointer=stores.checkpointer)
+    # The bare graph makes the call the project makes (the abortable one), so the ratio is orchestration only.
+    bare = bare_graph(abortable_call(registry)).compile(checkpointer=stores.checkpointer)
     project = Orchestrator(registry, stores.checkpointer)
     request = parse_request({"query": query, "depth": "quick"})
 

@@ -189,6 +189,13 @@ def registry_for(gemini: FakeGemini) -> ProviderRegistry:
     return ProviderRegistry(settings)
 
 
+def abortable_call(registry: ProviderRegistry) -> Callable[[], str]:
+    """Gemini's call as the project makes it: async on the provider loop, so an abandoned call can be aborted."""
+    adapter = registry.adapter("gemini")
+    prompt = Prompt(system=str(MESSAGES[0].content), user=QUERY)
+    return lambda: adapter.invoke(prompt, timeout_s=30, abort=threading.Event()).text
+
+
 def timed(fn: Callable[[], object], calls: int, cpu: list[float] | None = None) -> list[float]:
     """Return each call's wall time (ms); add the process's CPU time per call (ms, every thread) to ``cpu``.
 
@@ -329,13 +336,7 @@ def main() -> None:
         registry = registry_for(gemini)
         chat = registry.adapter("gemini").chat_model()
         request = parse_request({"query": QUERY, "depth": "quick"})
-        adapter = registry.adapter("gemini")
-        prompt = Prompt(system=str(MESSAGES[0].content), user=QUERY)
-
-        def abortable() -> str:
-            # The call as the project makes it: async on the provider loop, so an abandoned call can be aborted.
-            return adapter.invoke(prompt, timeout_s=30, abort=threading.Event()).text
-
+        abortable = abortable_call(registry)
         nodes_only = without_graph(build_analysis_graph(), lambda: Context(registry=registry))
         graph_input = dict(request.graph_input())
         variants: dict[str, Callable[[], object]] = {
