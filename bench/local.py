@@ -3,11 +3,13 @@
 Each job of data/local_jobs.jsonl carries its task, complexity, language and an automatic grade (a label among
 labels, items that must appear, a fix with the errors that must be gone, a number). Every job goes through the
 production path: the graph's prompt (nodes/policy/prompt.py) rendered by the local adapter, with the configured
-local model (default: the embedded SmolLM2-135M-Instruct, fixed seed). Prints accuracy per task and per
-(task, language) and, with --write, writes nodes/policy/local_adequacy.json: integer counts the router reads for
-the local tier's adequacy (nodes/policy/local_adequacy.py), so the routing table follows a measurement.
+local model (LOCAL_MODEL_PATH, or LOCAL_BASE_URL and LOCAL_MODEL; default: the embedded SmolLM2-135M-Instruct,
+fixed seed). Prints accuracy per task and per (task, language) and, with --write, writes the integer counts the
+router reads for the local tier's adequacy (nodes/policy/local_adequacy.py), under the measured model's name, so
+the routing table follows a measurement: bare --write replaces nodes/policy/local_adequacy.json (the embedded
+model's, shipped); --write PATH measures a model of your own, for LOCAL_ADEQUACY_PATH=PATH.
 
-    PYTHONPATH=. python bench/local.py [--write] [--show]
+    PYTHONPATH=. python bench/local.py [--write [PATH]] [--show]
 
 Counts are integers over a fixed-seed model, so a rerun on the same build reproduces the artifact; another CPU
 can flip a borderline answer (llama.cpp's float order), which shows up as a one-count diff.
@@ -29,8 +31,8 @@ from typing import Any
 from graphs.state import AnalysisState
 from nodes.policy.local_adequacy import ARTIFACT_FORMAT, DEFAULT_PATH
 from nodes.policy.prompt import build_prompt
-from providers.local.adapter import build_local_adapter
-from providers.local.model_file import default_model_stem
+from providers.config import ProviderSettings, load_settings
+from providers.registry import build_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "data" / "local_jobs.jsonl"
@@ -88,9 +90,19 @@ def load_jobs(path: Path = JOBS) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_jobs(jobs: Sequence[Mapping[str, Any]], show: bool) -> list[tuple[Mapping[str, Any], str, bool, float]]:
-    adapter = build_local_adapter(timeout_s=300.0)
-    adapter.preload()
+def local_tier() -> ProviderSettings:
+    """The configured local tier, given time for a model bigger than the embedded one on two cores."""
+    configured = next(p for p in load_settings().providers.values() if p.tier == "local")
+    return configured.model_copy(update={"timeout_s": 300.0})
+
+
+def run_jobs(
+    jobs: Sequence[Mapping[str, Any]], show: bool, tier: ProviderSettings
+) -> list[tuple[Mapping[str, Any], str, bool, float]]:
+    adapter = build_adapter(tier)
+    preload = getattr(adapter, "preload", None)
+    if preload is not None:  # a model in this process: loaded before the clock starts
+        preload()
     results = []
     for job in jobs:
         state: AnalysisState = {"query": job["text"], "classification": {"task": job["task"]}}  # type: ignore[typeddict-item]
@@ -104,7 +116,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], show: bool) -> list[tuple[Mappin
     return results
 
 
-def artifact(results: Sequence[tuple[Mapping[str, Any], str, bool, float]], sha: str) -> dict[str, Any]:
+def artifact(results: Sequence[tuple[Mapping[str, Any], str, bool, float]], sha: str, model: str) -> dict[str, Any]:
     by_task: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_lang: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for job, _, ok, _ in results:
@@ -113,7 +125,7 @@ def artifact(results: Sequence[tuple[Mapping[str, Any], str, bool, float]], sha:
             cell[1] += int(ok)
     return {
         "format": ARTIFACT_FORMAT,
-        "model": default_model_stem(),
+        "model": model,
         "jobs_sha256": sha,
         "prompt": "production (nodes/policy/prompt.py via the local adapter), depth standard",
         "by_task": {t: {"n": n, "correct": c} for t, (n, c) in sorted(by_task.items())},
@@ -126,26 +138,33 @@ def artifact(results: Sequence[tuple[Mapping[str, Any], str, bool, float]], sha:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help=f"write {DEFAULT_PATH.name} for the router")
+    parser.add_argument(
+        "--write",
+        nargs="?",
+        const=DEFAULT_PATH,
+        type=Path,
+        help=f"write the measurement for the router: to PATH (for LOCAL_ADEQUACY_PATH), or bare to {DEFAULT_PATH.name}",
+    )
     parser.add_argument("--show", action="store_true", help="print every answer and its grade")
     args = parser.parse_args(argv)
     raw = JOBS.read_bytes()
     jobs = load_jobs()
-    results = run_jobs(jobs, args.show)
+    tier = local_tier()
+    results = run_jobs(jobs, args.show, tier)
     cells: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for job, _, ok, elapsed in results:
         for key in ((job["task"], "all"), (job["task"], job["language"]), ("ALL", "all")):
             cells[key][0] += 1
             cells[key][1] += int(ok)
             cells[key][2] += elapsed
-    print(f"local model {default_model_stem()} on {len(jobs)} light jobs ({JOBS.name}); 2-core machine shared")
+    print(f"local model {tier.model} on {len(jobs)} light jobs ({JOBS.name}); 2-core machine shared")
     print(f"{'task':<20}{'language':<10}{'n':>4}{'correct':>9}{'accuracy':>10}{'mean s':>8}")
     for (task, lang), (n, c, s) in sorted(cells.items()):
         print(f"{task:<20}{lang:<10}{int(n):>4}{int(c):>9}{c / n:>10.2f}{s / n:>8.1f}")
     if args.write:
-        doc = artifact(results, hashlib.sha256(raw).hexdigest())
-        DEFAULT_PATH.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"wrote {DEFAULT_PATH}")
+        doc = artifact(results, hashlib.sha256(raw).hexdigest(), tier.model)
+        args.write.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"wrote {args.write}")
     return 0
 
 

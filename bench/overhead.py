@@ -18,7 +18,9 @@ noisy: a ratio from one run is worth more than two absolute numbers from two run
   policy, whatever runs it.
 - ``litellm``: with ``--litellm PYTHON`` (a Python with litellm installed, in a separate environment: it is not a
   dependency of this project), LiteLLM's ``Router.completion`` against the same server, and its own direct call,
-  a round of each after each of our rounds.
+  a round of each after each of our rounds. Two Routers: one deployment and nothing else (``litellm router``), and
+  one asked for what it can do of the project's job (``litellm router, failover``: three deployments to fall back
+  on, two retries, routing by observed latency, cooldowns, a timeout).
 
 Then a profile of the project's own code (cProfile over every thread, top functions by own time).
 
@@ -221,7 +223,7 @@ class LiteLLMRounds:
     LiteLLM appends ``/models/{model}:generateContent`` to ``api_base``, so the API version is part of it.
     """
 
-    NAMES = ("litellm direct", "litellm router")
+    NAMES = ("litellm direct", "litellm router", "litellm router, failover")
 
     def __init__(self, python: str, base_url: str, calls: int) -> None:
         script = textwrap.dedent(
@@ -232,15 +234,23 @@ class LiteLLMRounds:
             kwargs = dict(api_key="bench-key", api_base={base_url + "/v1beta"!r}, num_retries=0)
             deployment = {{"model": "gemini/gemini-3.8-flash", **kwargs}}
             router = Router(model_list=[{{"model_name": "premium", "litellm_params": deployment}}], num_retries=0)
+            # What the project does that a Router can be asked to: a chain of three deployments to fall back on,
+            # retries, routing by observed latency, cooldowns, a timeout. Every deployment is the same fake.
+            chain = [{{"model_name": name, "litellm_params": {{**deployment, "timeout": 30}}}}
+                     for name in ("premium", "realtime", "local")]
+            failover = Router(model_list=chain, num_retries=2, fallbacks=[{{"premium": ["realtime", "local"]}}],
+                              routing_strategy="latency-based-routing", allowed_fails=3, cooldown_time=30, timeout=30)
             messages = [{{"role": "system", "content": "Answer as a campaign strategy analyst."}},
                         {{"role": "user", "content": {QUERY!r}}}]
             def direct(): litellm.completion(model="gemini/gemini-3.8-flash", messages=messages, **kwargs)
             def routed(): router.completion(model="premium", messages=messages)
-            for _ in range(20): direct(); routed()
+            def failing_over(): failover.completion(model="premium", messages=messages)
+            for _ in range(20): direct(); routed(); failing_over()
             print("ready", flush=True)
             for _ in sys.stdin:
                 out, cpu = {{}}, {{}}
-                for name, fn in (("litellm direct", direct), ("litellm router", routed)):
+                for name, fn in (("litellm direct", direct), ("litellm router", routed),
+                                 ("litellm router, failover", failing_over)):
                     c, out[name] = time.process_time(), []
                     for _ in range({calls}):
                         t = time.perf_counter(); fn(); out[name].append((time.perf_counter() - t) * 1000)
@@ -388,7 +398,7 @@ def main() -> None:
             f"overhead per analysis, zero-latency fake Gemini, {args.rounds} rounds x {args.calls} calls, interleaved"
         )
         print(
-            f"{'variant':<18}{'p50 ms':>9}{'p95 ms':>9}{'CPU ms':>9}{'over direct ms':>16}"
+            f"{'variant':<26}{'p50 ms':>9}{'p95 ms':>9}{'CPU ms':>9}{'over direct ms':>16}"
             f"{'x bare (p50)':>14}{'x bare (CPU)':>14}"
         )
         for name in samples:
@@ -399,26 +409,27 @@ def main() -> None:
                 versus = f"{p50[name] / p50[same_saver]:.2f}"
                 versus_cpu = f"{cpu_ms[name] / cpu_ms[same_saver]:.2f}"
             print(
-                f"{name:<18}{p50[name]:>9.2f}{p95[name]:>9.2f}{cpu_ms[name]:>9.2f}{p50[name] - floor:>16.2f}"
+                f"{name:<26}{p50[name]:>9.2f}{p95[name]:>9.2f}{cpu_ms[name]:>9.2f}{p50[name] - floor:>16.2f}"
                 f"{versus:>14}{versus_cpu:>14}"
             )
         if args.litellm:
             # The issue's measure: per-call latency p50 of each, through the same fake server. Beside it, each one's
             # overhead over its own direct call (LiteLLM's direct call is slower than the Google client's).
-            router = p50["litellm router"]
-            router_over = router - p50["litellm direct"]
-            for saver_name in saver_of:
-                ours = p50[f"project/{saver_name}"]
+            for router_name in ("litellm router", "litellm router, failover"):
+                router = p50[router_name]
+                router_over = router - p50["litellm direct"]
+                for saver_name in saver_of:
+                    ours = p50[f"project/{saver_name}"]
+                    print(
+                        f"project/{saver_name} against {router_name}, p50 per call: {ours:.2f} / {router:.2f} ms = "
+                        f"{ours / router:.2f}; over each one's direct call: {ours - direct:.2f} / {router_over:.2f} ms"
+                    )
+                # Without any graph runtime at all, the same policy: what no choice of runner could go below.
+                floor = p50["nodes, no graph"]
                 print(
-                    f"project/{saver_name} against LiteLLM's Router, p50 per call: {ours:.2f} / {router:.2f} ms = "
-                    f"{ours / router:.2f}; over each one's direct call: {ours - direct:.2f} / {router_over:.2f} ms"
+                    f"nodes, no graph against {router_name}, p50 per call: {floor:.2f} / {router:.2f} ms = "
+                    f"{floor / router:.2f}"
                 )
-            # Without any graph runtime at all, the same policy: what no choice of runner could go below.
-            floor = p50["nodes, no graph"]
-            print(
-                f"nodes, no graph against LiteLLM's Router, p50 per call: {floor:.2f} / {router:.2f} ms = "
-                f"{floor / router:.2f}"
-            )
         else:
             print("LiteLLM not measured (pass --litellm PYTHON with litellm installed in a separate environment)")
 

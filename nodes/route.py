@@ -53,7 +53,12 @@ from graphs.state import AnalysisState, ChainStep, Classification, Constraints, 
 from nodes.policy.budget import ANONYMOUS, BudgetStore, Reservation
 from nodes.policy.costing import baseline_cost, estimate_call_cost, research_chain_cost
 from nodes.policy.learned_adequacy import Learned, learned_from
-from nodes.policy.local_adequacy import LocalAdequacy, default_local_adequacy, language_of
+from nodes.policy.local_adequacy import (
+    LocalAdequacy,
+    configured_local_adequacy,
+    default_local_adequacy,
+    language_of,
+)
 from providers.config import RoutingMode, RoutingSettings, Tier
 from providers.registry import ProviderRegistry
 from providers.resilience.breaker import HealthSnapshot
@@ -321,6 +326,33 @@ def _primary_reason(best: Option, options: list[Option], needs: dict[Need, float
     )
 
 
+def local_measurement(registry: ProviderRegistry, usable: list[Usable]) -> tuple[LocalAdequacy, list[str]]:
+    """Return the local tier's measured accuracy on light jobs, and why it may not be its model's own.
+
+    The measurement is the local tier's ``adequacy_path`` (bench/local.py --write PATH run against that model), or
+    the one shipped for the embedded SmolLM2. A model served by LOCAL_BASE_URL or LOCAL_MODEL_PATH that nobody
+    measured is judged by the embedded model's figures (the cautious choice: outcomes may raise it), and the
+    reasons say so, with how to measure it.
+    """
+    local = next((c for c in usable if c.tier == "local"), None)
+    if local is None:
+        return default_local_adequacy(), []
+    configured = registry.provider_settings(local.provider)
+    if configured.adequacy_path:
+        try:
+            return configured_local_adequacy(configured.adequacy_path), []
+        except (OSError, ValueError, KeyError) as exc:
+            note = f"{local.provider}: its measurement {configured.adequacy_path!r} is unreadable ({exc})"
+            return default_local_adequacy(), [f"{note}; judged by the embedded model's instead"]
+    measured = default_local_adequacy()
+    if measured.model == configured.model:
+        return measured, []
+    return measured, [
+        f"{local.provider} ({configured.model}) is judged on light jobs by {measured.model}'s measured accuracy: "
+        f"measure it with bench/local.py --write PATH and set LOCAL_ADEQUACY_PATH"
+    ]
+
+
 def intelligent_chain(
     registry: ProviderRegistry,
     c: Classification,
@@ -339,7 +371,11 @@ def intelligent_chain(
     usable, reasons = usable_providers(registry, c, query, constraints, budget_s)
     pairs, pair_reasons = research_pairs(registry, usable, c, query, constraints)
     reasons += pair_reasons
-    measured = local_adequacy if local_adequacy is not None else default_local_adequacy()
+    if local_adequacy is not None:
+        measured = local_adequacy
+    else:
+        measured, notes = local_measurement(registry, usable)
+        reasons += notes
     local_light = local_light_share(c, query, routing, measured)
     factor = 1.0
     if constraints.get("cost_sensitive"):

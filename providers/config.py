@@ -79,6 +79,9 @@ class ProviderSettings(_Strict):
     n_ctx: int = Field(default=2048, gt=0)
     # Local tier only: calls that may wait for the one model of the process; more are refused at once.
     queue_limit: int = Field(default=4, ge=0)
+    # Local tier only: this model's accuracy on the labelled light jobs, as bench/local.py --write PATH measures it
+    # (nodes/policy/local_adequacy.py); None: the measurement shipped for the embedded model.
+    adequacy_path: str | None = None
 
 
 class Deadlines(_Strict):
@@ -376,6 +379,7 @@ _PROVIDER_ENV: dict[str, tuple[str, str]] = {
     "LOCAL_MODEL_PATH": ("local", "model_path"),
     "LOCAL_BASE_URL": ("local", "base_url"),
     "LOCAL_MODEL": ("local", "model"),
+    "LOCAL_ADEQUACY_PATH": ("local", "adequacy_path"),
 }
 
 
@@ -424,6 +428,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for configured in settings.providers.values():
         if configured.tier != "local":
             settings.price_for(configured.model, configured.tier)  # fail at start-up, not mid-analysis
+        elif configured.adequacy_path and not Path(configured.adequacy_path).expanduser().is_file():
+            raise ConfigError(
+                f"{configured.name}: adequacy_path {configured.adequacy_path!r} is not a file: measure the model "
+                f"with bench/local.py --write PATH, or unset LOCAL_ADEQUACY_PATH"
+            )
     secrets.register(_secrets_of(settings, env))
     return settings
 

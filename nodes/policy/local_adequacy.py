@@ -77,3 +77,9 @@ def load_local_adequacy(path: Path | None = None) -> LocalAdequacy:
 def default_local_adequacy() -> LocalAdequacy:
     """Return the process-wide measurement shipped with the package."""
     return load_local_adequacy()
+
+
+@functools.cache
+def configured_local_adequacy(path: str) -> LocalAdequacy:
+    """Return the measurement at ``path`` (the local tier's ``adequacy_path``), read once per process."""
+    return load_local_adequacy(Path(path).expanduser())

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import uuid
@@ -21,7 +23,7 @@ from nodes.classify import classification_of
 from nodes.policy.calibration import Outcome
 from nodes.policy.costing import estimate_call_cost
 from nodes.policy.learned_adequacy import MIN_EVIDENCE, Learned
-from nodes.policy.local_adequacy import Counts, LocalAdequacy, default_local_adequacy
+from nodes.policy.local_adequacy import ARTIFACT_FORMAT, Counts, LocalAdequacy, default_local_adequacy
 from nodes.policy.query_classifier import TASK_LABELS, QueryNeeds
 from nodes.route import (
     SERVES,
@@ -32,7 +34,7 @@ from nodes.route import (
     plan,
     serves,
 )
-from providers.config import Settings, load_settings
+from providers.config import ConfigError, Settings, load_settings
 from providers.errors import ServerError
 from providers.registry import ProviderRegistry
 from providers.resilience.board import HealthBoard
@@ -500,6 +502,58 @@ def test_local_adequacy_comes_from_the_measurement_not_a_list(monkeypatch: pytes
     assert primary(reg, light) == "local"
     telugu = plan(reg, classify(light), "Translate 'thank you' into Telugu", {})
     assert telugu["chain"][0]["provider"] != "local"
+
+
+def local_model_registry(**env: str) -> ProviderRegistry:
+    """A registry whose local tier is a model of the user's own (LOCAL_MODEL), as configured by ``env``."""
+    return fake_registry(ANSWERS, settings=load_settings({"STRATEGIST_DATA_DIR": "/nonexistent", **env}))
+
+
+def measurement(path: Path, model: str, correct: int) -> str:
+    """Write a local-adequacy artifact (bench/local.py's format): 10 jobs a task, ``correct`` of them right."""
+    by_task = {t: {"n": 10, "correct": correct} for t in TASK_LABELS}
+    path.write_text(json.dumps({"format": ARTIFACT_FORMAT, "model": model, "by_task": by_task}), encoding="utf-8")
+    return str(path)
+
+
+def test_a_local_model_of_the_users_own_is_judged_by_its_own_measurement(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("nodes.route.default_local_adequacy", default_local_adequacy)  # the shipped SmolLM2 figures
+    light = classify(sure(0.02, "simple", "summary"))
+    # Unmeasured, a Llama served by LOCAL_BASE_URL is judged by the embedded model's 4 in 8 summaries; the reasons
+    # say so, and how to measure it.
+    unmeasured = plan(local_model_registry(LOCAL_MODEL="llama-3.1-8b-instruct"), light, "Summarise: turnout rose.", {})
+    assert unmeasured["chain"][0]["provider"] == "gemini"
+    said = [r for r in unmeasured["reasons"] if "llama-3.1-8b-instruct" in r]
+    assert said == [
+        f"local (llama-3.1-8b-instruct) is judged on light jobs by {default_local_adequacy().model}'s measured "
+        "accuracy: measure it with bench/local.py --write PATH and set LOCAL_ADEQUACY_PATH"
+    ]
+    # Measured (9 in 10 right), it gets the light job, with nothing to excuse.
+    path = measurement(tmp_path / "llama.json", "llama-3.1-8b-instruct", correct=9)
+    measured = plan(
+        local_model_registry(LOCAL_MODEL="llama-3.1-8b-instruct", LOCAL_ADEQUACY_PATH=path), light, "Summarise.", {}
+    )
+    assert measured["chain"][0]["provider"] == "local"
+    assert not [r for r in measured["reasons"] if "judged on light jobs" in r or "measurement" in r]
+
+
+def test_an_unreadable_local_measurement_is_said_and_the_shipped_one_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("nodes.route.default_local_adequacy", default_local_adequacy)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "something else"}', encoding="utf-8")
+    reg = local_model_registry(LOCAL_MODEL="llama-3.1-8b-instruct", LOCAL_ADEQUACY_PATH=str(broken))
+    routing = plan(reg, classify(sure(0.02, "simple", "summary")), "Summarise.", {})
+    assert routing["chain"][0]["provider"] == "gemini"
+    assert any(r.startswith(f"local: its measurement {str(broken)!r} is unreadable") for r in routing["reasons"])
+
+
+def test_a_local_measurement_that_is_not_a_file_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match=re.escape("adequacy_path '/nonexistent/llama.json' is not a file")):
+        load_settings({"STRATEGIST_DATA_DIR": "/nonexistent", "LOCAL_ADEQUACY_PATH": "/nonexistent/llama.json"})
 
 
 def test_shipped_local_measurement_is_well_formed() -> None:
