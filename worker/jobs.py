@@ -21,6 +21,7 @@ from celery.result import AsyncResult
 from observability.metrics import observe_job_submitted
 from observability.tracing import inject_headers
 from worker.config import RESULT_TTL_S
+from worker.reconcile import track
 from worker.records import RECORD, deliveries
 from worker.tasks import ANALYSIS_TASK, BRIEFING_TASK
 
@@ -92,14 +93,19 @@ class Jobs:
         """Queue a job; return it and whether it is new (False: a job with this id was already submitted)."""
         job_id = job_id or str(uuid.uuid4())
         submitted_at = time.time()
-        record = json.dumps({"kind": kind, "submitted_at": submitted_at})
+        kwargs = {**arguments, "enqueued_at": submitted_at}
+        # The task and its arguments are kept so that a job whose message the broker loses can be sent again
+        # (worker/reconcile.py); they are what the message itself carries, in the same Redis.
+        record = json.dumps({"kind": kind, "submitted_at": submitted_at, "task": TASKS[kind], "kwargs": kwargs})
         if not self.redis.set(RECORD.format(job_id=job_id), record, nx=True, ex=RESULT_TTL_S):
             existing = self.get(job_id)
             assert existing is not None  # the record was just found
             return existing, False
-        self.app.send_task(
-            TASKS[kind], kwargs={**arguments, "enqueued_at": submitted_at}, task_id=job_id, headers=inject_headers()
-        )
+        # Tracked before it is sent: a web process that dies in between leaves a job the sweep sends.
+        pipe = self.redis.pipeline()
+        track(pipe, job_id, submitted_at)
+        pipe.execute()
+        self.app.send_task(TASKS[kind], kwargs=kwargs, task_id=job_id, headers=inject_headers())
         observe_job_submitted(kind)
         return Job(job_id, kind, submitted_at, "queued"), True
 
