@@ -67,6 +67,7 @@ def reconcile(app: Celery, client: redis.Redis, now: float, grace_s: float) -> l
     candidates = [raw.decode() for raw in found]
     if not candidates:
         return []
+    # Read whole, once per sweep with candidates: a backlog costs one read of the queue a sweep, by one sweeper.
     held = _in_flight(client)
     resent = []
     for job_id in candidates:
@@ -78,9 +79,6 @@ def reconcile(app: Celery, client: redis.Redis, now: float, grace_s: float) -> l
         if job_id in held:
             continue
         record = json.loads(raw_record)
-        if "task" not in record:
-            client.zrem(UNFINISHED, job_id)  # submitted before records kept their task: cannot be sent again
-            continue
         # Finished between the two reads (its ack removed the message): not lost.
         if AsyncResult(job_id, app=app).state in FINISHED:
             continue
