@@ -207,13 +207,15 @@ def test_a_job_whose_message_the_broker_lost_is_sent_again_by_a_workers_sweep(
     env = cluster_env(fakes, redis_server, tmp_path, deadlines, STRATEGIST_VISIBILITY_TIMEOUT="25")
     jobs = jobs_for(env)
     submit(jobs, "job-lost")
-    assert jobs.redis.rpop(QUEUE) is not None  # taken off the queue by a worker that then died
+    assert jobs.queue_depth() == 1
+    jobs.redis.rpop(QUEUE)  # taken off the queue by a worker that then died
+    assert jobs.queue_depth() == 0
     jobs.redis.zadd(UNFINISHED, {"job-lost": 0.0})  # and long ago: past the sweep's grace
     with processes(env, tmp_path / "logs") as run:
         run.worker("w1")
         job = finished(jobs, "job-lost", run)
     assert job.state == "done", job.error
-    assert job.result is not None and len(job.deliveries) == 1
+    assert (job.result or {}).get("thread_id") == "job-lost" and len(job.deliveries) == 1
     assert (gemini.request_count, perplexity.request_count) == (1, 1)
     jobs.close()
 
